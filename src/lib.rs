@@ -1,0 +1,30 @@
+//! Hydrant: a receiver for Amazon Data Firehose HTTP endpoint deliveries.
+//!
+//! A delivery travels through these modules, in order:
+//!
+//! - [`server`]: the HTTP contract. The ingest listener takes `POST` deliveries on
+//!   any path ([`server::contract`] holds the protocol's headers and shapes), checks
+//!   the access key ([`server::auth`]), admits the request against the in-flight
+//!   byte budget ([`server::admission`]) and answers in Firehose's JSON shape,
+//!   with statuses from one error enum ([`server::error`]). The admin listener
+//!   serves metrics and health ([`server::health`]).
+//! - [`limits`]: every cap on untrusted input, and the only size-capped gunzip.
+//! - [`decode`]: base64 records into events, one file per payload format.
+//! - [`event`]: the event shapes and their NDJSON form (documented in `docs/events.md`).
+//! - [`sink`]: where events go; [`sink::file`] writes durable NDJSON segments and is
+//!   the reason a 200 means "on disk".
+//! - [`metrics`]: Hydrant's own Prometheus metrics.
+//! - [`config`]: flags, environment and TOML, checked before anything starts.
+//! - [`app`]: the composition root that wires the above together; [`shutdown`]
+//!   tells it when to stop; [`clock`] holds wall-clock helpers.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod event;
+pub mod limits;
+pub mod metrics;
+pub mod server;
+pub mod shutdown;
+pub mod sink;

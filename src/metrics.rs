@@ -1,0 +1,400 @@
+//! Hydrant's own Prometheus metrics, served on the admin listener at `GET /metrics`.
+//!
+//! Every metric name and label key is a constant here, written once; the README's
+//! metrics table lists the same names. Label values are bounded: access-key names come
+//! from the configuration, outcomes from a fixed list, and delivery stream names (which
+//! come from requests) are capped by [`StreamLabels`], past which they are counted
+//! under [`LABEL_VALUE_OTHER`].
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// Deliveries answered, by outcome, delivery stream and access-key name.
+pub const REQUESTS_TOTAL: &str = "hydrant_requests_total";
+/// Time from receiving a delivery to answering it, by outcome and delivery stream.
+pub const ACK_LATENCY_SECONDS: &str = "hydrant_ack_latency_seconds";
+/// Request body bytes received (as sent, before inflation).
+pub const RECEIVED_BYTES_TOTAL: &str = "hydrant_received_bytes_total";
+/// Records received in well-formed deliveries.
+pub const RECEIVED_RECORDS_TOTAL: &str = "hydrant_received_records_total";
+/// Events durably written to storage.
+pub const EVENTS_WRITTEN_TOTAL: &str = "hydrant_events_written_total";
+/// Retried deliveries answered from the duplicate window without writing again.
+pub const DUPLICATE_DELIVERIES_TOTAL: &str = "hydrant_duplicate_deliveries_total";
+/// Bytes held by requests in flight (admission control).
+pub const IN_FLIGHT_BYTES: &str = "hydrant_in_flight_bytes";
+/// The in-flight byte limit, for alerting on the ratio.
+pub const IN_FLIGHT_LIMIT_BYTES: &str = "hydrant_in_flight_limit_bytes";
+/// Time of one storage group commit (write + fsync of data and journal).
+pub const STORAGE_WRITE_SECONDS: &str = "hydrant_storage_write_seconds";
+/// Deliveries that shared one group commit.
+pub const STORAGE_COMMIT_DELIVERIES: &str = "hydrant_storage_commit_deliveries";
+/// Storage operations that failed (write, fsync, rotation).
+pub const STORAGE_ERRORS_TOTAL: &str = "hydrant_storage_errors_total";
+/// Segments completed (renamed from open to final).
+pub const SEGMENTS_SEALED_TOTAL: &str = "hydrant_segments_sealed_total";
+/// Unacknowledged bytes cut from open segments while recovering after a crash.
+pub const RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "hydrant_recovery_truncated_bytes_total";
+/// Always 1; labels carry the version.
+pub const BUILD_INFO: &str = "hydrant_build_info";
+
+/// Label key: how a delivery ended (see [`crate::server::error::ApiError::outcome`]).
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Label key: delivery stream name from the source ARN.
+pub const LABEL_STREAM: &str = "delivery_stream";
+/// Label key: name of the access key that authenticated the request.
+pub const LABEL_ACCESS_KEY: &str = "access_key";
+/// Label key: the Hydrant version.
+pub const LABEL_VERSION: &str = "version";
+/// Label key: what the storage was doing when it failed.
+pub const LABEL_OPERATION: &str = "operation";
+
+/// Label value when a delivery has no stream name or no key name.
+pub const LABEL_VALUE_NONE: &str = "(none)";
+/// Label value for stream names past the cardinality cap. Parentheses cannot appear
+/// in Firehose stream names, so this never collides with a real one.
+pub const LABEL_VALUE_OTHER: &str = "(other)";
+
+/// Default number of distinct delivery stream names given their own label value.
+pub const DEFAULT_MAX_STREAM_LABELS: usize = 100;
+
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0,
+];
+const COMMIT_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// All of Hydrant's metrics, registered in their own registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    streams: StreamLabels,
+    requests: IntCounterVec,
+    ack_latency: HistogramVec,
+    received_bytes: IntCounterVec,
+    received_records: IntCounterVec,
+    events_written: IntCounterVec,
+    duplicates: IntCounterVec,
+    /// Bytes held by requests in flight.
+    pub in_flight_bytes: IntGauge,
+    /// The configured in-flight limit.
+    pub in_flight_limit_bytes: IntGauge,
+    /// The storage's own metrics.
+    pub storage: StorageMetrics,
+}
+
+/// Metrics the file sink's writer updates.
+#[derive(Debug, Clone)]
+pub struct StorageMetrics {
+    /// Duration of each group commit.
+    pub write_seconds: Histogram,
+    /// Deliveries per group commit.
+    pub commit_deliveries: Histogram,
+    /// Failures by operation.
+    pub errors: IntCounterVec,
+    /// Segments sealed.
+    pub segments_sealed: IntCounter,
+    /// Bytes cut during crash recovery.
+    pub recovery_truncated_bytes: IntCounter,
+}
+
+/// Labels of one delivery, resolved once per request.
+#[derive(Debug, Clone)]
+pub struct DeliveryLabels {
+    stream: String,
+    access_key: String,
+}
+
+/// What to record about one answered delivery.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DeliveryOutcome {
+    /// The outcome label value.
+    pub outcome: &'static str,
+    /// Time from receipt to answer.
+    pub latency: Duration,
+    /// Body bytes received.
+    pub body_bytes: u64,
+    /// Records in the request (0 when it could not be parsed).
+    pub records: u64,
+    /// Events written (0 for duplicates and failures).
+    pub events_written: u64,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    ///
+    /// # Panics
+    ///
+    /// Only if a metric definition here is invalid, which the unit tests rule out.
+    #[must_use]
+    pub fn new(max_stream_labels: usize) -> Self {
+        let registry = Registry::new();
+        let delivery_labels = &[LABEL_OUTCOME, LABEL_STREAM, LABEL_ACCESS_KEY];
+        let stream_labels = &[LABEL_STREAM, LABEL_ACCESS_KEY];
+        let requests = IntCounterVec::new(
+            Opts::new(REQUESTS_TOTAL, "Deliveries answered, by outcome."),
+            delivery_labels,
+        )
+        .expect("valid metric");
+        let ack_latency = HistogramVec::new(
+            HistogramOpts::new(
+                ACK_LATENCY_SECONDS,
+                "Time from receiving a delivery to answering it.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &[LABEL_OUTCOME, LABEL_STREAM],
+        )
+        .expect("valid metric");
+        let counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), stream_labels).expect("valid metric")
+        };
+        let received_bytes = counter(
+            RECEIVED_BYTES_TOTAL,
+            "Request body bytes received, before inflation.",
+        );
+        let received_records = counter(
+            RECEIVED_RECORDS_TOTAL,
+            "Records received in well-formed deliveries.",
+        );
+        let events_written = counter(EVENTS_WRITTEN_TOTAL, "Events durably written to storage.");
+        let duplicates = counter(
+            DUPLICATE_DELIVERIES_TOTAL,
+            "Retried deliveries answered from the duplicate window without writing again.",
+        );
+        let in_flight_bytes = IntGauge::new(IN_FLIGHT_BYTES, "Bytes held by requests in flight.")
+            .expect("valid metric");
+        let in_flight_limit_bytes = IntGauge::new(
+            IN_FLIGHT_LIMIT_BYTES,
+            "Limit on bytes held by requests in flight.",
+        )
+        .expect("valid metric");
+        let storage = StorageMetrics {
+            write_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    STORAGE_WRITE_SECONDS,
+                    "Duration of one storage group commit (write and fsync).",
+                )
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            commit_deliveries: Histogram::with_opts(
+                HistogramOpts::new(
+                    STORAGE_COMMIT_DELIVERIES,
+                    "Deliveries that shared one group commit.",
+                )
+                .buckets(COMMIT_SIZE_BUCKETS.to_vec()),
+            )
+            .expect("valid metric"),
+            errors: IntCounterVec::new(
+                Opts::new(STORAGE_ERRORS_TOTAL, "Storage operations that failed."),
+                &[LABEL_OPERATION],
+            )
+            .expect("valid metric"),
+            segments_sealed: IntCounter::new(SEGMENTS_SEALED_TOTAL, "Segments completed.")
+                .expect("valid metric"),
+            recovery_truncated_bytes: IntCounter::new(
+                RECOVERY_TRUNCATED_BYTES_TOTAL,
+                "Unacknowledged bytes cut from open segments during crash recovery.",
+            )
+            .expect("valid metric"),
+        };
+        let build_info = IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "Hydrant build information."),
+            &[LABEL_VERSION],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+
+        let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(requests.clone()),
+            Box::new(ack_latency.clone()),
+            Box::new(received_bytes.clone()),
+            Box::new(received_records.clone()),
+            Box::new(events_written.clone()),
+            Box::new(duplicates.clone()),
+            Box::new(in_flight_bytes.clone()),
+            Box::new(in_flight_limit_bytes.clone()),
+            Box::new(storage.write_seconds.clone()),
+            Box::new(storage.commit_deliveries.clone()),
+            Box::new(storage.errors.clone()),
+            Box::new(storage.segments_sealed.clone()),
+            Box::new(storage.recovery_truncated_bytes.clone()),
+            Box::new(build_info),
+        ];
+        for collector in collectors {
+            registry
+                .register(collector)
+                .expect("metric names are unique");
+        }
+        Self {
+            registry,
+            streams: StreamLabels::new(max_stream_labels),
+            requests,
+            ack_latency,
+            received_bytes,
+            received_records,
+            events_written,
+            duplicates,
+            in_flight_bytes,
+            in_flight_limit_bytes,
+            storage,
+        }
+    }
+
+    /// Resolves the bounded label values of a delivery.
+    #[must_use]
+    pub fn labels(&self, stream: Option<&str>, access_key: Option<&str>) -> DeliveryLabels {
+        DeliveryLabels {
+            stream: self.streams.value(stream),
+            access_key: access_key.unwrap_or(LABEL_VALUE_NONE).to_owned(),
+        }
+    }
+
+    /// Records one answered delivery.
+    pub fn record(&self, labels: &DeliveryLabels, outcome: &DeliveryOutcome) {
+        let (stream, key) = (labels.stream.as_str(), labels.access_key.as_str());
+        self.requests
+            .with_label_values(&[outcome.outcome, stream, key])
+            .inc();
+        self.ack_latency
+            .with_label_values(&[outcome.outcome, stream])
+            .observe(outcome.latency.as_secs_f64());
+        self.received_bytes
+            .with_label_values(&[stream, key])
+            .inc_by(outcome.body_bytes);
+        if outcome.records > 0 {
+            self.received_records
+                .with_label_values(&[stream, key])
+                .inc_by(outcome.records);
+        }
+        if outcome.events_written > 0 {
+            self.events_written
+                .with_label_values(&[stream, key])
+                .inc_by(outcome.events_written);
+        }
+        if outcome.outcome == crate::server::error::OUTCOME_DUPLICATE {
+            self.duplicates.with_label_values(&[stream, key]).inc();
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding gathered families into a Vec only fails on invalid metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Caps the number of distinct delivery stream label values.
+#[derive(Debug)]
+pub struct StreamLabels {
+    cap: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl StreamLabels {
+    /// Gives at most `cap` stream names their own value.
+    #[must_use]
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// The label value for `stream`: its name while under the cap (or already seen),
+    /// [`LABEL_VALUE_OTHER`] past it, [`LABEL_VALUE_NONE`] when there is none.
+    pub fn value(&self, stream: Option<&str>) -> String {
+        let Some(stream) = stream else {
+            return LABEL_VALUE_NONE.to_owned();
+        };
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.contains(stream) {
+            return stream.to_owned();
+        }
+        if seen.len() < self.cap {
+            seen.insert(stream.to_owned());
+            return stream.to_owned();
+        }
+        LABEL_VALUE_OTHER.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_is_exposed_with_its_name() {
+        let metrics = Metrics::new(10);
+        let labels = metrics.labels(Some("stream-a"), Some("prod"));
+        metrics.record(
+            &labels,
+            &DeliveryOutcome {
+                outcome: "ok",
+                latency: Duration::from_millis(3),
+                body_bytes: 100,
+                records: 2,
+                events_written: 2,
+            },
+        );
+        metrics.record(
+            &labels,
+            &DeliveryOutcome {
+                outcome: crate::server::error::OUTCOME_DUPLICATE,
+                ..DeliveryOutcome::default()
+            },
+        );
+        metrics.storage.errors.with_label_values(&["write"]).inc();
+        let text = metrics.render();
+        for name in [
+            REQUESTS_TOTAL,
+            ACK_LATENCY_SECONDS,
+            RECEIVED_BYTES_TOTAL,
+            RECEIVED_RECORDS_TOTAL,
+            EVENTS_WRITTEN_TOTAL,
+            DUPLICATE_DELIVERIES_TOTAL,
+            IN_FLIGHT_BYTES,
+            IN_FLIGHT_LIMIT_BYTES,
+            STORAGE_WRITE_SECONDS,
+            STORAGE_COMMIT_DELIVERIES,
+            STORAGE_ERRORS_TOTAL,
+            SEGMENTS_SEALED_TOTAL,
+            RECOVERY_TRUNCATED_BYTES_TOTAL,
+            BUILD_INFO,
+        ] {
+            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
+        }
+        assert!(text.contains(
+            r#"hydrant_requests_total{access_key="prod",delivery_stream="stream-a",outcome="ok"} 1"#
+        ));
+        assert!(text.contains(
+            r#"hydrant_events_written_total{access_key="prod",delivery_stream="stream-a"} 2"#
+        ));
+        assert!(text.contains(
+            r#"hydrant_duplicate_deliveries_total{access_key="prod",delivery_stream="stream-a"} 1"#
+        ));
+    }
+
+    #[test]
+    fn stream_labels_are_capped() {
+        let labels = StreamLabels::new(2);
+        assert_eq!(labels.value(Some("a")), "a");
+        assert_eq!(labels.value(Some("b")), "b");
+        assert_eq!(labels.value(Some("c")), LABEL_VALUE_OTHER);
+        assert_eq!(labels.value(Some("a")), "a");
+        assert_eq!(labels.value(None), LABEL_VALUE_NONE);
+    }
+}

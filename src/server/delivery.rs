@@ -1,0 +1,307 @@
+//! The delivery handler: `POST` on any path of the ingest listener.
+//!
+//! The checks run in the order that reveals least to a stranger: shutdown, then the
+//! access key, then the headers, then the body. Reading, inflating and decoding the
+//! body is CPU work proportional to its size, so it runs on the blocking pool, not on
+//! the threads that serve connections. The answer is 200 only after the sink has made
+//! the events durable (or recognised the delivery as an already-committed retry).
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts};
+use axum::response::Response;
+use http_body_util::BodyExt;
+
+use super::AppState;
+use super::contract::{
+    DeliveryRequest, HEADER_ACCESS_KEY, HEADER_COMMON_ATTRIBUTES, HEADER_PROTOCOL_VERSION,
+    HEADER_REQUEST_ID, HEADER_SOURCE_ARN, PROTOCOL_VERSION, Reply, SourceArn,
+    parse_common_attributes,
+};
+use super::error::{ApiError, OUTCOME_DUPLICATE, OUTCOME_OK};
+use crate::clock::now_ms;
+use crate::decode::decode_records;
+use crate::event::Delivery;
+use crate::limits::{gunzip_capped, gzip_size_hint};
+use crate::metrics::DeliveryOutcome;
+use crate::server::admission::Reservation;
+use crate::sink::{Batch, Committed};
+
+/// What is learnt about a delivery as it is checked, for metrics and logs.
+#[derive(Debug, Default)]
+struct Tally {
+    stream: Option<String>,
+    access_key: Option<String>,
+    body_bytes: u64,
+    records: u64,
+}
+
+/// Handles a delivery on any path (any method: others than `POST` get 405).
+pub(crate) async fn deliver(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.method != axum::http::Method::POST {
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "",
+            Some("deliveries are POST requests; health checks use GET /healthz"),
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    let started = Instant::now();
+    let echo_id = String::from_utf8_lossy(
+        parts
+            .headers
+            .get(HEADER_REQUEST_ID)
+            .map_or(&b""[..], HeaderValue::as_bytes),
+    )
+    .into_owned();
+    let mut tally = Tally::default();
+    let result = accept(&state, &parts, body, &mut tally).await;
+
+    let labels = state
+        .metrics
+        .labels(tally.stream.as_deref(), tally.access_key.as_deref());
+    let mut outcome = DeliveryOutcome {
+        latency: started.elapsed(),
+        body_bytes: tally.body_bytes,
+        records: tally.records,
+        ..DeliveryOutcome::default()
+    };
+    let response = match result {
+        Ok(committed) => {
+            outcome.outcome = match committed {
+                Committed::Written { events } => {
+                    outcome.events_written = events as u64;
+                    OUTCOME_OK
+                }
+                Committed::Duplicate => OUTCOME_DUPLICATE,
+            };
+            tracing::debug!(
+                outcome = outcome.outcome,
+                records = tally.records,
+                events = outcome.events_written,
+                latency_ms = outcome.latency.as_secs_f64() * 1000.0,
+                "Delivery stored."
+            );
+            reply(StatusCode::OK, &echo_id, None)
+        }
+        Err(error) => {
+            outcome.outcome = error.outcome();
+            let status = error.status();
+            if status.is_server_error() {
+                tracing::warn!(%error, status = status.as_u16(), "Delivery not stored; Firehose will retry.");
+            } else {
+                tracing::info!(%error, status = status.as_u16(), "Delivery refused.");
+            }
+            reply(status, &echo_id, Some(&error.to_string()))
+        }
+    };
+    state.metrics.record(&labels, &outcome);
+    response
+}
+
+async fn accept(
+    state: &AppState,
+    parts: &Parts,
+    body: Body,
+    tally: &mut Tally,
+) -> Result<Committed, ApiError> {
+    let received_at = now_ms();
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let headers = &parts.headers;
+    let access_key_name = state
+        .auth
+        .check(headers.get(HEADER_ACCESS_KEY).map(HeaderValue::as_bytes))?;
+    tally.access_key = access_key_name.as_deref().map(str::to_owned);
+
+    let version = header_text(headers, &HEADER_PROTOCOL_VERSION).unwrap_or_default();
+    if version != PROTOCOL_VERSION {
+        return Err(ApiError::ProtocolVersion(version.to_owned()));
+    }
+    let request_id = header_text(headers, &HEADER_REQUEST_ID)
+        .filter(|id| !id.is_empty())
+        .ok_or(ApiError::MissingRequestId)?;
+    // Absent only when the sender is not Firehose (curl, tests); then its facts are null.
+    let source = header_text(headers, &HEADER_SOURCE_ARN)
+        .map(SourceArn::parse)
+        .transpose()
+        .map_err(ApiError::SourceArn)?;
+    tally.stream = source.as_ref().map(|source| source.delivery_stream.clone());
+    let common_attributes = headers
+        .get(HEADER_COMMON_ATTRIBUTES)
+        .map(|value| parse_common_attributes(value.as_bytes()))
+        .transpose()
+        .map_err(ApiError::CommonAttributes)?
+        .unwrap_or_default();
+    let gzipped = content_is_gzip(headers)?;
+
+    let mut reservation = state.in_flight.reservation();
+    let body = read_body(body, headers, state.limits.max_body_bytes, &mut reservation).await?;
+    tally.body_bytes = body.len() as u64;
+
+    let delivery = Delivery {
+        request_id: request_id.to_owned(),
+        timestamp: 0,
+        received_at,
+        source_arn: source.as_ref().map(|source| source.arn.clone()),
+        delivery_stream: source.as_ref().map(|source| source.delivery_stream.clone()),
+        region: source.as_ref().map(|source| source.region.clone()),
+        account_id: source.as_ref().map(|source| source.account_id.clone()),
+        access_key_name: tally.access_key.clone(),
+        path: parts.uri.path().to_owned(),
+        common_attributes,
+    };
+    let limits = state.limits;
+    let (batch, records, reservation) = tokio::task::spawn_blocking(move || {
+        decode_body(&body, gzipped, delivery, limits, reservation)
+    })
+    .await
+    .map_err(|_| ApiError::Record("decoding failed unexpectedly".into()))?;
+    // Counted even when the batch is refused, so metrics show what arrived.
+    tally.records = records;
+    let committed = state.sink.commit(batch?).await?;
+    drop(reservation);
+    Ok(committed)
+}
+
+/// Inflates (if gzip), parses and decodes a body into a batch for the sink.
+/// Returns the record count separately so metrics have it even on failure.
+fn decode_body(
+    body: &[u8],
+    gzipped: bool,
+    mut delivery: Delivery,
+    limits: crate::limits::Limits,
+    mut reservation: Reservation,
+) -> (Result<Batch, ApiError>, u64, Reservation) {
+    let inflated;
+    let json: &[u8] = if gzipped {
+        // Reserve what the trailer claims before inflating, the rest after.
+        let claimed = gzip_size_hint(body)
+            .unwrap_or(0)
+            .min(limits.max_inflated_bytes);
+        if let Err(error) = reservation.grow(claimed) {
+            return (Err(error), 0, reservation);
+        }
+        inflated = match gunzip_capped(body, limits.max_inflated_bytes) {
+            Ok(inflated) => inflated,
+            Err(error) => return (Err(error.into()), 0, reservation),
+        };
+        if let Err(error) = reservation.grow((inflated.len() as u64).saturating_sub(claimed)) {
+            return (Err(error), 0, reservation);
+        }
+        &inflated
+    } else {
+        body
+    };
+    let request = match DeliveryRequest::parse(json, limits.max_records) {
+        Ok(request) => request,
+        Err(error) => return (Err(error.into()), 0, reservation),
+    };
+    let records = request.records.len() as u64;
+    if request.request_id != delivery.request_id {
+        return (Err(ApiError::RequestIdMismatch), records, reservation);
+    }
+    delivery.timestamp = request.timestamp;
+    let decoded = match decode_records(&request.records, &delivery) {
+        Ok(decoded) => decoded,
+        Err(error) => return (Err(error.into()), records, reservation),
+    };
+    let batch = Batch {
+        dedup_key: dedup_key(&delivery),
+        lines: decoded.lines,
+        events: decoded.events,
+    };
+    (Ok(batch), records, reservation)
+}
+
+/// A delivery is identified across retries by its stream and its request id
+/// (Firehose keeps the id for retries of a batch).
+fn dedup_key(delivery: &Delivery) -> String {
+    format!(
+        "{} {}",
+        delivery.source_arn.as_deref().unwrap_or("-"),
+        delivery.request_id
+    )
+}
+
+/// Reads the body, refusing more than `max` bytes and reserving them as they come.
+async fn read_body(
+    mut body: Body,
+    headers: &HeaderMap,
+    max: u64,
+    reservation: &mut Reservation,
+) -> Result<Vec<u8>, ApiError> {
+    let declared =
+        header_text(headers, &header::CONTENT_LENGTH).and_then(|len| len.parse::<u64>().ok());
+    if let Some(declared) = declared {
+        if declared > max {
+            return Err(ApiError::BodyTooLarge { limit: max });
+        }
+        reservation.grow(declared)?;
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(declared.unwrap_or(0)).unwrap_or(0));
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| ApiError::BodyRead(error.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue;
+        };
+        let total = bytes.len() as u64 + chunk.len() as u64;
+        if total > max {
+            return Err(ApiError::BodyTooLarge { limit: max });
+        }
+        if declared.is_none() {
+            reservation.grow(chunk.len() as u64)?;
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Whether the body is gzip (`Content-Encoding: gzip`) or plain (absent or
+/// `identity`); any other encoding is refused.
+fn content_is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    let text = value.to_str().unwrap_or_default().trim();
+    if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+        Ok(true)
+    } else if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        Ok(false)
+    } else {
+        Err(ApiError::ContentEncoding(
+            String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        ))
+    }
+}
+
+fn header_text<'a>(headers: &'a HeaderMap, name: &axum::http::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|value| value.to_str().ok())
+}
+
+/// A reply in the contract's shape, with `Content-Type` and `Content-Length`.
+pub(crate) fn reply(status: StatusCode, request_id: &str, error_message: Option<&str>) -> Response {
+    let body = Reply {
+        request_id,
+        timestamp: now_ms(),
+        error_message,
+    }
+    .to_json();
+    let length = HeaderValue::from(body.len());
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CONTENT_LENGTH, length);
+    response
+}

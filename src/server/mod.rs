@@ -1,0 +1,208 @@
+//! The HTTP side: the ingest listener (Firehose deliveries) and the admin listener.
+//!
+//! Ingest listener:
+//! - `POST /<any path>`: a Firehose delivery ([`delivery`]). Each stream can have
+//!   its own path; the path is kept in every event.
+//! - `GET /healthz`: 200, for load balancer probes. Other methods and paths: 405.
+//!
+//! Admin listener (loopback by default):
+//! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
+//! - `GET /healthz`: 200 while serving; `GET /readyz`: 200 once storage is open.
+
+pub mod admission;
+pub mod auth;
+pub mod contract;
+mod delivery;
+pub mod error;
+pub mod health;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::trace::TraceLayer;
+
+use crate::limits::Limits;
+use crate::metrics::Metrics;
+use crate::sink::file::FileSink;
+use admission::InFlight;
+use auth::Auth;
+use contract::HEADER_REQUEST_ID;
+use health::Readiness;
+
+/// Longest request id kept in a log span; Firehose's are 36-character GUIDs, and a
+/// client must not be able to write unbounded text into the logs.
+const MAX_LOGGED_REQUEST_ID: usize = 128;
+
+/// Everything a request handler needs, shared by both listeners.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts of [`AppState`].
+#[derive(Debug)]
+pub struct Shared {
+    /// Access keys.
+    pub auth: Auth,
+    /// Limits on untrusted input.
+    pub limits: Limits,
+    /// The in-flight byte budget.
+    pub in_flight: InFlight,
+    /// Where events are committed.
+    pub sink: Arc<FileSink>,
+    /// Hydrant's metrics.
+    pub metrics: Arc<Metrics>,
+    /// Readiness reported on `/readyz`.
+    pub readiness: Readiness,
+    shutting_down: AtomicBool,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Assembles the state; not ready until [`Readiness::set`] is called.
+    #[must_use]
+    pub fn new(auth: Auth, limits: Limits, sink: Arc<FileSink>, metrics: Arc<Metrics>) -> Self {
+        let gauge = metrics.in_flight_bytes.clone();
+        metrics
+            .in_flight_limit_bytes
+            .set(i64::try_from(limits.max_in_flight_bytes).unwrap_or(i64::MAX));
+        Self(Arc::new(Shared {
+            auth,
+            limits,
+            in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
+            sink,
+            metrics,
+            readiness: Readiness::default(),
+            shutting_down: AtomicBool::new(false),
+        }))
+    }
+
+    /// From now on, deliveries get 503 and `/readyz` says not ready.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+        self.readiness.set(false);
+    }
+
+    /// Whether shutdown has begun.
+    #[must_use]
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// The ingest listener's routes.
+pub fn ingest_router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(health::live).post(delivery::deliver))
+        .fallback(delivery::deliver)
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .with_state(state)
+}
+
+/// The admin listener's routes.
+pub fn admin_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health::live))
+        .route(
+            "/readyz",
+            get(|State(state): State<AppState>| async move { health::ready(&state.readiness) }),
+        )
+        .with_state(state)
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        state.metrics.render(),
+    )
+}
+
+/// One span per request, carrying the Firehose request id (never the access key).
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get(HEADER_REQUEST_ID)
+        .map(|value| String::from_utf8_lossy(value.as_bytes()))
+        .unwrap_or_default();
+    let request_id: String = request_id.chars().take(MAX_LOGGED_REQUEST_ID).collect();
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %request_id,
+    )
+}
+
+/// The listeners a server runs on.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Firehose deliveries.
+    pub ingest: TcpListener,
+    /// Metrics and health.
+    pub admin: TcpListener,
+}
+
+/// Serves both listeners until `shutdown` resolves, then drains: deliveries in
+/// flight get up to `grace` to finish, new ones get 503, and the sink is closed
+/// (pending commits finished, open segment completed) before this returns.
+pub async fn serve(
+    listeners: Listeners,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let graceful = |mut stopped: watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let ingest = tokio::spawn(
+        axum::serve(listeners.ingest, ingest_router(state.clone()))
+            .with_graceful_shutdown(graceful(stopped.clone()))
+            .into_future(),
+    );
+    let admin = tokio::spawn(
+        axum::serve(listeners.admin, admin_router(state.clone()))
+            .with_graceful_shutdown(graceful(stopped))
+            .into_future(),
+    );
+
+    shutdown.await;
+    tracing::info!(
+        grace_seconds = grace.as_secs_f64(),
+        "Shutting down: draining deliveries in flight."
+    );
+    state.begin_shutdown();
+    let _ = stop.send(true);
+    let ingest_abort = ingest.abort_handle();
+    match tokio::time::timeout(grace, ingest).await {
+        Ok(result) => result.map_err(std::io::Error::other)??,
+        Err(_) => {
+            tracing::warn!(
+                "Grace period over; closing connections still in flight (Firehose will retry them)."
+            );
+            ingest_abort.abort();
+        }
+    }
+    admin.abort();
+    state.sink.close().await;
+    tracing::info!("Storage closed; shutdown complete.");
+    Ok(())
+}
