@@ -1,0 +1,183 @@
+//! Shared helpers for the integration tests: an in-process server on a temporary
+//! data directory, Firehose request builders, and readers for what was stored.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+#![allow(unreachable_pub, reason = "test helpers shared across test binaries")]
+#![allow(missing_docs, reason = "test helpers")]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use http_body_util::BodyExt;
+use hydrant::limits::Limits;
+use hydrant::metrics::Metrics;
+use hydrant::server::auth::{AccessKey, Auth};
+use hydrant::server::{AppState, admin_router, ingest_router};
+use hydrant::sink::file::{FileSink, FileSinkSettings};
+use serde_json::Value;
+use tower::ServiceExt;
+
+pub const KEY_NAME: &str = "test-sender";
+pub const KEY: &str = "s3cr3t-key==";
+pub const SOURCE_ARN: &str = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/test-stream";
+
+/// A server built from the library, answering through `oneshot` (no socket).
+pub struct TestServer {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+}
+
+impl TestServer {
+    pub fn new() -> Self {
+        Self::with(
+            Auth::Keys(vec![AccessKey::new(KEY_NAME, KEY)]),
+            Limits::default(),
+        )
+    }
+
+    pub fn with(auth: Auth, limits: Limits) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new(100));
+        let sink =
+            FileSink::open(FileSinkSettings::new(dir.path()), metrics.storage.clone()).unwrap();
+        let state = AppState::new(auth, limits, Arc::new(sink), metrics);
+        state.readiness.set(true);
+        Self { dir, state }
+    }
+
+    pub async fn send(&self, request: Request<Body>) -> Reply {
+        let response = ingest_router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        Reply::read(response).await
+    }
+
+    pub async fn admin(&self, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = admin_router(self.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(bytes.to_vec()).unwrap())
+    }
+
+    /// Every stored event, open segment included.
+    pub fn events(&self) -> Vec<Value> {
+        stored_events(self.dir.path())
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub raw: Vec<u8>,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn read(response: axum::response::Response) -> Self {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let raw = response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec();
+        let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+        Self {
+            status,
+            headers,
+            raw,
+            body,
+        }
+    }
+
+    pub fn error_message(&self) -> &str {
+        self.body["errorMessage"].as_str().unwrap_or_default()
+    }
+}
+
+/// A request with every Firehose header set; tests remove or change what they test.
+pub fn delivery(request_id: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post("/firehose")
+        .header("content-type", "application/json")
+        .header("x-amz-firehose-protocol-version", "1.0")
+        .header("x-amz-firehose-request-id", request_id)
+        .header("x-amz-firehose-source-arn", SOURCE_ARN)
+        .header("x-amz-firehose-access-key", KEY)
+        .header(
+            "x-amz-firehose-common-attributes",
+            r#"{"commonAttributes":{"env":"test"}}"#,
+        )
+        .body(body.into())
+        .unwrap()
+}
+
+/// A request body carrying `records`, base64-encoded.
+pub fn body_of(request_id: &str, records: &[&[u8]]) -> String {
+    let records: Vec<Value> = records
+        .iter()
+        .map(|record| serde_json::json!({ "data": STANDARD.encode(record) }))
+        .collect();
+    serde_json::json!({ "requestId": request_id, "timestamp": 1_700_000_000_000_u64, "records": records }).to_string()
+}
+
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// Every event line under `data_dir/events`, completed and open segments alike.
+pub fn stored_events(data_dir: &Path) -> Vec<Value> {
+    segment_files(data_dir)
+        .iter()
+        .flat_map(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            assert!(
+                text.is_empty() || text.ends_with('\n'),
+                "{} ends mid-line",
+                file.display()
+            );
+            text.lines()
+                .map(|line| serde_json::from_str(line).unwrap())
+                .collect::<Vec<Value>>()
+        })
+        .collect()
+}
+
+/// Segment files (completed and open), sorted by path.
+pub fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![data_dir.join("events")];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}

@@ -1,0 +1,595 @@
+//! Contract tests: the Firehose HTTP endpoint contract, through the router, with
+//! real captured request bodies from `tests/fixtures/`.
+
+mod common;
+
+use std::io::Write;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::{KEY, KEY_NAME, SOURCE_ARN, TestServer, body_of, delivery, fixture};
+use hydrant::limits::Limits;
+use hydrant::server::auth::Auth;
+use serde_json::Value;
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn request_id_of(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body).unwrap();
+    value["requestId"].as_str().unwrap().to_owned()
+}
+
+/// The reply is exactly what Firehose requires, success or failure.
+fn assert_contract_reply(reply: &common::Reply, request_id: &str) {
+    assert_eq!(reply.headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        reply.headers[header::CONTENT_LENGTH].to_str().unwrap(),
+        reply.raw.len().to_string()
+    );
+    assert!(reply.headers.get(header::CONTENT_ENCODING).is_none());
+    let object = reply.body.as_object().expect("a JSON object");
+    assert_eq!(object["requestId"], request_id);
+    assert!(
+        object["timestamp"].is_u64(),
+        "timestamp must be a JSON number"
+    );
+    let allowed = ["requestId", "timestamp", "errorMessage"];
+    assert!(
+        object.keys().all(|key| allowed.contains(&key.as_str())),
+        "{object:?}"
+    );
+    if reply.status == StatusCode::OK {
+        assert!(!object.contains_key("errorMessage"));
+    } else {
+        assert!(
+            !reply.error_message().is_empty(),
+            "a failure explains itself"
+        );
+    }
+}
+
+/// Every well-formed fixture is stored as one event per record, each event holding
+/// the record's bytes and the delivery's facts.
+#[tokio::test]
+async fn real_captured_deliveries_are_stored_record_for_record() {
+    let fixtures = [
+        "alloy/cw_logs_with_only_data_messages.json",
+        "alloy/cw_logs_with_only_control_messages.json",
+        "alloy/cw_logs_mixed.json",
+        "alloy/direct_put.json",
+        "alloy/direct_put_with_non_json_message.json",
+        "telegraf/record.json",
+        "telegraf/records.json",
+        "victoriametrics/firehose_metric_stream_otel07_request.json",
+        "otel-contrib/firehose_log.json",
+    ];
+    for name in fixtures {
+        let server = TestServer::new();
+        let body = fixture(name);
+        let request_id = request_id_of(&body);
+        let reply = server.send(delivery(&request_id, body.clone())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name}: {}",
+            reply.error_message()
+        );
+        assert_contract_reply(&reply, &request_id);
+
+        let sent: Value = serde_json::from_slice(&body).unwrap();
+        let records = sent["records"].as_array().unwrap();
+        let events = server.events();
+        assert_eq!(events.len(), records.len(), "{name}");
+        for (index, (event, record)) in events.iter().zip(records).enumerate() {
+            let bytes = STANDARD.decode(record["data"].as_str().unwrap()).unwrap();
+            assert_eq!(event["kind"], "record", "{name}");
+            match event["format"].as_str().unwrap() {
+                "json" => assert_eq!(
+                    event["data"],
+                    serde_json::from_slice::<Value>(&bytes).unwrap(),
+                    "{name}"
+                ),
+                "text" => assert_eq!(event["data"].as_str().unwrap().as_bytes(), bytes, "{name}"),
+                "binary" => assert_eq!(
+                    STANDARD.decode(event["data"].as_str().unwrap()).unwrap(),
+                    bytes,
+                    "{name}"
+                ),
+                other => panic!("{name}: unexpected format {other}"),
+            }
+            let firehose = &event["firehose"];
+            assert_eq!(firehose["request_id"], request_id.as_str(), "{name}");
+            assert_eq!(firehose["record_index"], index, "{name}");
+            assert_eq!(firehose["timestamp"], sent["timestamp"], "{name}");
+            assert!(firehose["received_at"].as_u64().unwrap() > 1_700_000_000_000);
+            assert_eq!(firehose["source_arn"], SOURCE_ARN);
+            assert_eq!(firehose["delivery_stream"], "test-stream");
+            assert_eq!(firehose["region"], "eu-west-1");
+            assert_eq!(firehose["account_id"], "123456789012");
+            assert_eq!(firehose["access_key_name"], KEY_NAME);
+            assert_eq!(firehose["path"], "/firehose");
+            assert_eq!(
+                firehose["common_attributes"],
+                serde_json::json!({"env": "test"})
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn formats_are_recognised_on_real_records() {
+    let server = TestServer::new();
+    for name in [
+        "alloy/direct_put.json",
+        "alloy/direct_put_with_non_json_message.json",
+        "alloy/cw_logs_with_only_data_messages.json",
+    ] {
+        let body = fixture(name);
+        let reply = server.send(delivery(&request_id_of(&body), body)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+    }
+    let formats: Vec<String> = server
+        .events()
+        .iter()
+        .map(|event| event["format"].as_str().unwrap().to_owned())
+        .collect();
+    // Stock-ticker JSON ×3, a Spanish text line, and a gzip'd CloudWatch record.
+    assert_eq!(formats, ["json", "json", "json", "text", "binary"]);
+    assert_eq!(server.events()[0]["data"]["TICKER_SYMBOL"], "NGC");
+    assert_eq!(server.events()[3]["data"], "hola esto es una prueba");
+}
+
+#[tokio::test]
+async fn a_gzip_body_is_inflated() {
+    let server = TestServer::new();
+    let body = fixture("telegraf/records.gz");
+    let request = Request::post("/metrics-stream")
+        .header("X-Amz-Firehose-Protocol-Version", "1.0")
+        .header(
+            "X-Amz-Firehose-Request-Id",
+            "c8291d2e-8c46-4f2a-a8df-2562550287ad",
+        )
+        .header("X-Amz-Firehose-Access-Key", KEY)
+        .header("Content-Encoding", "gzip")
+        .body(Body::from(body))
+        .unwrap();
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let events = server.events();
+    assert_eq!(events.len(), 4);
+    // Metric-stream JSON lines: several objects per record, so stored as text.
+    assert_eq!(events[0]["format"], "text");
+    assert!(
+        events[0]["data"]
+            .as_str()
+            .unwrap()
+            .starts_with(r#"{"metric_stream_name""#)
+    );
+    assert!(
+        events[0]["firehose"]["source_arn"].is_null(),
+        "no ARN header was sent"
+    );
+}
+
+#[tokio::test]
+async fn empty_record_lists_and_empty_records_are_valid() {
+    let server = TestServer::new();
+    let empty_list = server
+        .send(delivery("r-empty", body_of("r-empty", &[])))
+        .await;
+    assert_eq!(empty_list.status, StatusCode::OK);
+    let empty_record = server
+        .send(delivery("r-blank", body_of("r-blank", &[b""])))
+        .await;
+    assert_eq!(empty_record.status, StatusCode::OK);
+    let events = server.events();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["format"], "text");
+    assert_eq!(events[0]["data"], "");
+}
+
+#[tokio::test]
+async fn a_retried_delivery_is_acknowledged_but_stored_once() {
+    let server = TestServer::new();
+    let body = body_of("r-dup", &[b"one", b"two"]);
+    for _ in 0..3 {
+        let reply = server.send(delivery("r-dup", body.clone())).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert_contract_reply(&reply, "r-dup");
+    }
+    assert_eq!(server.events().len(), 2);
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(metrics.contains(r#"hydrant_duplicate_deliveries_total{access_key="test-sender",delivery_stream="test-stream"} 2"#), "{metrics}");
+}
+
+/// A request refused midway leaves nothing behind: its corrected retry (same id)
+/// is stored in full, not taken for a duplicate.
+#[tokio::test]
+async fn a_refused_request_leaves_nothing_acknowledged() {
+    let server = TestServer::new();
+    let mut bad: Value = serde_json::from_str(&body_of("r-1", &[b"good", b"also good"])).unwrap();
+    bad["records"][1]["data"] = "not base64!".into();
+    let reply = server.send(delivery("r-1", bad.to_string())).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.error_message().contains("record 1"),
+        "{}",
+        reply.error_message()
+    );
+    assert!(server.events().is_empty());
+
+    let reply = server
+        .send(delivery("r-1", body_of("r-1", &[b"good", b"also good"])))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(server.events().len(), 2);
+}
+
+/// Every failure class, with the status Firehose gets and the request id echoed.
+#[tokio::test]
+async fn every_error_status() {
+    let body = body_of("r-err", &[b"x"]);
+    type Edit = fn(&mut Request<Body>);
+    let table: Vec<(&str, Edit, StatusCode, &str)> = vec![
+        (
+            "missing key",
+            |r| {
+                r.headers_mut().remove("x-amz-firehose-access-key");
+            },
+            StatusCode::UNAUTHORIZED,
+            "missing X-Amz-Firehose-Access-Key",
+        ),
+        (
+            "wrong key",
+            |r| {
+                r.headers_mut()
+                    .insert("x-amz-firehose-access-key", "wrong".parse().unwrap());
+            },
+            StatusCode::UNAUTHORIZED,
+            "invalid access key",
+        ),
+        (
+            "no protocol version",
+            |r| {
+                r.headers_mut().remove("x-amz-firehose-protocol-version");
+            },
+            StatusCode::BAD_REQUEST,
+            "Protocol-Version",
+        ),
+        (
+            "protocol 2.0",
+            |r| {
+                r.headers_mut()
+                    .insert("x-amz-firehose-protocol-version", "2.0".parse().unwrap());
+            },
+            StatusCode::BAD_REQUEST,
+            "\"2.0\"",
+        ),
+        (
+            "bad source arn",
+            |r| {
+                r.headers_mut().insert(
+                    "x-amz-firehose-source-arn",
+                    "arn:aws:s3:::bucket".parse().unwrap(),
+                );
+            },
+            StatusCode::BAD_REQUEST,
+            "Source-Arn",
+        ),
+        (
+            "bad common attributes",
+            |r| {
+                r.headers_mut()
+                    .insert("x-amz-firehose-common-attributes", "{}".parse().unwrap());
+            },
+            StatusCode::BAD_REQUEST,
+            "Common-Attributes",
+        ),
+        (
+            "brotli body",
+            |r| {
+                r.headers_mut()
+                    .insert("content-encoding", "br".parse().unwrap());
+            },
+            StatusCode::BAD_REQUEST,
+            "Content-Encoding",
+        ),
+        (
+            "gzip header on plain body",
+            |r| {
+                r.headers_mut()
+                    .insert("content-encoding", "gzip".parse().unwrap());
+            },
+            StatusCode::BAD_REQUEST,
+            "not valid gzip",
+        ),
+    ];
+    for (name, edit, status, message) in table {
+        let server = TestServer::new();
+        let mut request = delivery("r-err", body.clone());
+        edit(&mut request);
+        let reply = server.send(request).await;
+        assert_eq!(reply.status, status, "{name}: {}", reply.error_message());
+        assert!(
+            reply.error_message().contains(message),
+            "{name}: {}",
+            reply.error_message()
+        );
+        assert_contract_reply(&reply, "r-err");
+        assert!(server.events().is_empty(), "{name}: nothing may be stored");
+    }
+}
+
+#[tokio::test]
+async fn request_id_must_be_present_and_match() {
+    let server = TestServer::new();
+    let mut missing = delivery("x", body_of("r-a", &[b"x"]));
+    missing.headers_mut().remove("x-amz-firehose-request-id");
+    let reply = server.send(missing).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert_contract_reply(&reply, "");
+
+    let reply = server
+        .send(delivery("r-header", body_of("r-body", &[b"x"])))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error_message().contains("does not match"));
+    assert_contract_reply(&reply, "r-header");
+}
+
+#[tokio::test]
+async fn malformed_bodies_get_400() {
+    let table: &[(&str, String)] = &[
+        ("not json", "hello".into()),
+        ("no records", r#"{"requestId":"r-m","timestamp":1}"#.into()),
+        (
+            "record not an object",
+            r#"{"requestId":"r-m","timestamp":1,"records":["aGk="]}"#.into(),
+        ),
+        (
+            "bad base64",
+            r#"{"requestId":"r-m","timestamp":1,"records":[{"data":"@@@"}]}"#.into(),
+        ),
+    ];
+    for (name, body) in table {
+        let server = TestServer::new();
+        let reply = server.send(delivery("r-m", body.clone())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name}");
+        assert_contract_reply(&reply, "r-m");
+    }
+}
+
+/// The captured request with a truncated record (real Firehose bytes) is refused
+/// whole, so neither record is stored and Firehose keeps the batch.
+#[tokio::test]
+async fn the_captured_bad_record_is_refused_whole() {
+    let server = TestServer::new();
+    let body = fixture("alloy/cw_logs_control_and_bad_records.json");
+    let request_id = request_id_of(&body);
+    let reply = server.send(delivery(&request_id, body)).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.error_message().contains("record 1"),
+        "{}",
+        reply.error_message()
+    );
+    assert!(server.events().is_empty());
+}
+
+#[tokio::test]
+async fn too_many_records_get_400() {
+    let limits = Limits {
+        max_records: 2,
+        ..Limits::default()
+    };
+    let server = TestServer::with(
+        Auth::Keys(vec![hydrant::server::auth::AccessKey::new(KEY_NAME, KEY)]),
+        limits,
+    );
+    let reply = server
+        .send(delivery("r-n", body_of("r-n", &[b"1", b"2", b"3"])))
+        .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.error_message().contains("more than 2 records"));
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413() {
+    let limits = Limits {
+        max_body_bytes: 1000,
+        max_inflated_bytes: 2000,
+        ..Limits::default()
+    };
+    let keys = || Auth::Keys(vec![hydrant::server::auth::AccessKey::new(KEY_NAME, KEY)]);
+    let big = body_of("r-big", &[&[b'a'; 2000]]);
+
+    // Declared by Content-Length.
+    let server = TestServer::with(keys(), limits);
+    let mut request = delivery("r-big", big.clone());
+    request
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, big.len().into());
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_contract_reply(&reply, "r-big");
+
+    // Streamed without a length.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        big.as_bytes().chunks(100).map(|c| Ok(c.to_vec())).collect();
+    let request = delivery("r-big", Body::from_stream(futures_stream(chunks)));
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Small on the wire, too large once inflated (a gzip bomb).
+    let bomb = gzip(body_of("r-big", &[&[0u8; 50_000]]).as_bytes());
+    assert!(bomb.len() < 1000);
+    let mut request = delivery("r-big", bomb);
+    request
+        .headers_mut()
+        .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(reply.error_message().contains("inflated"));
+    assert!(server.events().is_empty());
+}
+
+fn futures_stream(
+    chunks: Vec<Result<Vec<u8>, std::io::Error>>,
+) -> impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>> {
+    futures_util::stream::iter(chunks)
+}
+
+#[tokio::test]
+async fn in_flight_budget_exhausted_gets_503_at_once() {
+    let server = TestServer::new();
+    // Hold the whole budget, as a flood of large deliveries would.
+    let mut hog = server.state.in_flight.reservation();
+    hog.grow(server.state.limits.max_in_flight_bytes).unwrap();
+    let reply = server.send(delivery("r-o", body_of("r-o", &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_contract_reply(&reply, "r-o");
+    drop(hog);
+    let reply = server.send(delivery("r-o", body_of("r-o", &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::OK, "the budget is released");
+}
+
+#[tokio::test]
+async fn shutting_down_gets_503() {
+    let server = TestServer::new();
+    server.state.begin_shutdown();
+    let reply = server.send(delivery("r-s", body_of("r-s", &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(reply.error_message().contains("shutting down"));
+    let (status, _) = server.admin("/readyz").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn closed_storage_gets_503() {
+    let server = TestServer::new();
+    server.state.sink.close().await;
+    let reply = server.send(delivery("r-c", body_of("r-c", &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_contract_reply(&reply, "r-c");
+}
+
+/// A real storage failure: the partition directory cannot be created because a
+/// file stands where the `events` directory should be.
+#[tokio::test]
+async fn storage_write_failure_gets_500_and_recovers() {
+    let server = TestServer::new();
+    let events = server.dir.path().join("events");
+    std::fs::remove_dir_all(&events).unwrap();
+    std::fs::write(&events, b"in the way").unwrap();
+    let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_contract_reply(&reply, "r-w");
+    assert!(
+        !reply
+            .error_message()
+            .contains(server.dir.path().to_str().unwrap()),
+        "no local paths"
+    );
+
+    std::fs::remove_file(&events).unwrap();
+    let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "the retry is stored, not taken for a duplicate"
+    );
+    assert_eq!(server.events().len(), 1);
+}
+
+#[tokio::test]
+async fn get_requests_never_get_5xx() {
+    let server = TestServer::new();
+    let healthz = server
+        .send(Request::get("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(healthz.status, StatusCode::OK);
+    for (method, path) in [
+        ("GET", "/"),
+        ("GET", "/firehose"),
+        ("HEAD", "/x"),
+        ("PUT", "/firehose"),
+    ] {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .body(Body::empty())
+            .unwrap();
+        let reply = server.send(request).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(reply.headers[header::ALLOW], "POST");
+    }
+}
+
+#[tokio::test]
+async fn no_auth_accepts_without_a_key_and_names_none() {
+    let server = TestServer::with(Auth::Disabled, Limits::default());
+    let mut request = delivery("r-na", body_of("r-na", &[b"x"]));
+    request.headers_mut().remove("x-amz-firehose-access-key");
+    assert_eq!(server.send(request).await.status, StatusCode::OK);
+    assert!(server.events()[0]["firehose"]["access_key_name"].is_null());
+}
+
+#[tokio::test]
+async fn admin_serves_metrics_and_health_without_secrets() {
+    let server = TestServer::new();
+    server
+        .send(delivery("r-m1", body_of("r-m1", &[b"a", b"b"])))
+        .await;
+    let mut wrong = delivery("r-m2", body_of("r-m2", &[b"a"]));
+    wrong
+        .headers_mut()
+        .insert("x-amz-firehose-access-key", "not-the-key".parse().unwrap());
+    server.send(wrong).await;
+
+    let (status, metrics) = server.admin("/metrics").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        r#"hydrant_requests_total{access_key="test-sender",delivery_stream="test-stream",outcome="ok"} 1"#,
+        r#"hydrant_requests_total{access_key="(none)",delivery_stream="(none)",outcome="unauthorized"} 1"#,
+        r#"hydrant_received_records_total{access_key="test-sender",delivery_stream="test-stream"} 2"#,
+        r#"hydrant_events_written_total{access_key="test-sender",delivery_stream="test-stream"} 2"#,
+        "hydrant_ack_latency_seconds_count",
+        "hydrant_storage_write_seconds_count 1",
+        "hydrant_in_flight_bytes 0",
+        "hydrant_build_info{version=",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected} in\n{metrics}"
+        );
+    }
+    assert!(!metrics.contains(KEY) && !metrics.contains("not-the-key"));
+    assert_eq!(server.admin("/healthz").await.0, StatusCode::OK);
+    assert_eq!(server.admin("/readyz").await.0, StatusCode::OK);
+}
+
+/// A 1 MiB, 500-record delivery, like Firehose sends with a 1 MiB buffer.
+#[tokio::test]
+async fn a_one_mebibyte_500_record_delivery() {
+    let server = TestServer::new();
+    let line = |n: usize| format!(r#"{{"level":"info","n":{n},"msg":"{}"}}"#, "x".repeat(2000));
+    let records: Vec<String> = (0..500).map(line).collect();
+    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_bytes()).collect();
+    let body = body_of("r-mib", &refs);
+    assert!(body.len() > 1 << 20);
+    let reply = server.send(delivery("r-mib", body)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let events = server.events();
+    assert_eq!(events.len(), 500);
+    assert_eq!(events[499]["data"]["n"], 499);
+}
