@@ -735,6 +735,41 @@ dedup_capacity = 5
         );
     }
 
+    /// The documented example must stay valid and its "defaults" must be the defaults.
+    #[test]
+    fn the_example_config_file_is_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/docs/hydrant.example.toml"
+        ))
+        .unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "other=another-secret\n").unwrap();
+        let toml = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &toml,
+            example.replace("/etc/hydrant/access-keys", keys.to_str().unwrap()),
+        )
+        .unwrap();
+        let config = parse(&["--config", toml.to_str().unwrap()]).unwrap();
+        let defaults = parse(&["--no-auth"]).unwrap();
+        assert_eq!(config.listen, defaults.listen);
+        assert_eq!(config.admin_listen, defaults.admin_listen);
+        assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.storage, defaults.storage);
+        assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
+        assert_eq!(config.max_stream_labels, defaults.max_stream_labels);
+        assert_eq!(
+            config
+                .auth
+                .check(Some(b"another-secret"))
+                .unwrap()
+                .as_deref(),
+            Some("other")
+        );
+    }
+
     #[test]
     fn unknown_config_file_keys_are_refused() {
         let dir = tempfile::tempdir().unwrap();
