@@ -6,9 +6,11 @@
 //! request, so [`EventWriter`] serialises them once per request and splices the bytes
 //! into each line instead of serialising them again per record.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use serde::Serialize;
+use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
 use crate::server::contract::CommonAttributes;
@@ -37,6 +39,54 @@ pub struct Delivery {
     pub path: String,
     /// The stream's common attributes (`X-Amz-Firehose-Common-Attributes`).
     pub common_attributes: CommonAttributes,
+}
+
+/// One CloudWatch metric data point (`kind: "metric"`), from Metric Streams in JSON
+/// or OpenTelemetry format. Both decoders produce exactly this shape.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Metric {
+    /// The data point's time as CloudWatch stamps it, ms since the epoch.
+    pub timestamp: i64,
+    /// The metric stream's name.
+    pub metric_stream_name: Option<String>,
+    /// Account the metric belongs to.
+    pub account_id: Option<String>,
+    /// Region the metric belongs to.
+    pub region: Option<String>,
+    /// CloudWatch namespace, e.g. `AWS/EC2`.
+    pub namespace: String,
+    /// CloudWatch metric name, e.g. `CPUUtilization`.
+    pub metric_name: String,
+    /// Dimension name to value.
+    pub dimensions: BTreeMap<String, String>,
+    /// CloudWatch unit name, e.g. `Percent`, `Bytes/Second`.
+    pub unit: Option<String>,
+    /// Statistics by CloudWatch name: `count`, `sum`, `min`, `max`, then extra
+    /// statistics such as `p99`, `p99.9`, `TM(10%:90%)`, `IQM`.
+    pub value: Statistics,
+}
+
+/// Statistic name to value, in the order given; serialised as a JSON object.
+/// Non-finite values are written as `null` (JSON has no NaN or infinity).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Statistics(pub Vec<(String, f64)>);
+
+impl Statistics {
+    /// The value of statistic `name`, if present.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
+    }
+}
+
+impl Serialize for Statistics {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
 }
 
 /// `format` of a raw record event.
@@ -133,6 +183,46 @@ impl EventWriter {
         self.events += 1;
     }
 
+    /// Appends one event of `kind` whose other fields are `body`'s (a struct or map
+    /// that serialises as a JSON object).
+    pub fn event<T: Serialize>(&mut self, record_index: usize, kind: &str, body: &T) {
+        #[derive(Serialize)]
+        struct Tagged<'a, T> {
+            kind: &'a str,
+            #[serde(flatten)]
+            body: &'a T,
+        }
+        let start = self.lines.len();
+        if serde_json::to_writer(&mut self.lines, &Tagged { kind, body }).is_err() {
+            // Only a map with non-string keys can fail; such a body is a bug.
+            self.lines.truncate(start);
+            return;
+        }
+        self.lines.pop(); // the closing brace
+        let _ = write!(self.lines, r#","firehose":{{"record_index":{record_index},"#);
+        self.lines.extend_from_slice(&self.firehose_tail);
+        self.lines.extend_from_slice(b"}\n");
+        self.events += 1;
+    }
+
+    /// Appends one `metric` event.
+    pub fn metric(&mut self, record_index: usize, metric: &Metric) {
+        self.event(record_index, "metric", metric);
+    }
+
+    /// Bytes written so far; with [`EventWriter::truncate`], lets a caller undo the
+    /// events of a record that turned out to be bad.
+    #[must_use]
+    pub fn mark(&self) -> (usize, usize) {
+        (self.lines.len(), self.events)
+    }
+
+    /// Removes every event written after `mark`.
+    pub fn truncate(&mut self, mark: (usize, usize)) {
+        self.lines.truncate(mark.0);
+        self.events = mark.1;
+    }
+
     /// Number of events written so far.
     #[must_use]
     pub fn events(&self) -> usize {
@@ -213,6 +303,38 @@ mod tests {
             assert_eq!(firehose["path"], "/logs");
             assert_eq!(firehose["common_attributes"]["env"], "prod");
         }
+    }
+
+    #[test]
+    fn writes_metric_and_generic_events_and_can_undo_them() {
+        let mut writer = EventWriter::new(&delivery(), 0);
+        let metric = Metric {
+            timestamp: 1_611_929_698_000,
+            metric_stream_name: Some("stream".into()),
+            account_id: Some("123456789012".into()),
+            region: Some("us-east-1".into()),
+            namespace: "AWS/EC2".into(),
+            metric_name: "CPUUtilization".into(),
+            dimensions: [("InstanceId".to_owned(), "i-1".to_owned())].into(),
+            unit: Some("Percent".into()),
+            value: Statistics(vec![("count".into(), 3.0), ("p99.9".into(), 1.5), ("max".into(), f64::NAN)]),
+        };
+        writer.metric(7, &metric);
+        let mark = writer.mark();
+        writer.event(8, "log", &serde_json::json!({"message": "dropped"}));
+        writer.truncate(mark);
+        writer.event(9, "log", &serde_json::json!({"message": "kept"}));
+        let events = lines(writer);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["kind"], "metric");
+        assert_eq!(events[0]["dimensions"]["InstanceId"], "i-1");
+        assert_eq!(events[0]["value"]["p99.9"], 1.5);
+        assert!(events[0]["value"]["max"].is_null());
+        assert_eq!(events[0]["firehose"]["record_index"], 7);
+        assert_eq!(events[0]["firehose"]["request_id"], "req-1");
+        assert_eq!(events[1]["kind"], "log");
+        assert_eq!(events[1]["message"], "kept");
+        assert_eq!(events[1]["firehose"]["record_index"], 9);
     }
 
     #[test]
