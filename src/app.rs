@@ -8,7 +8,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::server::{self, AppState, Listeners};
+use crate::server::{self, AppState, Listeners, Settings};
 use crate::sink::file::{FileSink, OpenError};
 
 /// Why Hydrant stopped with an error. Each variant has its own exit code.
@@ -77,7 +77,12 @@ pub async fn run(
     tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, "Listening.");
     tracing::info!(listener = "admin", address = %listeners.admin.local_addr()?, "Listening.");
 
-    let state = AppState::new(config.auth, config.limits, Arc::clone(&sink), metrics);
+    let settings = Settings {
+        auth: config.auth,
+        limits: config.limits,
+        decode: config.decode,
+    };
+    let state = AppState::new(settings, Arc::clone(&sink), metrics);
     state.readiness.set(true);
     server::serve(listeners, state, shutdown, config.shutdown_grace).await?;
     Ok(())

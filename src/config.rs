@@ -16,6 +16,8 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::decode::{BadRecords, DecodeSettings, DecoderRule, Format};
+use crate::glob::Glob;
 use crate::limits::{self, Limits};
 use crate::metrics::DEFAULT_MAX_STREAM_LABELS;
 use crate::server::auth::{AccessKey, Auth, MAX_ACCESS_KEY_BYTES};
@@ -130,6 +132,30 @@ struct Args {
     #[arg(long, env = "HYDRANT_MAX_STREAM_LABELS", value_name = "N")]
     max_stream_labels: Option<usize>,
 
+    /// Format of records when no --path-format or --stream-format rule matches: auto (sniff each record), cloudwatch_logs, cloudwatch_logs_messages, metric_stream_json, metric_stream_otel07, metric_stream_otel10, eventbridge, vpc_flow or raw [default: auto]
+    #[arg(long, env = "HYDRANT_FORMAT", value_name = "FORMAT")]
+    format: Option<String>,
+
+    /// Fix the format of deliveries to matching URL paths, as GLOB=FORMAT (e.g. /metrics/*=metric_stream_otel10). Repeatable; the first matching rule wins
+    #[arg(long = "path-format", value_name = "GLOB=FORMAT")]
+    path_formats: Vec<String>,
+
+    /// Fix the format of deliveries from matching delivery streams, as GLOB=FORMAT (e.g. vpc-flows-*=vpc_flow). Repeatable; checked after --path-format rules
+    #[arg(long = "stream-format", value_name = "GLOB=FORMAT")]
+    stream_formats: Vec<String>,
+
+    /// What to do with a record that cannot be decoded: dead_letter (store it with its reason under DATA_DIR/dead_letter and accept the rest) or reject (answer 400 for the whole delivery) [default: dead_letter]
+    #[arg(long, env = "HYDRANT_BAD_RECORDS", value_name = "POLICY")]
+    bad_records: Option<String>,
+
+    /// Field list of custom-format VPC flow logs, space-separated (the default version-2 format needs none)
+    #[arg(long, env = "HYDRANT_VPC_FLOW_FIELDS", value_name = "FIELDS")]
+    vpc_flow_fields: Option<String>,
+
+    /// Largest size one record may inflate to (gzip'd CloudWatch Logs records); larger ones are bad records [default: 16MiB]
+    #[arg(long, env = "HYDRANT_MAX_RECORD_INFLATED_BYTES", value_name = "SIZE")]
+    max_record_inflated_bytes: Option<ByteSize>,
+
     /// Log format: text or json (the level comes from RUST_LOG, default info) [default: text]
     #[arg(long, env = "HYDRANT_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -153,6 +179,28 @@ struct FileConfig {
     limits: FileLimits,
     #[serde(default)]
     storage: FileStorage,
+    #[serde(default)]
+    decode: FileDecode,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDecode {
+    default_format: Option<String>,
+    bad_records: Option<String>,
+    vpc_flow_fields: Option<Vec<String>>,
+    max_record_inflated_bytes: Option<ByteSize>,
+    #[serde(default)]
+    rules: Vec<FileDecoderRule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDecoderRule {
+    path: Option<String>,
+    delivery_stream: Option<String>,
+    format: String,
+    vpc_flow_fields: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +252,8 @@ pub struct Config {
     pub limits: Limits,
     /// The file sink's settings.
     pub storage: FileSinkSettings,
+    /// How records are decoded.
+    pub decode: DecodeSettings,
     /// Drain time at shutdown.
     pub shutdown_grace: Duration,
     /// Cardinality cap on the delivery stream label.
@@ -287,6 +337,18 @@ impl Config {
             ));
         }
 
+        let decode = build_decode(
+            DecodeArgs {
+                format: args.format,
+                path_formats: args.path_formats,
+                stream_formats: args.stream_formats,
+                bad_records: args.bad_records,
+                vpc_flow_fields: args.vpc_flow_fields,
+                max_record_inflated_bytes: args.max_record_inflated_bytes,
+            },
+            file.decode,
+        )?;
+
         let mut keys = Vec::new();
         for entry in &args.access_keys {
             keys.push(
@@ -315,6 +377,7 @@ impl Config {
             auth,
             limits,
             storage,
+            decode,
             shutdown_grace: pick(args.shutdown_grace, file.shutdown_grace)
                 .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             max_stream_labels: pick(args.max_stream_labels, file.max_stream_labels)
@@ -323,6 +386,70 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// The decoding flags, gathered for [`build_decode`].
+struct DecodeArgs {
+    format: Option<String>,
+    path_formats: Vec<String>,
+    stream_formats: Vec<String>,
+    bad_records: Option<String>,
+    vpc_flow_fields: Option<String>,
+    max_record_inflated_bytes: Option<ByteSize>,
+}
+
+fn build_decode(args: DecodeArgs, file: FileDecode) -> Result<DecodeSettings, ConfigError> {
+    let format = |name: &str| name.parse::<Format>().map_err(ConfigError::Invalid);
+    let mut rules = Vec::new();
+    for (flag, entries, by_path) in [
+        ("--path-format", &args.path_formats, true),
+        ("--stream-format", &args.stream_formats, false),
+    ] {
+        for entry in entries {
+            let (glob, name) = entry
+                .rsplit_once('=')
+                .ok_or_else(|| invalid(format!("{flag} {entry:?}: expected GLOB=FORMAT")))?;
+            let glob = Some(Glob::new(glob));
+            rules.push(DecoderRule {
+                path: if by_path { glob.clone() } else { None },
+                delivery_stream: if by_path { None } else { glob },
+                format: format(name)?,
+                vpc_flow_fields: None,
+            });
+        }
+    }
+    for rule in file.rules {
+        if rule.path.is_none() && rule.delivery_stream.is_none() {
+            return Err(invalid(
+                "a [[decode.rules]] entry needs a path or a delivery_stream",
+            ));
+        }
+        rules.push(DecoderRule {
+            path: rule.path.as_deref().map(Glob::new),
+            delivery_stream: rule.delivery_stream.as_deref().map(Glob::new),
+            format: format(&rule.format)?,
+            vpc_flow_fields: rule.vpc_flow_fields,
+        });
+    }
+    let defaults = DecodeSettings::default();
+    Ok(DecodeSettings {
+        rules,
+        default_format: pick(args.format, file.default_format)
+            .map_or(Ok(defaults.default_format), |name| format(&name))?,
+        bad_records: pick(args.bad_records, file.bad_records)
+            .map_or(Ok(defaults.bad_records), |name| {
+                name.parse::<BadRecords>().map_err(ConfigError::Invalid)
+            })?,
+        vpc_flow_fields: args
+            .vpc_flow_fields
+            .map(|fields| fields.split_whitespace().map(str::to_owned).collect())
+            .or(file.vpc_flow_fields),
+        max_record_inflated_bytes: pick(
+            args.max_record_inflated_bytes,
+            file.max_record_inflated_bytes,
+        )
+        .map_or(defaults.max_record_inflated_bytes, |size| size.0),
+    })
 }
 
 fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {

@@ -66,6 +66,41 @@ pub struct Metric {
     pub value: Statistics,
 }
 
+/// A log event (`kind: "log"`): one CloudWatch Logs log event, or one message line.
+#[derive(Debug, Serialize)]
+pub struct LogEvent<'a> {
+    /// When the event happened, ms since the epoch (CloudWatch's timestamp; for bare
+    /// message lines, which carry none, the Firehose request's timestamp).
+    pub timestamp: i64,
+    /// The log message as written by the application.
+    pub message: &'a str,
+    /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
+    pub format: &'static str,
+    /// The parsed message for every format but `text`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parsed: Option<serde_json::Value>,
+    /// Where CloudWatch Logs says the event comes from.
+    pub aws: LogSource<'a>,
+}
+
+/// The CloudWatch Logs origin of a log event; all `null` for bare message lines.
+#[derive(Debug, Default, Serialize)]
+pub struct LogSource<'a> {
+    /// Account owning the log group (`owner`, or `@aws.account` for account-level
+    /// subscriptions that extract it).
+    pub account_id: Option<&'a str>,
+    /// Region, when CloudWatch extracted it (`@aws.region`).
+    pub region: Option<&'a str>,
+    /// Log group name.
+    pub log_group: Option<&'a str>,
+    /// Log stream name.
+    pub log_stream: Option<&'a str>,
+    /// Subscription filters that matched.
+    pub subscription_filters: &'a [std::borrow::Cow<'a, str>],
+    /// CloudWatch's id of the log event (a long decimal string).
+    pub event_id: Option<&'a str>,
+}
+
 /// Statistic name to value, in the order given; serialised as a JSON object.
 /// Non-finite values are written as `null` (JSON has no NaN or infinity).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -75,7 +110,10 @@ impl Statistics {
     /// The value of statistic `name`, if present.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.0.iter().find(|(key, _)| key == name).map(|(_, value)| *value)
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
     }
 }
 
@@ -199,7 +237,10 @@ impl EventWriter {
             return;
         }
         self.lines.pop(); // the closing brace
-        let _ = write!(self.lines, r#","firehose":{{"record_index":{record_index},"#);
+        let _ = write!(
+            self.lines,
+            r#","firehose":{{"record_index":{record_index},"#
+        );
         self.lines.extend_from_slice(&self.firehose_tail);
         self.lines.extend_from_slice(b"}\n");
         self.events += 1;
@@ -317,7 +358,11 @@ mod tests {
             metric_name: "CPUUtilization".into(),
             dimensions: [("InstanceId".to_owned(), "i-1".to_owned())].into(),
             unit: Some("Percent".into()),
-            value: Statistics(vec![("count".into(), 3.0), ("p99.9".into(), 1.5), ("max".into(), f64::NAN)]),
+            value: Statistics(vec![
+                ("count".into(), 3.0),
+                ("p99.9".into(), 1.5),
+                ("max".into(), f64::NAN),
+            ]),
         };
         writer.metric(7, &metric);
         let mark = writer.mark();

@@ -9,7 +9,9 @@
 //!   with statuses from one error enum ([`server::error`]). The admin listener
 //!   serves metrics and health ([`server::health`]).
 //! - [`limits`]: every cap on untrusted input, and the only size-capped gunzip.
-//! - [`decode`]: base64 records into events, one file per payload format.
+//! - [`decode`]: base64 records into events, one file per payload format
+//!   (CloudWatch Logs, Metric Streams JSON and OpenTelemetry, EventBridge, raw);
+//!   [`glob`] matches the paths and stream names that choose a format.
 //! - [`event`]: the event shapes and their NDJSON form (documented in `docs/events.md`).
 //! - [`sink`]: where events go; [`sink::file`] writes durable NDJSON segments and is
 //!   the reason a 200 means "on disk".
@@ -23,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod glob;
 pub mod limits;
 pub mod metrics;
 pub mod server;

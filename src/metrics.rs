@@ -41,6 +41,12 @@ pub const STORAGE_ERRORS_TOTAL: &str = "hydrant_storage_errors_total";
 pub const SEGMENTS_SEALED_TOTAL: &str = "hydrant_segments_sealed_total";
 /// Unacknowledged bytes cut from open segments while recovering after a crash.
 pub const RECOVERY_TRUNCATED_BYTES_TOTAL: &str = "hydrant_recovery_truncated_bytes_total";
+/// Records decoded, by the format they turned out to be.
+pub const RECORDS_DECODED_TOTAL: &str = "hydrant_records_decoded_total";
+/// Records that could not be decoded and went to the dead-letter table.
+pub const DEAD_LETTER_RECORDS_TOTAL: &str = "hydrant_dead_letter_records_total";
+/// CloudWatch Logs control messages received (accepted, not stored).
+pub const CONTROL_MESSAGES_TOTAL: &str = "hydrant_control_messages_total";
 /// Always 1; labels carry the version.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 
@@ -52,6 +58,8 @@ pub const LABEL_STREAM: &str = "delivery_stream";
 pub const LABEL_ACCESS_KEY: &str = "access_key";
 /// Label key: the Hydrant version.
 pub const LABEL_VERSION: &str = "version";
+/// Label key: a payload format (a fixed set of names, see `hydrant::decode`).
+pub const LABEL_FORMAT: &str = "format";
 /// Label key: what the storage was doing when it failed.
 pub const LABEL_OPERATION: &str = "operation";
 
@@ -80,6 +88,9 @@ pub struct Metrics {
     received_records: IntCounterVec,
     events_written: IntCounterVec,
     duplicates: IntCounterVec,
+    records_decoded: IntCounterVec,
+    dead_letters: IntCounterVec,
+    control_messages: IntCounter,
     /// Bytes held by requests in flight.
     pub in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
@@ -166,6 +177,27 @@ impl Metrics {
             DUPLICATE_DELIVERIES_TOTAL,
             "Retried deliveries answered from the duplicate window without writing again.",
         );
+        let records_decoded = IntCounterVec::new(
+            Opts::new(
+                RECORDS_DECODED_TOTAL,
+                "Records decoded, by the format they turned out to be.",
+            ),
+            &[LABEL_FORMAT],
+        )
+        .expect("valid metric");
+        let dead_letters = IntCounterVec::new(
+            Opts::new(
+                DEAD_LETTER_RECORDS_TOTAL,
+                "Records that could not be decoded, by the format tried.",
+            ),
+            &[LABEL_FORMAT],
+        )
+        .expect("valid metric");
+        let control_messages = IntCounter::new(
+            CONTROL_MESSAGES_TOTAL,
+            "CloudWatch Logs control messages received (accepted, not stored).",
+        )
+        .expect("valid metric");
         let in_flight_bytes = IntGauge::new(IN_FLIGHT_BYTES, "Bytes held by requests in flight.")
             .expect("valid metric");
         let in_flight_limit_bytes = IntGauge::new(
@@ -219,6 +251,9 @@ impl Metrics {
             Box::new(received_records.clone()),
             Box::new(events_written.clone()),
             Box::new(duplicates.clone()),
+            Box::new(records_decoded.clone()),
+            Box::new(dead_letters.clone()),
+            Box::new(control_messages.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -242,6 +277,9 @@ impl Metrics {
             received_records,
             events_written,
             duplicates,
+            records_decoded,
+            dead_letters,
+            control_messages,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
@@ -282,6 +320,20 @@ impl Metrics {
         if outcome.outcome == crate::server::error::OUTCOME_DUPLICATE {
             self.duplicates.with_label_values(&[stream, key]).inc();
         }
+    }
+
+    /// Records what decoding a request found.
+    pub fn record_decoding(&self, decoded: &crate::decode::Decoded) {
+        for (format, count) in &decoded.formats {
+            self.records_decoded
+                .with_label_values(&[format])
+                .inc_by(*count);
+        }
+        for format in &decoded.dead_letter_formats {
+            self.dead_letters.with_label_values(&[format]).inc();
+        }
+        self.control_messages
+            .inc_by(decoded.control_messages as u64);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -358,6 +410,13 @@ mod tests {
             },
         );
         metrics.storage.errors.with_label_values(&["write"]).inc();
+        let decoded = crate::decode::Decoded {
+            formats: [("cloudwatch_logs", 2)].into(),
+            dead_letter_formats: vec!["gzip"],
+            control_messages: 1,
+            ..crate::decode::Decoded::default()
+        };
+        metrics.record_decoding(&decoded);
         let text = metrics.render();
         for name in [
             REQUESTS_TOTAL,
@@ -373,6 +432,9 @@ mod tests {
             STORAGE_ERRORS_TOTAL,
             SEGMENTS_SEALED_TOTAL,
             RECOVERY_TRUNCATED_BYTES_TOTAL,
+            RECORDS_DECODED_TOTAL,
+            DEAD_LETTER_RECORDS_TOTAL,
+            CONTROL_MESSAGES_TOTAL,
             BUILD_INFO,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

@@ -54,10 +54,10 @@ fn assert_contract_reply(reply: &common::Reply, request_id: &str) {
     }
 }
 
-/// Every well-formed fixture is stored as one event per record, each event holding
-/// the record's bytes and the delivery's facts.
+/// With the `raw` format, every well-formed fixture is stored as one event per
+/// record, each event holding the record's bytes and the delivery's facts.
 #[tokio::test]
-async fn real_captured_deliveries_are_stored_record_for_record() {
+async fn real_captured_deliveries_are_stored_record_for_record_as_raw() {
     let fixtures = [
         "alloy/cw_logs_with_only_data_messages.json",
         "alloy/cw_logs_with_only_control_messages.json",
@@ -70,7 +70,9 @@ async fn real_captured_deliveries_are_stored_record_for_record() {
         "otel-contrib/firehose_log.json",
     ];
     for name in fixtures {
-        let server = TestServer::new();
+        let server = TestServer::with_settings(settings_with(|decode| {
+            decode.default_format = hydrant::decode::Format::Raw;
+        }));
         let body = fixture(name);
         let request_id = request_id_of(&body);
         let reply = server.send(delivery(&request_id, body.clone())).await;
@@ -122,27 +124,151 @@ async fn real_captured_deliveries_are_stored_record_for_record() {
     }
 }
 
+/// In `auto`, each real capture is decoded into what it holds.
 #[tokio::test]
-async fn formats_are_recognised_on_real_records() {
-    let server = TestServer::new();
-    for name in [
-        "alloy/direct_put.json",
-        "alloy/direct_put_with_non_json_message.json",
-        "alloy/cw_logs_with_only_data_messages.json",
-    ] {
+async fn real_captures_are_decoded_into_their_events() {
+    // (fixture, events stored, kind of every event)
+    let table = [
+        ("alloy/direct_put.json", 3, "record"),
+        ("alloy/direct_put_with_non_json_message.json", 1, "record"),
+        ("alloy/cw_logs_with_only_data_messages.json", 13, "log"),
+        ("alloy/cw_logs_with_only_control_messages.json", 0, "log"),
+        ("alloy/cw_logs_mixed.json", 13, "log"),
+        ("telegraf/record.json", 1, "metric"),
+        ("telegraf/records.json", 1160, "metric"),
+        ("otel-contrib/firehose_log.json", 1, "record"),
+    ];
+    for (name, count, kind) in table {
+        let server = TestServer::new();
         let body = fixture(name);
         let reply = server.send(delivery(&request_id_of(&body), body)).await;
-        assert_eq!(reply.status, StatusCode::OK);
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{name}: {}",
+            reply.error_message()
+        );
+        let events = server.events();
+        assert_eq!(events.len(), count, "{name}");
+        assert!(events.iter().all(|event| event["kind"] == kind), "{name}");
+        assert!(common::dead_letters(server.dir.path()).is_empty(), "{name}");
     }
-    let formats: Vec<String> = server
-        .events()
-        .iter()
-        .map(|event| event["format"].as_str().unwrap().to_owned())
-        .collect();
-    // Stock-ticker JSON ×3, a Spanish text line, and a gzip'd CloudWatch record.
-    assert_eq!(formats, ["json", "json", "json", "text", "binary"]);
-    assert_eq!(server.events()[0]["data"]["TICKER_SYMBOL"], "NGC");
-    assert_eq!(server.events()[3]["data"], "hola esto es una prueba");
+}
+
+#[tokio::test]
+async fn cloudwatch_logs_events_field_by_field() {
+    let server = TestServer::new();
+    let body = fixture("alloy/cw_logs_mixed.json");
+    let request_id = request_id_of(&body);
+    assert_eq!(
+        server.send(delivery(&request_id, body)).await.status,
+        StatusCode::OK
+    );
+    let events = server.events();
+    let first = &events[0];
+    assert_eq!(first["kind"], "log");
+    assert!(first["timestamp"].as_i64().unwrap() > 1_600_000_000_000);
+    assert!(
+        first["message"].as_str().unwrap().ends_with('\n'),
+        "messages are kept as written"
+    );
+    assert!(
+        first["aws"]["log_group"]
+            .as_str()
+            .unwrap()
+            .starts_with("/aws/lambda/")
+    );
+    assert!(first["aws"]["log_stream"].is_string());
+    assert!(first["aws"]["account_id"].as_str().unwrap().len() == 12);
+    assert!(
+        first["aws"]["subscription_filters"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    );
+    assert!(
+        first["aws"]["event_id"]
+            .as_str()
+            .unwrap()
+            .chars()
+            .all(|c| c.is_ascii_digit())
+    );
+    // Both records of the request point back at their position.
+    assert!(
+        events
+            .iter()
+            .all(|event| event["firehose"]["record_index"] == 1)
+    );
+    assert!(
+        events
+            .iter()
+            .all(|event| event["firehose"]["request_id"] == request_id.as_str())
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_records_decoded_total{format="cloudwatch_logs"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains("hydrant_control_messages_total 1"));
+}
+
+#[tokio::test]
+async fn a_real_opentelemetry_07_capture_becomes_metric_events() {
+    let server = TestServer::new();
+    let body = fixture("victoriametrics/firehose_metric_stream_otel07_request.json");
+    let reply = server.send(delivery(&request_id_of(&body), body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let events = server.events();
+    assert!(!events.is_empty());
+    for event in &events {
+        assert_eq!(event["kind"], "metric");
+        assert_eq!(event["namespace"], "AWS/EBS");
+        assert_eq!(event["metric_name"], "VolumeReadOps");
+        assert_eq!(event["account_id"], "677435890598");
+        assert!(
+            event["dimensions"]["VolumeId"].is_string(),
+            "0.7 flat labels become dimensions"
+        );
+        assert!(event["value"]["count"].is_number());
+    }
+}
+
+/// A stream fixed to OpenTelemetry 1.0 that receives 0.7 data gets a clear
+/// per-record error in the dead-letter table instead of metrics without dimensions.
+#[tokio::test]
+async fn a_forced_format_that_does_not_match_is_dead_lettered_with_a_reason() {
+    let server = TestServer::with_settings(settings_with(|decode| {
+        decode.rules.push(hydrant::decode::DecoderRule {
+            path: Some(hydrant::glob::Glob::new("/firehose")),
+            delivery_stream: None,
+            format: hydrant::decode::Format::MetricStreamOtel10,
+            vpc_flow_fields: None,
+        });
+    }));
+    let body = fixture("victoriametrics/firehose_metric_stream_otel07_request.json");
+    let reply = server.send(delivery(&request_id_of(&body), body)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(server.events().is_empty());
+    let dead = common::dead_letters(server.dir.path());
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("0.7"),
+        "{}",
+        dead[0]
+    );
+}
+
+fn settings_with(
+    edit: impl FnOnce(&mut hydrant::decode::DecodeSettings),
+) -> hydrant::server::Settings {
+    let mut decode = hydrant::decode::DecodeSettings::default();
+    edit(&mut decode);
+    hydrant::server::Settings {
+        auth: Auth::Keys(vec![hydrant::server::auth::AccessKey::new(KEY_NAME, KEY)]),
+        limits: Limits::default(),
+        decode,
+    }
 }
 
 #[tokio::test]
@@ -162,15 +288,8 @@ async fn a_gzip_body_is_inflated() {
     let reply = server.send(request).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
     let events = server.events();
-    assert_eq!(events.len(), 4);
-    // Metric-stream JSON lines: several objects per record, so stored as text.
-    assert_eq!(events[0]["format"], "text");
-    assert!(
-        events[0]["data"]
-            .as_str()
-            .unwrap()
-            .starts_with(r#"{"metric_stream_name""#)
-    );
+    assert_eq!(events.len(), 1160, "every data point of the four records");
+    assert!(events.iter().all(|event| event["kind"] == "metric"));
     assert!(
         events[0]["firehose"]["source_arn"].is_null(),
         "no ARN header was sent"
@@ -208,11 +327,11 @@ async fn a_retried_delivery_is_acknowledged_but_stored_once() {
     assert!(metrics.contains(r#"hydrant_duplicate_deliveries_total{access_key="test-sender",delivery_stream="test-stream"} 2"#), "{metrics}");
 }
 
-/// A request refused midway leaves nothing behind: its corrected retry (same id)
-/// is stored in full, not taken for a duplicate.
+/// With `reject`, a request refused midway leaves nothing behind: its corrected
+/// retry (same id) is stored in full, not taken for a duplicate.
 #[tokio::test]
 async fn a_refused_request_leaves_nothing_acknowledged() {
-    let server = TestServer::new();
+    let server = TestServer::with_settings(reject_settings());
     let mut bad: Value = serde_json::from_str(&body_of("r-1", &[b"good", b"also good"])).unwrap();
     bad["records"][1]["data"] = "not base64!".into();
     let reply = server.send(delivery("r-1", bad.to_string())).await;
@@ -352,10 +471,6 @@ async fn malformed_bodies_get_400() {
             "record not an object",
             r#"{"requestId":"r-m","timestamp":1,"records":["aGk="]}"#.into(),
         ),
-        (
-            "bad base64",
-            r#"{"requestId":"r-m","timestamp":1,"records":[{"data":"@@@"}]}"#.into(),
-        ),
     ];
     for (name, body) in table {
         let server = TestServer::new();
@@ -365,11 +480,11 @@ async fn malformed_bodies_get_400() {
     }
 }
 
-/// The captured request with a truncated record (real Firehose bytes) is refused
-/// whole, so neither record is stored and Firehose keeps the batch.
+/// With `reject`, the captured request with a truncated record is refused whole,
+/// so neither record is stored and Firehose keeps the batch.
 #[tokio::test]
 async fn the_captured_bad_record_is_refused_whole() {
-    let server = TestServer::new();
+    let server = TestServer::with_settings(reject_settings());
     let body = fixture("alloy/cw_logs_control_and_bad_records.json");
     let request_id = request_id_of(&body);
     let reply = server.send(delivery(&request_id, body)).await;
@@ -380,6 +495,46 @@ async fn the_captured_bad_record_is_refused_whole() {
         reply.error_message()
     );
     assert!(server.events().is_empty());
+}
+
+fn reject_settings() -> hydrant::server::Settings {
+    settings_with(|decode| decode.bad_records = hydrant::decode::BadRecords::Reject)
+}
+
+/// By default, the captured request with a truncated record is accepted: the good
+/// record is decoded, the bad one kept in the dead-letter table as it was sent.
+#[tokio::test]
+async fn the_captured_bad_record_goes_to_the_dead_letters() {
+    let server = TestServer::new();
+    let body = fixture("alloy/cw_logs_control_and_bad_records.json");
+    let request_id = request_id_of(&body);
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    let reply = server.send(delivery(&request_id, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    // Record 0 is a control message: accepted, not stored.
+    assert!(server.events().is_empty());
+    let dead = common::dead_letters(server.dir.path());
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["kind"], "dead_letter");
+    assert_eq!(dead[0]["firehose"]["record_index"], 1);
+    assert_eq!(
+        dead[0]["data"], sent["records"][1]["data"],
+        "kept exactly as sent"
+    );
+    assert!(
+        dead[0]["reason"].as_str().unwrap().contains("base64"),
+        "{}",
+        dead[0]
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_dead_letter_records_total{format="base64"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hydrant_control_messages_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

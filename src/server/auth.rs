@@ -61,11 +61,12 @@ impl PartialEq for AccessKey {
 impl Eq for AccessKey {}
 
 /// How requests are authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum Auth {
     /// A request must carry one of these keys.
     Keys(Vec<AccessKey>),
     /// Every request is accepted (`--no-auth`).
+    #[default]
     Disabled,
 }
 

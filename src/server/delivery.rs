@@ -158,9 +158,9 @@ async fn accept(
         path: parts.uri.path().to_owned(),
         common_attributes,
     };
-    let limits = state.limits;
+    let blocking_state = state.clone();
     let (batch, records, reservation) = tokio::task::spawn_blocking(move || {
-        decode_body(&body, gzipped, delivery, limits, reservation)
+        decode_body(&body, gzipped, delivery, &blocking_state, reservation)
     })
     .await
     .map_err(|_| ApiError::Record("decoding failed unexpectedly".into()))?;
@@ -177,9 +177,10 @@ fn decode_body(
     body: &[u8],
     gzipped: bool,
     mut delivery: Delivery,
-    limits: crate::limits::Limits,
+    state: &AppState,
     mut reservation: Reservation,
 ) -> (Result<Batch, ApiError>, u64, Reservation) {
+    let limits = state.limits;
     let inflated;
     let json: &[u8] = if gzipped {
         // Reserve what the trailer claims before inflating, the rest after.
@@ -209,14 +210,21 @@ fn decode_body(
         return (Err(ApiError::RequestIdMismatch), records, reservation);
     }
     delivery.timestamp = request.timestamp;
-    let decoded = match decode_records(&request.records, &delivery) {
+    let decoded = match decode_records(&request.records, &delivery, &state.decode) {
         Ok(decoded) => decoded,
         Err(error) => return (Err(error.into()), records, reservation),
     };
+    state.metrics.record_decoding(&decoded);
+    // The events are held until the sink has them: count them against the budget.
+    let output = (decoded.lines.len() + decoded.dead_letters.len()) as u64;
+    if let Err(error) = reservation.grow(output) {
+        return (Err(error), records, reservation);
+    }
     let batch = Batch {
         dedup_key: dedup_key(&delivery),
         lines: decoded.lines,
         events: decoded.events,
+        dead_letters: decoded.dead_letters,
     };
     (Ok(batch), records, reservation)
 }

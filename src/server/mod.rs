@@ -30,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
+use crate::decode::DecodeSettings;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::sink::file::FileSink;
@@ -42,6 +43,17 @@ use health::Readiness;
 /// client must not be able to write unbounded text into the logs.
 const MAX_LOGGED_REQUEST_ID: usize = 128;
 
+/// What the operator configured for handling deliveries.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Access keys.
+    pub auth: Auth,
+    /// Limits on untrusted input.
+    pub limits: Limits,
+    /// How records are decoded.
+    pub decode: DecodeSettings,
+}
+
 /// Everything a request handler needs, shared by both listeners.
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
@@ -53,6 +65,8 @@ pub struct Shared {
     pub auth: Auth,
     /// Limits on untrusted input.
     pub limits: Limits,
+    /// How records are decoded.
+    pub decode: DecodeSettings,
     /// The in-flight byte budget.
     pub in_flight: InFlight,
     /// Where events are committed.
@@ -75,7 +89,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Assembles the state; not ready until [`Readiness::set`] is called.
     #[must_use]
-    pub fn new(auth: Auth, limits: Limits, sink: Arc<FileSink>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: Settings, sink: Arc<FileSink>, metrics: Arc<Metrics>) -> Self {
+        let Settings {
+            auth,
+            limits,
+            decode,
+        } = settings;
         let gauge = metrics.in_flight_bytes.clone();
         metrics
             .in_flight_limit_bytes
@@ -83,6 +102,7 @@ impl AppState {
         Self(Arc::new(Shared {
             auth,
             limits,
+            decode,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
             sink,
             metrics,

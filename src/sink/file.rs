@@ -78,6 +78,7 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 const JOURNAL_COMPACT_BYTES: u64 = 32 * MIB;
 
 const EVENTS_DIR: &str = "events";
+const DEAD_LETTER_DIR: &str = "dead_letter";
 const STATE_DIR: &str = "_hydrant";
 const JOURNAL_FILE: &str = "journal.ndjson";
 const LOCK_FILE: &str = "lock";
@@ -215,19 +216,50 @@ impl FileSink {
     }
 }
 
+/// The tables a batch writes to, each with its own folder and open segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// Decoded events.
+    Events,
+    /// Records that could not be decoded, with their reasons.
+    DeadLetter,
+}
+
+const TABLES: [Table; 2] = [Table::Events, Table::DeadLetter];
+
+impl Table {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Events => EVENTS_DIR,
+            Self::DeadLetter => DEAD_LETTER_DIR,
+        }
+    }
+
+    fn lines(self, batch: &Batch) -> &[u8] {
+        match self {
+            Self::Events => &batch.lines,
+            Self::DeadLetter => &batch.dead_letters,
+        }
+    }
+}
+
 /// One line of the commit journal.
 #[derive(Debug, Serialize, Deserialize)]
 struct JournalEntry {
-    /// Path of the segment (its completed name, relative to the data directory) and
-    /// its committed length after this commit. Absent in compacted entries.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    segment: Option<String>,
-    #[serde(default)]
-    len: u64,
+    /// The segments this commit appended to, with their committed lengths after it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    segments: Vec<SegmentLength>,
     /// Commit time, ms since the epoch.
     at: u64,
     /// Dedup keys of the deliveries committed.
     keys: Vec<String>,
+}
+
+/// A segment (its completed name, relative to the data directory) and a length.
+#[derive(Debug, Serialize, Deserialize)]
+struct SegmentLength {
+    name: String,
+    len: u64,
 }
 
 /// A file that only grows by whole appends: a failed append is cut back off.
@@ -297,7 +329,8 @@ struct Writer {
     metrics: StorageMetrics,
     journal: AppendFile,
     dedup: DedupWindow,
-    open: Option<OpenSegment>,
+    /// The open segment of each table, indexed like [`TABLES`].
+    open: [Option<OpenSegment>; TABLES.len()],
     /// Distinguishes segments opened in the same millisecond.
     sequence: u64,
     /// Held for the writer's lifetime; dropping it releases the lock.
@@ -316,7 +349,9 @@ impl Writer {
         };
         let state = root.join(STATE_DIR);
         fs::create_dir_all(&state).map_err(io_error(&state))?;
-        fs::create_dir_all(root.join(EVENTS_DIR)).map_err(io_error(&root))?;
+        for table in TABLES {
+            fs::create_dir_all(root.join(table.dir())).map_err(io_error(&root))?;
+        }
 
         let lock_path = state.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -348,7 +383,12 @@ impl Writer {
         }
 
         let mut recovery = Recovery::default();
-        for open in find_open_segments(&root.join(EVENTS_DIR)).map_err(io_error(&root))? {
+        let mut open_segments = Vec::new();
+        for table in TABLES {
+            open_segments
+                .extend(find_open_segments(&root.join(table.dir())).map_err(io_error(&root))?);
+        }
+        for open in open_segments {
             let name = completed_name(&root, &open);
             let committed = journal.committed_lengths.get(&name).copied().unwrap_or(0);
             let cut = recover_segment(&open, committed).map_err(io_error(&open))?;
@@ -365,7 +405,7 @@ impl Writer {
             settings,
             metrics,
             dedup,
-            open: None,
+            open: [None, None],
             sequence: 0,
             _lock: lock,
         };
@@ -429,7 +469,7 @@ impl Writer {
         if !group.is_empty() {
             self.commit_group(group);
         }
-        self.seal();
+        self.seal_all();
     }
 
     fn commit_group(&mut self, group: Vec<(Batch, oneshot::Sender<Result<Committed, SinkError>>)>) {
@@ -490,29 +530,31 @@ impl Writer {
                 .inspect_err(|error| self.fail("compact", error))?;
         }
         self.seal_if_due();
-        if self.open.as_ref().is_some_and(|segment| segment.data.dirty) {
-            // Recovery at the next start cuts it back using the journal.
-            self.open = None;
-        }
-        if self.open.is_none() {
-            self.open = Some(
-                self.open_segment(now)
-                    .inspect_err(|error| self.fail("open", error))?,
-            );
-        }
-        let segment = self.open.as_mut().expect("a segment was just opened");
-        let before = segment.data.committed;
-        let parts: Vec<&[u8]> = group
-            .iter()
-            .map(|(batch, _)| batch.lines.as_slice())
-            .collect();
-        if let Err(error) = segment.data.append_durably(&parts) {
-            self.fail("write", &error);
-            return Err(error);
+        let mut appended: Vec<(usize, u64)> = Vec::new();
+        let mut segments = Vec::new();
+        for (slot, table) in TABLES.into_iter().enumerate() {
+            let parts: Vec<&[u8]> = group
+                .iter()
+                .map(|(batch, _)| table.lines(batch))
+                .filter(|lines| !lines.is_empty())
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            if let Err(error) = self.append_to(slot, table, &parts, now, &mut appended) {
+                self.cut_back(&appended);
+                return Err(error);
+            }
+            let segment = self.open[slot]
+                .as_ref()
+                .expect("appended to an open segment");
+            segments.push(SegmentLength {
+                name: segment.name.clone(),
+                len: segment.data.committed,
+            });
         }
         let entry = JournalEntry {
-            segment: Some(segment.name.clone()),
-            len: segment.data.committed,
+            segments,
             at: now,
             keys: group
                 .iter()
@@ -523,11 +565,53 @@ impl Writer {
         line.push(b'\n');
         if let Err(error) = self.journal.append_durably(&[&line]) {
             // The data is synced but not acknowledged: cut it back off.
-            segment.data.cut_back_to(before);
+            self.cut_back(&appended);
             self.fail("journal", &error);
             return Err(error);
         }
         Ok(())
+    }
+
+    /// Appends and syncs `parts` to `table`'s open segment (opening one if needed),
+    /// noting in `appended` where it stood before.
+    fn append_to(
+        &mut self,
+        slot: usize,
+        table: Table,
+        parts: &[&[u8]],
+        now: u64,
+        appended: &mut Vec<(usize, u64)>,
+    ) -> io::Result<()> {
+        if self.open[slot]
+            .as_ref()
+            .is_some_and(|segment| segment.data.dirty)
+        {
+            // Recovery at the next start cuts it back using the journal.
+            self.open[slot] = None;
+        }
+        if self.open[slot].is_none() {
+            let segment = self
+                .open_segment(table, now)
+                .inspect_err(|error| self.fail("open", error))?;
+            self.open[slot] = Some(segment);
+        }
+        let segment = self.open[slot].as_mut().expect("a segment is open");
+        let before = segment.data.committed;
+        if let Err(error) = segment.data.append_durably(parts) {
+            self.fail("write", &error);
+            return Err(error);
+        }
+        appended.push((slot, before));
+        Ok(())
+    }
+
+    /// Cuts the segments appended to by a failed group back to where they stood.
+    fn cut_back(&mut self, appended: &[(usize, u64)]) {
+        for (slot, before) in appended {
+            if let Some(segment) = self.open[*slot].as_mut() {
+                segment.data.cut_back_to(*before);
+            }
+        }
     }
 
     fn fail(&self, operation: &str, error: &io::Error) {
@@ -535,12 +619,16 @@ impl Writer {
         tracing::error!(%error, operation, "Storage operation failed.");
     }
 
-    fn open_segment(&mut self, now: u64) -> io::Result<OpenSegment> {
+    fn open_segment(&mut self, table: Table, now: u64) -> io::Result<OpenSegment> {
         let time = UtcTime::from_ms(now);
         self.sequence += 1;
         let dir_rel = format!(
-            "{EVENTS_DIR}/dt={:04}-{:02}-{:02}/hour={:02}",
-            time.year, time.month, time.day, time.hour
+            "{}/dt={:04}-{:02}-{:02}/hour={:02}",
+            table.dir(),
+            time.year,
+            time.month,
+            time.day,
+            time.hour
         );
         let file_name = format!(
             "part-{:04}{:02}{:02}T{:02}{:02}{:02}{:03}Z-{:06}{SEGMENT_EXT}",
@@ -570,20 +658,30 @@ impl Writer {
     }
 
     fn seal_if_due(&mut self) {
-        let Some(segment) = &self.open else { return };
         let now = UtcTime::from_ms(now_ms());
-        let due = segment.data.committed >= self.settings.segment_max_bytes
-            || segment.opened.elapsed() >= self.settings.segment_max_age
-            || segment.hour != (now.year, now.month, now.day, now.hour);
-        if due {
-            self.seal();
+        for slot in 0..TABLES.len() {
+            let Some(segment) = &self.open[slot] else {
+                continue;
+            };
+            let due = segment.data.committed >= self.settings.segment_max_bytes
+                || segment.opened.elapsed() >= self.settings.segment_max_age
+                || segment.hour != (now.year, now.month, now.day, now.hour);
+            if due {
+                self.seal(slot);
+            }
         }
     }
 
-    /// Completes the open segment: renames it to its final name (its data is
+    fn seal_all(&mut self) {
+        for slot in 0..TABLES.len() {
+            self.seal(slot);
+        }
+    }
+
+    /// Completes a table's open segment: renames it to its final name (its data is
     /// already synced) and syncs the directory. An empty segment is removed.
-    fn seal(&mut self) {
-        let Some(segment) = self.open.take() else {
+    fn seal(&mut self, slot: usize) {
+        let Some(segment) = self.open[slot].take() else {
             return;
         };
         let open_path = open_path(&self.settings.data_dir, &segment.name);
@@ -602,7 +700,7 @@ impl Writer {
         }
     }
 
-    /// Rewrites the journal with only the open segment's length and the duplicate
+    /// Rewrites the journal with only the open segments' lengths and the duplicate
     /// window, via a temporary file and an atomic rename.
     fn compact_journal(&mut self) -> io::Result<()> {
         let state = self.settings.data_dir.join(STATE_DIR);
@@ -612,17 +710,24 @@ impl Writer {
             write_entry(
                 &mut out,
                 &JournalEntry {
-                    segment: None,
-                    len: 0,
+                    segments: Vec::new(),
                     at,
                     keys: vec![key.to_owned()],
                 },
             )?;
         }
-        if let Some(segment) = &self.open {
-            let entry = JournalEntry {
-                segment: Some(segment.name.clone()),
+        let segments: Vec<SegmentLength> = self
+            .open
+            .iter()
+            .flatten()
+            .map(|segment| SegmentLength {
+                name: segment.name.clone(),
                 len: segment.data.committed,
+            })
+            .collect();
+        if !segments.is_empty() {
+            let entry = JournalEntry {
+                segments,
                 at: now_ms(),
                 keys: Vec::new(),
             };
@@ -666,8 +771,8 @@ fn read_journal(path: &Path) -> io::Result<JournalState> {
         let Ok(entry) = serde_json::from_slice::<JournalEntry>(line) else {
             continue;
         };
-        if let Some(segment) = entry.segment {
-            state.committed_lengths.insert(segment, entry.len);
+        for segment in entry.segments {
+            state.committed_lengths.insert(segment.name, segment.len);
         }
         state
             .keys
@@ -676,7 +781,7 @@ fn read_journal(path: &Path) -> io::Result<JournalState> {
     Ok(state)
 }
 
-/// Open segments anywhere below `events`.
+/// Open segments anywhere below a table's folder.
 fn find_open_segments(events: &Path) -> io::Result<Vec<PathBuf>> {
     let mut found = Vec::new();
     let mut pending = vec![events.to_owned()];
@@ -783,23 +888,13 @@ mod tests {
             dedup_key: key.to_owned(),
             lines: lines.as_bytes().to_vec(),
             events: lines.lines().count(),
+            dead_letters: Vec::new(),
         }
     }
 
     /// Every line of every completed segment, in file order.
     fn completed_lines(root: &Path) -> Vec<String> {
-        let mut files = Vec::new();
-        let mut pending = vec![root.join(EVENTS_DIR)];
-        while let Some(dir) = pending.pop() {
-            for entry in fs::read_dir(dir).unwrap() {
-                let path = entry.unwrap().path();
-                if path.is_dir() {
-                    pending.push(path);
-                } else if path.extension().is_some_and(|ext| ext == "ndjson") {
-                    files.push(path);
-                }
-            }
-        }
+        let mut files = find_completed(&root.join(EVENTS_DIR));
         files.sort();
         files
             .iter()
@@ -866,6 +961,52 @@ mod tests {
             "{relative}"
         );
         sink.close().await;
+    }
+
+    #[tokio::test]
+    async fn dead_letters_get_their_own_table_and_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut writer, _) = Writer::open(settings(dir.path()), storage_metrics()).unwrap();
+        let mut with_dead = batch("k1", "good\n");
+        with_dead.dead_letters = b"bad\n".to_vec();
+        let (reply, answer) = oneshot::channel();
+        writer.commit_group(vec![(with_dead, reply)]);
+        assert_eq!(answer.await.unwrap(), Ok(Committed::Written { events: 1 }));
+        // Unacknowledged bytes in both open segments, then a crash.
+        for slot in 0..TABLES.len() {
+            writer.open[slot]
+                .as_mut()
+                .unwrap()
+                .data
+                .file
+                .write_all(b"torn")
+                .unwrap();
+        }
+        drop(writer);
+        let sink = FileSink::open(settings(dir.path()), storage_metrics()).unwrap();
+        assert_eq!(sink.recovery().segments_recovered, 2);
+        assert_eq!(sink.recovery().bytes_truncated, 8);
+        sink.close().await;
+        assert_eq!(completed_lines(dir.path()), ["good"]);
+        let dead: Vec<_> = find_completed(&dir.path().join(DEAD_LETTER_DIR));
+        assert_eq!(dead.len(), 1);
+        assert_eq!(fs::read_to_string(&dead[0]).unwrap(), "bad\n");
+    }
+
+    fn find_completed(dir: &Path) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(dir) = pending.pop() {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else if path.extension().is_some_and(|ext| ext == "ndjson") {
+                    found.push(path);
+                }
+            }
+        }
+        found
     }
 
     #[tokio::test]
@@ -994,7 +1135,7 @@ mod tests {
         let (reply, _answer) = oneshot::channel();
         writer.commit_group(vec![(batch("a", "one\n"), reply)]);
         // A second group whose journal line was torn by the crash: not acknowledged.
-        let segment = writer.open.as_mut().unwrap();
+        let segment = writer.open[0].as_mut().unwrap();
         segment.data.file.write_all(b"two\n").unwrap();
         writer
             .journal

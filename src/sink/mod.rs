@@ -17,6 +17,8 @@ pub struct Batch {
     pub lines: Vec<u8>,
     /// Number of events (lines) in `lines`.
     pub events: usize,
+    /// Dead-letter entries (records that could not be decoded), as NDJSON lines.
+    pub dead_letters: Vec<u8>,
 }
 
 /// What a successful commit did.

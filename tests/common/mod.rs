@@ -16,10 +16,11 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
+use hydrant::decode::DecodeSettings;
 use hydrant::limits::Limits;
 use hydrant::metrics::Metrics;
 use hydrant::server::auth::{AccessKey, Auth};
-use hydrant::server::{AppState, admin_router, ingest_router};
+use hydrant::server::{AppState, Settings, admin_router, ingest_router};
 use hydrant::sink::file::{FileSink, FileSinkSettings};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -43,11 +44,19 @@ impl TestServer {
     }
 
     pub fn with(auth: Auth, limits: Limits) -> Self {
+        Self::with_settings(Settings {
+            auth,
+            limits,
+            decode: DecodeSettings::default(),
+        })
+    }
+
+    pub fn with_settings(settings: Settings) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new(100));
         let sink =
             FileSink::open(FileSinkSettings::new(dir.path()), metrics.storage.clone()).unwrap();
-        let state = AppState::new(auth, limits, Arc::new(sink), metrics);
+        let state = AppState::new(settings, Arc::new(sink), metrics);
         state.readiness.set(true);
         Self { dir, state }
     }
@@ -145,7 +154,16 @@ pub fn fixture(path: &str) -> Vec<u8> {
 
 /// Every event line under `data_dir/events`, completed and open segments alike.
 pub fn stored_events(data_dir: &Path) -> Vec<Value> {
-    segment_files(data_dir)
+    table_lines(data_dir, "events")
+}
+
+/// Every line under `data_dir/dead_letter`.
+pub fn dead_letters(data_dir: &Path) -> Vec<Value> {
+    table_lines(data_dir, "dead_letter")
+}
+
+fn table_lines(data_dir: &Path, table: &str) -> Vec<Value> {
+    table_files(data_dir, table)
         .iter()
         .flat_map(|file| {
             let text = std::fs::read_to_string(file).unwrap();
@@ -161,10 +179,14 @@ pub fn stored_events(data_dir: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// Segment files (completed and open), sorted by path.
+/// Event segment files (completed and open), sorted by path.
 pub fn segment_files(data_dir: &Path) -> Vec<PathBuf> {
+    table_files(data_dir, "events")
+}
+
+fn table_files(data_dir: &Path, table: &str) -> Vec<PathBuf> {
     let mut files = Vec::new();
-    let mut pending = vec![data_dir.join("events")];
+    let mut pending = vec![data_dir.join(table)];
     while let Some(dir) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
