@@ -887,6 +887,13 @@ dedup_capacity = 5
         assert_eq!(config.storage, defaults.storage);
         assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(config.max_stream_labels, defaults.max_stream_labels);
+        assert_eq!(config.decode.default_format, defaults.decode.default_format);
+        assert_eq!(config.decode.bad_records, defaults.decode.bad_records);
+        assert_eq!(
+            config.decode.max_record_inflated_bytes,
+            defaults.decode.max_record_inflated_bytes
+        );
+        assert_eq!(config.decode.rules.len(), 2);
         assert_eq!(
             config
                 .auth
