@@ -6,18 +6,20 @@
 //! [`Metric`], the same shape the JSON format decoder produces, so users see one kind
 //! of metric event whatever format their stream uses.
 //!
-//! The messages are declared here by hand (module `pb`, no `protoc` needed) as the union of the two
-//! versions: they share every field number Metric Streams uses except the data-point
-//! attributes, which are flat `labels` (field 1) in 0.7 and `attributes` with a
-//! `Dimensions` key-value list (field 7) in 1.0. A decoder that knows only one
-//! version silently drops the other's dimensions, because protobuf skips unknown
-//! fields; so when the stream's version is configured, a point in the other encoding
-//! is an error instead.
+//! The messages are declared here by hand (module `pb`, so no `protoc` is needed) as
+//! the union of the two versions: they share every field number Metric Streams uses
+//! except the data-point attributes, which are flat `labels` (field 1) in 0.7 and
+//! `attributes` with a `Dimensions` key-value list (field 7) in 1.0. A decoder that
+//! knows only one version silently drops the other's dimensions, because protobuf skips
+//! unknown fields; so when the stream's version is configured, a point in the other
+//! encoding is an error instead.
 //!
-//! Sources: "Parsing OpenTelemetry 0.7.0/1.0.0 metrics" and the translation pages of
-//! the CloudWatch Metric Streams guide,
-//! <https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch-metric-streams-formats-opentelemetry.html>;
-//! the `opentelemetry-proto` `.proto` files at tags `v0.7.0` and `v1.0.0`
+//! Sources, from the CloudWatch user guide
+//! (`https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/<page>.html`):
+//! `CloudWatch-metric-streams-formats-opentelemetry-parse` (the length-delimited
+//! framing), `...-opentelemetry-translation` and `...-opentelemetry-translation-100`
+//! (attributes and the unit table for 0.7.0 and 1.0.0). Field numbers come from the
+//! `opentelemetry-proto` files at tags `v0.7.0` and `v1.0.0`
 //! (`collector/metrics/v1/metrics_service.proto`, `metrics/v1/metrics.proto`,
 //! `common/v1/common.proto`, `resource/v1/resource.proto`).
 
@@ -54,9 +56,7 @@ pub enum OtelError {
         offset: usize,
     },
     /// A message's length prefix claims more bytes than the record has left.
-    #[error(
-        "message length {length} at byte {offset} runs past the end of the record ({remaining} bytes left)"
-    )]
+    #[error("message length {length} at byte {offset} is past the end ({remaining} bytes left)")]
     LengthPastEnd {
         /// Where the prefix starts in the record.
         offset: usize,
@@ -241,7 +241,7 @@ fn to_metric(
             attribute.key.as_str(),
             attribute.value.as_ref().and_then(|v| v.value.as_ref()),
         ) {
-            ("Dimensions", Some(pb::any_value::Value::KvlistValue(list))) => {
+            ("Dimensions", Some(pb::Value::Kvlist(list))) => {
                 for dimension in &list.values {
                     if let Some(value) = scalar_text(dimension.value.as_ref()) {
                         dimensions.insert(dimension.key.clone(), value);
@@ -384,13 +384,13 @@ fn plain_unit(ucum: &str) -> Option<&'static str> {
 
 /// The text of a scalar attribute value; `None` for lists, maps, bytes and absence.
 fn scalar_text(value: Option<&pb::AnyValue>) -> Option<String> {
-    use pb::any_value::Value;
+    use pb::Value;
     match value?.value.as_ref()? {
-        Value::StringValue(text) => Some(text.clone()),
-        Value::BoolValue(flag) => Some(flag.to_string()),
-        Value::IntValue(number) => Some(number.to_string()),
-        Value::DoubleValue(number) => Some(number.to_string()),
-        Value::ArrayValue(_) | Value::KvlistValue(_) | Value::BytesValue(_) => None,
+        Value::String(text) => Some(text.clone()),
+        Value::Bool(flag) => Some(flag.to_string()),
+        Value::Int(number) => Some(number.to_string()),
+        Value::Double(number) => Some(number.to_string()),
+        Value::Array(_) | Value::Kvlist(_) | Value::Bytes(_) => None,
     }
 }
 
@@ -505,29 +505,27 @@ mod pb {
     /// `common.v1.AnyValue`.
     #[derive(Clone, PartialEq, prost::Message)]
     pub(super) struct AnyValue {
-        #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
-        pub(super) value: Option<any_value::Value>,
+        #[prost(oneof = "Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+        pub(super) value: Option<Value>,
     }
 
-    pub(super) mod any_value {
-        /// The one value an `AnyValue` holds.
-        #[derive(Clone, PartialEq, prost::Oneof)]
-        pub(in super::super) enum Value {
-            #[prost(string, tag = "1")]
-            StringValue(String),
-            #[prost(bool, tag = "2")]
-            BoolValue(bool),
-            #[prost(int64, tag = "3")]
-            IntValue(i64),
-            #[prost(double, tag = "4")]
-            DoubleValue(f64),
-            #[prost(message, tag = "5")]
-            ArrayValue(super::ArrayValue),
-            #[prost(message, tag = "6")]
-            KvlistValue(super::KeyValueList),
-            #[prost(bytes = "vec", tag = "7")]
-            BytesValue(Vec<u8>),
-        }
+    /// The one value an `AnyValue` holds (its `value` oneof).
+    #[derive(Clone, PartialEq, prost::Oneof)]
+    pub(super) enum Value {
+        #[prost(string, tag = "1")]
+        String(String),
+        #[prost(bool, tag = "2")]
+        Bool(bool),
+        #[prost(int64, tag = "3")]
+        Int(i64),
+        #[prost(double, tag = "4")]
+        Double(f64),
+        #[prost(message, tag = "5")]
+        Array(ArrayValue),
+        #[prost(message, tag = "6")]
+        Kvlist(KeyValueList),
+        #[prost(bytes = "vec", tag = "7")]
+        Bytes(Vec<u8>),
     }
 
     /// `common.v1.ArrayValue`.
@@ -824,6 +822,43 @@ mod tests {
             decode(&record, OtelVersion::Any, &mut out),
             Err(OtelError::Protobuf { offset: 0, .. })
         ));
+    }
+
+    #[test]
+    fn deeply_nested_values_are_an_error_not_a_stack_overflow() {
+        let mut value = pb::AnyValue {
+            value: Some(pb::Value::String("leaf".into())),
+        };
+        for _ in 0..200 {
+            value = pb::AnyValue {
+                value: Some(pb::Value::Kvlist(pb::KeyValueList {
+                    values: vec![pb::KeyValue {
+                        key: "k".into(),
+                        value: Some(value),
+                    }],
+                })),
+            };
+        }
+        let record = framed(pb::Metric {
+            name: "amazonaws.com/AWS/EC2/CPUUtilization".into(),
+            summary: Some(pb::Summary {
+                data_points: vec![pb::SummaryDataPoint {
+                    attributes: vec![pb::KeyValue {
+                        key: "Dimensions".into(),
+                        value: Some(value),
+                    }],
+                    ..Default::default()
+                }],
+            }),
+            ..Default::default()
+        });
+        let mut out = Vec::new();
+        match decode(&record, OtelVersion::Any, &mut out) {
+            Err(OtelError::Protobuf { offset: 0, reason }) => {
+                assert!(reason.contains("recursion limit"), "{reason}");
+            }
+            other => panic!("expected prost's recursion limit, got {other:?}"),
+        }
     }
 
     #[test]
