@@ -305,11 +305,8 @@ mod tests {
 
     fn lines(writer: EventWriter) -> Vec<serde_json::Value> {
         let (bytes, _) = writer.finish();
-        let text = String::from_utf8(bytes).unwrap();
-        assert!(text.ends_with('\n'));
-        text.lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
+        assert!(bytes.ends_with(b"\n"));
+        crate::testing::parse_lines(&bytes)
     }
 
     #[test]

@@ -31,3 +31,5 @@ pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod sink;
+#[cfg(test)]
+mod testing;

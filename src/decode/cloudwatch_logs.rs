@@ -204,26 +204,13 @@ pub fn classify_message(
 mod tests {
     use super::*;
     use crate::event::Delivery;
-
-    fn fixture(path: &str) -> Vec<u8> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(path),
-        )
-        .unwrap()
-    }
+    use crate::testing::{fixture, parse_lines};
 
     fn run(bytes: &[u8]) -> (Result<Decoded, String>, Vec<Value>) {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         let result = decode(bytes, 0, &mut writer, None);
         let (lines, _) = writer.finish();
-        let events = String::from_utf8(lines)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect();
-        (result, events)
+        (result, parse_lines(&lines))
     }
 
     #[test]
@@ -366,11 +353,7 @@ mod tests {
         .unwrap();
         assert_eq!(count, 3);
         let (lines, _) = writer.finish();
-        let events: Vec<Value> = String::from_utf8(lines)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let events = parse_lines(&lines);
         assert_eq!(events[0]["message"], "first line");
         assert_eq!(events[0]["timestamp"], 99);
         assert!(events[0]["aws"]["log_group"].is_null());

@@ -110,25 +110,13 @@ fn to_metric(point: Point) -> Metric {
 mod tests {
     use super::*;
     use crate::event::Delivery;
-
-    fn fixture(path: &str) -> Vec<u8> {
-        std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/fixtures")
-                .join(path),
-        )
-        .unwrap()
-    }
+    use crate::testing::{fixture, parse_lines};
 
     fn run(bytes: &[u8]) -> Result<Vec<serde_json::Value>, String> {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         decode(bytes, 0, &mut writer)?;
         let (lines, _) = writer.finish();
-        Ok(String::from_utf8(lines)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect())
+        Ok(parse_lines(&lines))
     }
 
     #[test]

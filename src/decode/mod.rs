@@ -513,13 +513,7 @@ mod tests {
         decode_records(&encoded, &Delivery::default(), settings)
     }
 
-    fn events(lines: &[u8]) -> Vec<serde_json::Value> {
-        std::str::from_utf8(lines)
-            .unwrap()
-            .lines()
-            .map(|line| serde_json::from_str(line).unwrap())
-            .collect()
-    }
+    use crate::testing::parse_lines as events;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         use std::io::Write;
