@@ -114,6 +114,21 @@ fn bench_request(c: &mut Criterion, name: &str, body: &[u8], format: Format) {
             decode_records(black_box(&request.records), &delivery, &settings).expect("decodes")
         });
     });
+    // The floor on the same bytes: base64, and gunzip where a record is gzip'd.
+    group.bench_function("floor_base64+gunzip", |b| {
+        b.iter(|| {
+            let mut scratch = Vec::new();
+            for record in &request.records {
+                scratch.clear();
+                STANDARD
+                    .decode_vec(record.as_bytes(), &mut scratch)
+                    .expect("base64");
+                if hydrant::limits::is_gzip(&scratch) {
+                    black_box(gunzip_capped(&scratch, 1 << 26).expect("gzip"));
+                }
+            }
+        });
+    });
     group.finish();
 }
 

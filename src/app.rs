@@ -1,4 +1,5 @@
-//! The composition root: opens storage, binds the listeners and serves until shutdown.
+//! The composition root: opens the sinks, binds the listeners and serves until
+//! shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -6,17 +7,32 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, SinkKind};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Listeners, Settings};
+use crate::sink::discard::DiscardSink;
+use crate::sink::fanout::Sinks;
 use crate::sink::file::{FileSink, OpenError};
+use crate::sink::kafka::KafkaSink;
+use crate::sink::nats::NatsSink;
+use crate::sink::s3::S3Sink;
+use crate::sink::stdout::StdoutSink;
+use crate::sink::{Sink, SinkError};
 
 /// Why Hydrant stopped with an error. Each variant has its own exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The data directory could not be opened or recovered.
+    /// A data directory could not be opened or recovered.
     #[error("{0}")]
     Storage(#[from] OpenError),
+    /// A sink could not be set up.
+    #[error("sink {name:?}: {error}")]
+    Sink {
+        /// The sink's name.
+        name: String,
+        /// What went wrong.
+        error: SinkError,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Bind {
@@ -37,8 +53,8 @@ impl RunError {
         match self {
             // EX_CANTCREAT: the data directory cannot be used.
             Self::Storage(_) => 73,
-            // EX_UNAVAILABLE: the address is taken or not ours.
-            Self::Bind { .. } => 69,
+            // EX_UNAVAILABLE: the address is taken, or a sink cannot be set up.
+            Self::Bind { .. } | Self::Sink { .. } => 69,
             Self::Serve(_) => 1,
         }
     }
@@ -48,27 +64,28 @@ impl RunError {
 ///
 /// # Errors
 ///
-/// [`RunError`] when storage cannot be opened, a listener cannot be bound, or
+/// [`RunError`] when a sink cannot be opened, a listener cannot be bound, or
 /// serving fails.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let metrics = Arc::new(Metrics::new(config.max_stream_labels));
-    let data_dir = config.storage.data_dir.clone();
-    let storage_metrics = metrics.storage.clone();
-    let sink = tokio::task::spawn_blocking(move || FileSink::open(config.storage, storage_metrics))
-        .await
-        .map_err(std::io::Error::other)??;
-    let recovery = sink.recovery();
-    tracing::info!(
-        data_dir = %data_dir.display(),
-        segments_recovered = recovery.segments_recovered,
-        bytes_truncated = recovery.bytes_truncated,
-        deliveries_remembered = recovery.deliveries_remembered,
-        "Storage open."
-    );
-    let sink = Arc::new(sink);
+    let mut sinks = Vec::with_capacity(config.sinks.len());
+    for spec in config.sinks {
+        let sink = open_sink(spec.kind, &metrics)
+            .await
+            .map_err(|error| match error {
+                OpenSinkError::Storage(error) => RunError::Storage(error),
+                OpenSinkError::Sink(error) => RunError::Sink {
+                    name: spec.name.clone(),
+                    error,
+                },
+            })?;
+        tracing::info!(sink = %spec.name, kind = sink.kind(), "Sink ready.");
+        sinks.push((spec.name, sink));
+    }
+    let sinks = Arc::new(Sinks::new(sinks, config.fanout, &metrics));
 
     let listeners = Listeners {
         ingest: bind(config.listen).await?,
@@ -81,11 +98,62 @@ pub async fn run(
         auth: config.auth,
         limits: config.limits,
         decode: config.decode,
+        router: config.router,
     };
-    let state = AppState::new(settings, Arc::clone(&sink), metrics);
+    let state = AppState::new(settings, Arc::clone(&sinks), metrics);
+    // Learn which sinks' services answer before taking traffic, then keep checking.
+    sinks.probe_all().await;
+    let prober = sinks.spawn_prober();
     state.readiness.set(true);
-    server::serve(listeners, state, shutdown, config.shutdown_grace).await?;
+    let served = server::serve(listeners, state, shutdown, config.shutdown_grace).await;
+    prober.abort();
+    served?;
     Ok(())
+}
+
+enum OpenSinkError {
+    Storage(OpenError),
+    Sink(SinkError),
+}
+
+/// Opens or connects one sink. Sinks behind a network service do not need it to be
+/// up yet: the circuit breaker holds deliveries off until it answers.
+async fn open_sink(kind: SinkKind, metrics: &Metrics) -> Result<Sink, OpenSinkError> {
+    Ok(match kind {
+        SinkKind::File(settings) => {
+            let data_dir = settings.data_dir.clone();
+            let storage_metrics = metrics.storage.clone();
+            let sink =
+                tokio::task::spawn_blocking(move || FileSink::open(settings, storage_metrics))
+                    .await
+                    .map_err(|error| OpenSinkError::Sink(SinkError::Write(error.to_string())))?
+                    .map_err(OpenSinkError::Storage)?;
+            let recovery = sink.recovery();
+            tracing::info!(
+                data_dir = %data_dir.display(),
+                segments_recovered = recovery.segments_recovered,
+                bytes_truncated = recovery.bytes_truncated,
+                deliveries_remembered = recovery.deliveries_remembered,
+                "Storage open."
+            );
+            Sink::File(sink)
+        }
+        SinkKind::S3(config) => {
+            Sink::S3(S3Sink::connect(config).await.map_err(OpenSinkError::Sink)?)
+        }
+        SinkKind::Nats(config) => Sink::Nats(
+            NatsSink::connect(config)
+                .await
+                .map_err(OpenSinkError::Sink)?,
+        ),
+        SinkKind::Kafka(config) => Sink::Kafka(
+            KafkaSink::connect(config)
+                .await
+                .map_err(OpenSinkError::Sink)?,
+        ),
+        SinkKind::Stdout(config) => Sink::Stdout(StdoutSink::new(&config)),
+        SinkKind::Discard(_) => Sink::Discard(DiscardSink),
+    })
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {

@@ -20,11 +20,18 @@ use crate::decode::{BadRecords, DecodeSettings, DecoderRule, Format};
 use crate::glob::Glob;
 use crate::limits::{self, Limits};
 use crate::metrics::DEFAULT_MAX_STREAM_LABELS;
+use crate::routing::{KINDS, MAX_SINKS, Match, Route, Router, SinkSet};
 use crate::server::auth::{AccessKey, Auth, MAX_ACCESS_KEY_BYTES};
+use crate::sink::discard::DiscardConfig;
+use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE, FanoutSettings};
 use crate::sink::file::{
     DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
     DEFAULT_SEGMENT_MAX_BYTES, FileSinkSettings,
 };
+use crate::sink::kafka::KafkaConfig;
+use crate::sink::nats::NatsConfig;
+use crate::sink::s3::S3Config;
+use crate::sink::stdout::StdoutConfig;
 
 /// Default ingest address: all interfaces, since Firehose reaches Hydrant through a
 /// TLS-terminating proxy or load balancer that usually runs on another host.
@@ -156,6 +163,10 @@ struct Args {
     #[arg(long, env = "HYDRANT_MAX_RECORD_INFLATED_BYTES", value_name = "SIZE")]
     max_record_inflated_bytes: Option<ByteSize>,
 
+    /// Longest time a delivery may wait for its sinks before it is answered 503 (Firehose waits at most 3 minutes) [default: 60s]
+    #[arg(long, env = "HYDRANT_DELIVERY_DEADLINE", value_name = "DURATION")]
+    delivery_deadline: Option<HumanDuration>,
+
     /// Log format: text or json (the level comes from RUST_LOG, default info) [default: text]
     #[arg(long, env = "HYDRANT_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -181,6 +192,81 @@ struct FileConfig {
     storage: FileStorage,
     #[serde(default)]
     decode: FileDecode,
+    /// Sinks besides the embedded file sink; each a table with `name` and `type`.
+    #[serde(default)]
+    sinks: Vec<toml::Table>,
+    #[serde(default)]
+    routes: Vec<FileRoute>,
+    #[serde(default)]
+    routing: FileRouting,
+    #[serde(default)]
+    fanout: FileFanout,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRoute {
+    name: Option<String>,
+    sinks: Vec<String>,
+    #[serde(rename = "continue", default)]
+    continue_matching: bool,
+    path: Option<String>,
+    delivery_stream: Option<String>,
+    source_arn: Option<String>,
+    access_key: Option<String>,
+    #[serde(default)]
+    common_attributes: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    kind: OneOrMany,
+    #[serde(default)]
+    format: OneOrMany,
+    log_group: Option<String>,
+    namespace: Option<String>,
+    source: Option<String>,
+    detail_type: Option<String>,
+}
+
+/// A string or a list of strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(one) => vec![one],
+            Self::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRouting {
+    default_sinks: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFanout {
+    attempts: Option<u32>,
+    backoff: Option<HumanDuration>,
+    deadline: Option<HumanDuration>,
+}
+
+/// A file sink besides the embedded one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtraFileSink {
+    data_dir: PathBuf,
+    segment_max_bytes: Option<ByteSize>,
+    segment_max_age: Option<HumanDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -254,6 +340,12 @@ pub struct Config {
     pub storage: FileSinkSettings,
     /// How records are decoded.
     pub decode: DecodeSettings,
+    /// Every sink, in order: the embedded file sink ([`EMBEDDED_SINK`]) first.
+    pub sinks: Vec<SinkSpec>,
+    /// Which sinks events go to.
+    pub router: Router,
+    /// Retries and deadline of the fan-out to sinks.
+    pub fanout: FanoutSettings,
     /// Drain time at shutdown.
     pub shutdown_grace: Duration,
     /// Cardinality cap on the delivery stream label.
@@ -348,6 +440,22 @@ impl Config {
             },
             file.decode,
         )?;
+        let sinks = build_sinks(file.sinks, &storage)?;
+        let router = build_router(file.routes, file.routing, &sinks)?;
+        let fanout = FanoutSettings {
+            attempts: file.fanout.attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
+            backoff: file.fanout.backoff.map_or(DEFAULT_BACKOFF, |d| d.0),
+            deadline: pick(args.delivery_deadline, file.fanout.deadline)
+                .map_or(DEFAULT_DEADLINE, |d| d.0),
+            dedup_window: storage.dedup_window,
+            dedup_capacity: storage.dedup_capacity,
+        };
+        if fanout.deadline.is_zero() || fanout.deadline >= FIREHOSE_TIMEOUT {
+            return Err(invalid(format!(
+                "delivery-deadline must be between 1 s and {} s (Firehose gives up after 3 minutes)",
+                FIREHOSE_TIMEOUT.as_secs() - 1
+            )));
+        }
 
         let mut keys = Vec::new();
         for entry in &args.access_keys {
@@ -378,6 +486,9 @@ impl Config {
             limits,
             storage,
             decode,
+            sinks,
+            router,
+            fanout,
             shutdown_grace: pick(args.shutdown_grace, file.shutdown_grace)
                 .map_or(DEFAULT_SHUTDOWN_GRACE, |d| d.0),
             max_stream_labels: pick(args.max_stream_labels, file.max_stream_labels)
@@ -449,6 +560,205 @@ fn build_decode(args: DecodeArgs, file: FileDecode) -> Result<DecodeSettings, Co
             file.max_record_inflated_bytes,
         )
         .map_or(defaults.max_record_inflated_bytes, |size| size.0),
+    })
+}
+
+/// Name of the embedded file sink (the one `--data-dir` configures).
+pub const EMBEDDED_SINK: &str = "file";
+
+/// Firehose abandons a request after 3 minutes without an answer.
+const FIREHOSE_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A configured sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SinkSpec {
+    /// Its name, used by routes and metrics.
+    pub name: String,
+    /// Its type and settings.
+    pub kind: SinkKind,
+}
+
+/// A sink's type and settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkKind {
+    /// NDJSON files.
+    File(FileSinkSettings),
+    /// S3 or S3-compatible object storage.
+    S3(S3Config),
+    /// NATS JetStream.
+    Nats(NatsConfig),
+    /// Kafka.
+    Kafka(KafkaConfig),
+    /// Standard output.
+    Stdout(StdoutConfig),
+    /// Discard.
+    Discard(DiscardConfig),
+}
+
+fn build_sinks(
+    tables: Vec<toml::Table>,
+    embedded: &FileSinkSettings,
+) -> Result<Vec<SinkSpec>, ConfigError> {
+    let mut sinks = vec![SinkSpec {
+        name: EMBEDDED_SINK.to_owned(),
+        kind: SinkKind::File(embedded.clone()),
+    }];
+    for mut table in tables {
+        let name = match table.remove("name") {
+            Some(toml::Value::String(name)) => name,
+            _ => return Err(invalid("every [[sinks]] entry needs a name")),
+        };
+        let valid_name = !name.is_empty()
+            && name.len() <= MAX_KEY_NAME_CHARS
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
+        if !valid_name {
+            return Err(invalid(format!(
+                "sink name {name:?} must be 1-{MAX_KEY_NAME_CHARS} letters, digits, '-' or '_'"
+            )));
+        }
+        if sinks.iter().any(|sink| sink.name == name) {
+            return Err(invalid(format!(
+                "sink name {name:?} is used twice (\"{EMBEDDED_SINK}\" is the embedded file sink)"
+            )));
+        }
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(kind)) => kind,
+            _ => return Err(invalid(format!("sink {name:?} needs a type"))),
+        };
+        let settings = toml::Value::Table(table);
+        let fail = |error: toml::de::Error| invalid(format!("sink {name:?}: {}", error.message()));
+        let kind = match kind.as_str() {
+            "file" => {
+                let extra: ExtraFileSink = settings.try_into().map_err(fail)?;
+                let mut file = FileSinkSettings::new(extra.data_dir);
+                file.segment_max_bytes = extra
+                    .segment_max_bytes
+                    .map_or(embedded.segment_max_bytes, |s| s.0);
+                file.segment_max_age = extra
+                    .segment_max_age
+                    .map_or(embedded.segment_max_age, |d| d.0);
+                file.dedup_window = embedded.dedup_window;
+                file.dedup_capacity = embedded.dedup_capacity;
+                if sinks.iter().any(|sink| matches!(&sink.kind, SinkKind::File(other) if other.data_dir == file.data_dir)) {
+                    return Err(invalid(format!("sink {name:?}: data_dir is used by another file sink")));
+                }
+                SinkKind::File(file)
+            }
+            "s3" => {
+                let config: S3Config = settings.try_into().map_err(fail)?;
+                config
+                    .validate()
+                    .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
+                SinkKind::S3(config)
+            }
+            "nats" => {
+                let config: NatsConfig = settings.try_into().map_err(fail)?;
+                config
+                    .validate()
+                    .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
+                SinkKind::Nats(config)
+            }
+            "kafka" => {
+                let config: KafkaConfig = settings.try_into().map_err(fail)?;
+                config
+                    .validate()
+                    .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
+                SinkKind::Kafka(config)
+            }
+            "stdout" => SinkKind::Stdout(settings.try_into().map_err(fail)?),
+            "discard" => SinkKind::Discard(settings.try_into().map_err(fail)?),
+            other => {
+                return Err(invalid(format!(
+                    "sink {name:?}: unknown type {other:?}; expected file, s3, nats, kafka, stdout or discard"
+                )));
+            }
+        };
+        sinks.push(SinkSpec { name, kind });
+    }
+    if sinks.len() > MAX_SINKS {
+        return Err(invalid(format!(
+            "at most {MAX_SINKS} sinks can be configured"
+        )));
+    }
+    Ok(sinks)
+}
+
+fn build_router(
+    routes: Vec<FileRoute>,
+    routing: FileRouting,
+    sinks: &[SinkSpec],
+) -> Result<Router, ConfigError> {
+    let resolve = |names: &[String], whose: &str| -> Result<SinkSet, ConfigError> {
+        let mut set = SinkSet::default();
+        for name in names {
+            let position = sinks
+                .iter()
+                .position(|sink| &sink.name == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = sinks.iter().map(|sink| sink.name.as_str()).collect();
+                    invalid(format!(
+                        "{whose} names unknown sink {name:?}; configured: {}",
+                        known.join(", ")
+                    ))
+                })?;
+            set.insert(position);
+        }
+        Ok(set)
+    };
+    let glob =
+        |pattern: Option<String>, field: &str, route: &str| -> Result<Option<Glob>, ConfigError> {
+            match pattern {
+                Some(pattern) if pattern.is_empty() => Err(invalid(format!(
+                    "route {route:?}: {field} is an empty pattern"
+                ))),
+                pattern => Ok(pattern.as_deref().map(Glob::new)),
+            }
+        };
+    let mut built = Vec::with_capacity(routes.len());
+    for (index, route) in routes.into_iter().enumerate() {
+        let name = route.name.unwrap_or_else(|| format!("#{}", index + 1));
+        if route.sinks.is_empty() {
+            return Err(invalid(format!("route {name:?} names no sinks")));
+        }
+        let kinds = route.kind.into_vec();
+        if let Some(kind) = kinds.iter().find(|kind| !KINDS.contains(&kind.as_str())) {
+            return Err(invalid(format!(
+                "route {name:?}: unknown event kind {kind:?}; expected {}",
+                KINDS.join(", ")
+            )));
+        }
+        let mut common_attributes = Vec::new();
+        for (key, pattern) in route.common_attributes {
+            common_attributes.push((key, Glob::new(&pattern)));
+        }
+        let matcher = Match {
+            path: glob(route.path, "path", &name)?,
+            delivery_stream: glob(route.delivery_stream, "delivery_stream", &name)?,
+            source_arn: glob(route.source_arn, "source_arn", &name)?,
+            access_key: glob(route.access_key, "access_key", &name)?,
+            common_attributes,
+            kinds,
+            formats: route.format.into_vec(),
+            log_group: glob(route.log_group, "log_group", &name)?,
+            namespace: glob(route.namespace, "namespace", &name)?,
+            source: glob(route.source, "source", &name)?,
+            detail_type: glob(route.detail_type, "detail_type", &name)?,
+        };
+        built.push(Route {
+            sinks: resolve(&route.sinks, &format!("route {name:?}"))?,
+            name,
+            matcher,
+            continue_matching: route.continue_matching,
+        });
+    }
+    let default_names = routing
+        .default_sinks
+        .unwrap_or_else(|| vec![EMBEDDED_SINK.to_owned()]);
+    Ok(Router {
+        routes: built,
+        default_sinks: resolve(&default_names, "[routing] default_sinks")?,
     })
 }
 

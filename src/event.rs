@@ -8,12 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
+use crate::routing::SinkSet;
 use crate::server::contract::CommonAttributes;
+use crate::sink::{EventLines, EventMeta};
 
 /// The facts of one delivery, shared by all of its events (the `firehose` object).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -175,14 +178,33 @@ impl RecordData<'_> {
     }
 }
 
-/// Writes the events of one request as NDJSON lines into one buffer.
+/// The facts of an event that routes and sink templates use, besides its kind.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    /// The event's `format`.
+    pub format: Option<&'static str>,
+    /// Log group of a `log` event.
+    pub log_group: Option<&'a str>,
+    /// Namespace of a `metric` event.
+    pub namespace: Option<&'a str>,
+    /// EventBridge source.
+    pub source: Option<&'a str>,
+    /// EventBridge detail-type.
+    pub detail_type: Option<&'a str>,
+}
+
+/// Writes the events of one request as NDJSON lines into one buffer, with one
+/// [`EventMeta`] per line; routing later splits them per sink.
 #[derive(Debug)]
 pub struct EventWriter {
     /// `"request_id":…,…}`: the `firehose` object without its opening brace and
     /// without `record_index`, which differs per event and is written first.
     firehose_tail: Vec<u8>,
     lines: Vec<u8>,
-    events: usize,
+    metas: Vec<EventMeta>,
+    /// The last strings seen per fact, shared by consecutive events (all events of
+    /// a CloudWatch envelope have the same log group), so each is allocated once.
+    cache: [Option<Arc<str>>; 4],
 }
 
 impl EventWriter {
@@ -193,15 +215,17 @@ impl EventWriter {
         Self {
             firehose_tail: object[1..].to_vec(),
             lines: Vec::with_capacity(capacity_hint),
-            events: 0,
+            metas: Vec::new(),
+            cache: Default::default(),
         }
     }
 
     /// Appends one `record` event.
     pub fn record(&mut self, record_index: usize, data: &RecordData<'_>) {
         let out = &mut self.lines;
+        let format = data.format().as_str();
         out.extend_from_slice(br#"{"kind":"record","format":""#);
-        out.extend_from_slice(data.format().as_str().as_bytes());
+        out.extend_from_slice(format.as_bytes());
         out.extend_from_slice(br#"","data":"#);
         match data {
             RecordData::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
@@ -214,16 +238,25 @@ impl EventWriter {
                 out.push(b'"');
             }
         }
-        // Writing into a Vec cannot fail.
-        let _ = write!(out, r#","firehose":{{"record_index":{record_index},"#);
-        out.extend_from_slice(&self.firehose_tail);
-        out.extend_from_slice(b"}\n");
-        self.events += 1;
+        self.end_line(
+            record_index,
+            "record",
+            Facts {
+                format: Some(format),
+                ..Facts::default()
+            },
+        );
     }
 
     /// Appends one event of `kind` whose other fields are `body`'s (a struct or map
     /// that serialises as a JSON object).
-    pub fn event<T: Serialize>(&mut self, record_index: usize, kind: &str, body: &T) {
+    pub fn event<T: Serialize>(
+        &mut self,
+        record_index: usize,
+        kind: &'static str,
+        facts: Facts<'_>,
+        body: &T,
+    ) {
         #[derive(Serialize)]
         struct Tagged<'a, T> {
             kind: &'a str,
@@ -237,43 +270,86 @@ impl EventWriter {
             return;
         }
         self.lines.pop(); // the closing brace
+        self.end_line(record_index, kind, facts);
+    }
+
+    /// Appends one `metric` event.
+    pub fn metric(&mut self, record_index: usize, metric: &Metric) {
+        let facts = Facts {
+            namespace: Some(&metric.namespace),
+            ..Facts::default()
+        };
+        self.event(record_index, "metric", facts, metric);
+    }
+
+    /// Closes the current line with the `firehose` object and records its metadata.
+    fn end_line(&mut self, record_index: usize, kind: &'static str, facts: Facts<'_>) {
+        // Writing into a Vec cannot fail.
         let _ = write!(
             self.lines,
             r#","firehose":{{"record_index":{record_index},"#
         );
         self.lines.extend_from_slice(&self.firehose_tail);
         self.lines.extend_from_slice(b"}\n");
-        self.events += 1;
+        let record_index = u32::try_from(record_index).unwrap_or(u32::MAX);
+        let event_index = match self.metas.last() {
+            Some(last) if last.record_index == record_index => last.event_index + 1,
+            _ => 0,
+        };
+        let [log_group, namespace, source, detail_type] = &mut self.cache;
+        self.metas.push(EventMeta {
+            end: self.lines.len(),
+            record_index,
+            event_index,
+            kind,
+            format: facts.format,
+            log_group: shared(log_group, facts.log_group),
+            namespace: shared(namespace, facts.namespace),
+            source: shared(source, facts.source),
+            detail_type: shared(detail_type, facts.detail_type),
+            sinks: SinkSet::default(),
+        });
     }
 
-    /// Appends one `metric` event.
-    pub fn metric(&mut self, record_index: usize, metric: &Metric) {
-        self.event(record_index, "metric", metric);
-    }
-
-    /// Bytes written so far; with [`EventWriter::truncate`], lets a caller undo the
-    /// events of a record that turned out to be bad.
+    /// Where the writer stands; with [`EventWriter::truncate`], lets a caller undo
+    /// the events of a record that turned out to be bad.
     #[must_use]
     pub fn mark(&self) -> (usize, usize) {
-        (self.lines.len(), self.events)
+        (self.lines.len(), self.metas.len())
     }
 
     /// Removes every event written after `mark`.
     pub fn truncate(&mut self, mark: (usize, usize)) {
         self.lines.truncate(mark.0);
-        self.events = mark.1;
+        self.metas.truncate(mark.1);
     }
 
     /// Number of events written so far.
     #[must_use]
     pub fn events(&self) -> usize {
-        self.events
+        self.metas.len()
     }
 
-    /// The NDJSON lines and how many events they hold.
+    /// The NDJSON lines with their metadata.
     #[must_use]
-    pub fn finish(self) -> (Vec<u8>, usize) {
-        (self.lines, self.events)
+    pub fn finish(self) -> EventLines {
+        EventLines {
+            bytes: self.lines.into(),
+            metas: self.metas,
+        }
+    }
+}
+
+/// `value` as a shared string, reusing `cache` when it holds the same text.
+fn shared(cache: &mut Option<Arc<str>>, value: Option<&str>) -> Option<Arc<str>> {
+    let value = value?;
+    match cache {
+        Some(cached) if cached.as_ref() == value => Some(Arc::clone(cached)),
+        _ => {
+            let fresh: Arc<str> = Arc::from(value);
+            *cache = Some(Arc::clone(&fresh));
+            Some(fresh)
+        }
     }
 }
 
@@ -304,9 +380,13 @@ mod tests {
     }
 
     fn lines(writer: EventWriter) -> Vec<serde_json::Value> {
-        let (bytes, _) = writer.finish();
-        assert!(bytes.ends_with(b"\n"));
-        crate::testing::parse_lines(&bytes)
+        let lines = writer.finish();
+        assert!(lines.bytes.ends_with(b"\n"));
+        assert_eq!(
+            lines.metas.last().map(|meta| meta.end),
+            Some(lines.bytes.len())
+        );
+        crate::testing::parse_lines(&lines.bytes)
     }
 
     #[test]
@@ -363,11 +443,44 @@ mod tests {
         };
         writer.metric(7, &metric);
         let mark = writer.mark();
-        writer.event(8, "log", &serde_json::json!({"message": "dropped"}));
+        writer.event(
+            8,
+            "log",
+            Facts::default(),
+            &serde_json::json!({"message": "dropped"}),
+        );
         writer.truncate(mark);
-        writer.event(9, "log", &serde_json::json!({"message": "kept"}));
+        writer.event(
+            9,
+            "log",
+            Facts {
+                log_group: Some("g"),
+                ..Facts::default()
+            },
+            &serde_json::json!({"message": "kept"}),
+        );
+        writer.event(
+            9,
+            "log",
+            Facts {
+                log_group: Some("g"),
+                ..Facts::default()
+            },
+            &serde_json::json!({"message": "same record"}),
+        );
+        let metas = &writer.metas;
+        assert_eq!((metas[1].record_index, metas[1].event_index), (9, 0));
+        assert_eq!((metas[2].record_index, metas[2].event_index), (9, 1));
+        assert!(
+            Arc::ptr_eq(
+                metas[1].log_group.as_ref().unwrap(),
+                metas[2].log_group.as_ref().unwrap()
+            ),
+            "shared, not copied"
+        );
+        assert_eq!(metas[0].namespace.as_deref(), Some("AWS/EC2"));
         let events = lines(writer);
-        assert_eq!(events.len(), 2);
+        assert_eq!(events.len(), 3);
         assert_eq!(events[0]["kind"], "metric");
         assert_eq!(events[0]["dimensions"]["InstanceId"], "i-1");
         assert_eq!(events[0]["value"]["p99.9"], 1.5);

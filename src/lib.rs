@@ -28,6 +28,7 @@ pub mod event;
 pub mod glob;
 pub mod limits;
 pub mod metrics;
+pub mod routing;
 pub mod server;
 pub mod shutdown;
 pub mod sink;

@@ -47,6 +47,22 @@ pub const RECORDS_DECODED_TOTAL: &str = "hydrant_records_decoded_total";
 pub const DEAD_LETTER_RECORDS_TOTAL: &str = "hydrant_dead_letter_records_total";
 /// CloudWatch Logs control messages received (accepted, not stored).
 pub const CONTROL_MESSAGES_TOTAL: &str = "hydrant_control_messages_total";
+/// Events no route matched, dropped (there is no default route).
+pub const EVENTS_UNROUTED_TOTAL: &str = "hydrant_events_unrouted_total";
+/// Time of one successful commit to a sink.
+pub const SINK_WRITE_SECONDS: &str = "hydrant_sink_write_seconds";
+/// Events committed to a sink.
+pub const SINK_EVENTS_TOTAL: &str = "hydrant_sink_events_total";
+/// Bytes of event lines committed to a sink.
+pub const SINK_BYTES_TOTAL: &str = "hydrant_sink_bytes_total";
+/// Failed commit attempts to a sink.
+pub const SINK_ERRORS_TOTAL: &str = "hydrant_sink_errors_total";
+/// Commit attempts to a sink that were retries.
+pub const SINK_RETRIES_TOTAL: &str = "hydrant_sink_retries_total";
+/// Deliveries a sink had already committed (not written again).
+pub const SINK_DUPLICATES_TOTAL: &str = "hydrant_sink_duplicates_total";
+/// 1 while a sink's circuit breaker lets deliveries through, 0 while it is down.
+pub const SINK_UP: &str = "hydrant_sink_up";
 /// Always 1; labels carry the version.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 
@@ -58,6 +74,10 @@ pub const LABEL_STREAM: &str = "delivery_stream";
 pub const LABEL_ACCESS_KEY: &str = "access_key";
 /// Label key: the Hydrant version.
 pub const LABEL_VERSION: &str = "version";
+/// Label key: a sink's configured name (bounded by the configuration).
+pub const LABEL_SINK: &str = "sink";
+/// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `stdout`, `discard`).
+pub const LABEL_SINK_TYPE: &str = "type";
 /// Label key: a payload format (a fixed set of names, see `hydrant::decode`).
 pub const LABEL_FORMAT: &str = "format";
 /// Label key: what the storage was doing when it failed.
@@ -91,6 +111,22 @@ pub struct Metrics {
     records_decoded: IntCounterVec,
     dead_letters: IntCounterVec,
     control_messages: IntCounter,
+    /// Events no route matched.
+    pub events_unrouted: IntCounter,
+    /// Per-sink commit time.
+    pub sink_write_seconds: HistogramVec,
+    /// Per-sink events.
+    pub sink_events: IntCounterVec,
+    /// Per-sink bytes.
+    pub sink_bytes: IntCounterVec,
+    /// Per-sink failed attempts.
+    pub sink_errors: IntCounterVec,
+    /// Per-sink retries.
+    pub sink_retries: IntCounterVec,
+    /// Per-sink duplicates skipped.
+    pub sink_duplicates: IntCounterVec,
+    /// Per-sink breaker state.
+    pub sink_up: IntGaugeVec,
     /// Bytes held by requests in flight.
     pub in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
@@ -198,6 +234,44 @@ impl Metrics {
             "CloudWatch Logs control messages received (accepted, not stored).",
         )
         .expect("valid metric");
+        let events_unrouted =
+            IntCounter::new(EVENTS_UNROUTED_TOTAL, "Events no route matched, dropped.")
+                .expect("valid metric");
+        let sink_labels = &[LABEL_SINK, LABEL_SINK_TYPE];
+        let sink_counter = |name: &str, help: &str| {
+            IntCounterVec::new(Opts::new(name, help), sink_labels).expect("valid metric")
+        };
+        let sink_write_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                SINK_WRITE_SECONDS,
+                "Time of one successful commit to a sink.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            sink_labels,
+        )
+        .expect("valid metric");
+        let sink_events = sink_counter(SINK_EVENTS_TOTAL, "Events committed to a sink.");
+        let sink_bytes = sink_counter(
+            SINK_BYTES_TOTAL,
+            "Bytes of event lines committed to a sink.",
+        );
+        let sink_errors = sink_counter(SINK_ERRORS_TOTAL, "Failed commit attempts to a sink.");
+        let sink_retries = sink_counter(
+            SINK_RETRIES_TOTAL,
+            "Commit attempts to a sink that were retries.",
+        );
+        let sink_duplicates = sink_counter(
+            SINK_DUPLICATES_TOTAL,
+            "Deliveries a sink had already committed.",
+        );
+        let sink_up = IntGaugeVec::new(
+            Opts::new(
+                SINK_UP,
+                "1 while a sink's circuit breaker lets deliveries through.",
+            ),
+            sink_labels,
+        )
+        .expect("valid metric");
         let in_flight_bytes = IntGauge::new(IN_FLIGHT_BYTES, "Bytes held by requests in flight.")
             .expect("valid metric");
         let in_flight_limit_bytes = IntGauge::new(
@@ -254,6 +328,14 @@ impl Metrics {
             Box::new(records_decoded.clone()),
             Box::new(dead_letters.clone()),
             Box::new(control_messages.clone()),
+            Box::new(events_unrouted.clone()),
+            Box::new(sink_write_seconds.clone()),
+            Box::new(sink_events.clone()),
+            Box::new(sink_bytes.clone()),
+            Box::new(sink_errors.clone()),
+            Box::new(sink_retries.clone()),
+            Box::new(sink_duplicates.clone()),
+            Box::new(sink_up.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -280,6 +362,14 @@ impl Metrics {
             records_decoded,
             dead_letters,
             control_messages,
+            events_unrouted,
+            sink_write_seconds,
+            sink_events,
+            sink_bytes,
+            sink_errors,
+            sink_retries,
+            sink_duplicates,
+            sink_up,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
@@ -417,6 +507,22 @@ mod tests {
             ..crate::decode::Decoded::default()
         };
         metrics.record_decoding(&decoded);
+        let sink = ["s", "file"];
+        metrics
+            .sink_write_seconds
+            .with_label_values(&sink)
+            .observe(0.1);
+        for counter in [
+            &metrics.sink_events,
+            &metrics.sink_bytes,
+            &metrics.sink_errors,
+            &metrics.sink_retries,
+            &metrics.sink_duplicates,
+        ] {
+            counter.with_label_values(&sink).inc();
+        }
+        metrics.sink_up.with_label_values(&sink).set(1);
+        metrics.events_unrouted.inc();
         let text = metrics.render();
         for name in [
             REQUESTS_TOTAL,
@@ -435,6 +541,14 @@ mod tests {
             RECORDS_DECODED_TOTAL,
             DEAD_LETTER_RECORDS_TOTAL,
             CONTROL_MESSAGES_TOTAL,
+            EVENTS_UNROUTED_TOTAL,
+            SINK_WRITE_SECONDS,
+            SINK_EVENTS_TOTAL,
+            SINK_BYTES_TOTAL,
+            SINK_ERRORS_TOTAL,
+            SINK_RETRIES_TOTAL,
+            SINK_DUPLICATES_TOTAL,
+            SINK_UP,
             BUILD_INFO,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

@@ -268,6 +268,7 @@ fn settings_with(
         auth: Auth::Keys(vec![hydrant::server::auth::AccessKey::new(KEY_NAME, KEY)]),
         limits: Limits::default(),
         decode,
+        router: hydrant::routing::Router::everything_to(hydrant::routing::SinkSet::of(&[0])),
     }
 }
 
@@ -628,7 +629,7 @@ async fn shutting_down_gets_503() {
 #[tokio::test]
 async fn closed_storage_gets_503() {
     let server = TestServer::new();
-    server.state.sink.close().await;
+    server.state.sinks.close().await;
     let reply = server.send(delivery("r-c", body_of("r-c", &[b"x"]))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_contract_reply(&reply, "r-c");
@@ -637,22 +638,41 @@ async fn closed_storage_gets_503() {
 /// A real storage failure: the partition directory cannot be created because a
 /// file stands where the `events` directory should be.
 #[tokio::test]
-async fn storage_write_failure_gets_500_and_recovers() {
+async fn storage_write_failure_gets_503_and_recovers() {
     let server = TestServer::new();
     let events = server.dir.path().join("events");
     std::fs::remove_dir_all(&events).unwrap();
     std::fs::write(&events, b"in the way").unwrap();
     let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
-    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_contract_reply(&reply, "r-w");
+    assert!(
+        reply.error_message().contains(r#"sink "file""#),
+        "{}",
+        reply.error_message()
+    );
     assert!(
         !reply
             .error_message()
             .contains(server.dir.path().to_str().unwrap()),
         "no local paths"
     );
+    // Three failed attempts mark the sink down: the next delivery fails at once.
+    let (status, _) = server.admin("/readyz").await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness follows the sink"
+    );
+    let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
+    assert!(
+        reply.error_message().contains("unavailable"),
+        "{}",
+        reply.error_message()
+    );
 
     std::fs::remove_file(&events).unwrap();
+    server.state.sinks.probe_all().await;
     let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
     assert_eq!(
         reply.status,
@@ -660,6 +680,7 @@ async fn storage_write_failure_gets_500_and_recovers() {
         "the retry is stored, not taken for a duplicate"
     );
     assert_eq!(server.events().len(), 1);
+    assert_eq!(server.admin("/readyz").await.0, StatusCode::OK);
 }
 
 #[tokio::test]

@@ -22,12 +22,12 @@ fn decode(records: &[Vec<u8>], format: Format) -> (Vec<Value>, usize) {
         ..DecodeSettings::default()
     };
     let decoded = decode_records(&encoded, &Delivery::default(), &settings).unwrap();
-    let events = std::str::from_utf8(&decoded.lines)
+    let events = std::str::from_utf8(&decoded.events.bytes)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
-    (events, decoded.dead_letter_count)
+    (events, decoded.dead_letters.len())
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {

@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{cloudtrail, vpc_flow};
-use crate::event::{EventWriter, LogEvent, LogSource};
+use crate::event::{EventWriter, Facts, LogEvent, LogSource};
 
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
@@ -128,6 +128,11 @@ fn write_event(
     let id = event.id.get();
     let event_id = serde_json::from_str::<&str>(id).unwrap_or(id);
     let (format, parsed) = classify_message(&event.message, vpc_fields);
+    let facts = Facts {
+        format: Some(format),
+        log_group: envelope.log_group.as_deref(),
+        ..Facts::default()
+    };
     let log = LogEvent {
         timestamp: event.timestamp,
         message: &event.message,
@@ -142,7 +147,7 @@ fn write_event(
             event_id: Some(event_id),
         },
     };
-    writer.event(record_index, "log", &log);
+    writer.event(record_index, "log", facts, &log);
 }
 
 /// Writes one `log` event per non-empty line of a record produced with Firehose's
@@ -170,7 +175,15 @@ pub fn decode_messages(
             parsed,
             aws: LogSource::default(),
         };
-        writer.event(record_index, "log", &log);
+        writer.event(
+            record_index,
+            "log",
+            Facts {
+                format: Some(format),
+                ..Facts::default()
+            },
+            &log,
+        );
         events += 1;
     }
     Ok(events)
@@ -209,7 +222,7 @@ mod tests {
     fn run(bytes: &[u8]) -> (Result<Decoded, String>, Vec<Value>) {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         let result = decode(bytes, 0, &mut writer, None);
-        let (lines, _) = writer.finish();
+        let lines = writer.finish().bytes;
         (result, parse_lines(&lines))
     }
 
@@ -352,7 +365,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count, 3);
-        let (lines, _) = writer.finish();
+        let lines = writer.finish().bytes;
         let events = parse_lines(&lines);
         assert_eq!(events[0]["message"], "first line");
         assert_eq!(events[0]["timestamp"], 99);

@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cloudtrail;
-use crate::event::EventWriter;
+use crate::event::{EventWriter, Facts};
 
 /// Whether a record looks like an EventBridge event.
 #[must_use]
@@ -85,7 +85,13 @@ pub fn decode(
                 .unwrap_or_default(),
         },
     };
-    writer.event(record_index, "record", &record);
+    let facts = Facts {
+        format: Some(format),
+        source: Some(source),
+        detail_type: Some(detail_type),
+        ..Facts::default()
+    };
+    writer.event(record_index, "record", facts, &record);
     Ok(format)
 }
 
@@ -97,7 +103,7 @@ mod tests {
     fn run(bytes: &[u8]) -> Result<(String, Value), String> {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         let format = decode(bytes, 3, &mut writer)?;
-        let (lines, _) = writer.finish();
+        let lines = writer.finish().bytes;
         Ok((format.to_owned(), serde_json::from_slice(&lines).unwrap()))
     }
 

@@ -35,6 +35,7 @@ use serde::Serialize;
 use crate::event::{Delivery, EventWriter, RecordData};
 use crate::glob::Glob;
 use crate::limits::{gunzip_capped, is_gzip};
+use crate::sink::EventLines;
 
 /// Default cap on one record's inflated size. CloudWatch Logs puts at most ~1 MiB of
 /// log events in one subscription record (its `PutLogEvents` batch limit), so 16 MiB
@@ -203,17 +204,13 @@ pub enum DecodeError {
     },
 }
 
-/// The events of one request, as NDJSON lines ready for a sink.
+/// The events of one request, as NDJSON lines ready to be routed to sinks.
 #[derive(Debug, Default)]
 pub struct Decoded {
     /// One event per line, each line ending in `\n`.
-    pub lines: Vec<u8>,
-    /// Number of events (lines).
-    pub events: usize,
-    /// Dead-letter entries, one per bad record, as NDJSON lines.
-    pub dead_letters: Vec<u8>,
-    /// Number of dead-letter entries.
-    pub dead_letter_count: usize,
+    pub events: EventLines,
+    /// Dead-letter entries, one per bad record.
+    pub dead_letters: EventLines,
     /// The format each dead-lettered record was read as.
     pub dead_letter_formats: Vec<&'static str>,
     /// Sum of the records' decoded sizes (before any record-level inflation).
@@ -289,13 +286,21 @@ pub fn decode_records(
                 };
                 dead_letters
                     .get_or_insert_with(|| EventWriter::new(delivery, 0))
-                    .event(index, "dead_letter", &entry);
+                    .event(
+                        index,
+                        "dead_letter",
+                        crate::event::Facts {
+                            format: Some(failure.format),
+                            ..crate::event::Facts::default()
+                        },
+                        &entry,
+                    );
             }
         }
     }
-    (decoded.lines, decoded.events) = writer.finish();
+    decoded.events = writer.finish();
     if let Some(dead_letters) = dead_letters {
-        (decoded.dead_letters, decoded.dead_letter_count) = dead_letters.finish();
+        decoded.dead_letters = dead_letters.finish();
     }
     Ok(decoded)
 }
@@ -467,7 +472,11 @@ fn vpc_direct(
             parsed: Some(serde_json::Value::Object(fields)),
             aws: crate::event::LogSource::default(),
         };
-        writer.event(index, "log", &log);
+        let facts = crate::event::Facts {
+            format: Some("vpc_flow"),
+            ..crate::event::Facts::default()
+        };
+        writer.event(index, "log", facts, &log);
         any = true;
     }
     if !any {
@@ -551,17 +560,20 @@ mod tests {
                 [*format],
                 "{name}"
             );
-            assert_eq!(events(&decoded.lines)[0]["kind"], *kind, "{name}");
+            assert_eq!(events(&decoded.events.bytes)[0]["kind"], *kind, "{name}");
         }
     }
 
     #[test]
     fn gzip_of_plain_data_is_stored_inflated_and_gzip_of_binary_as_sent() {
         let decoded = decode(&[&gzip(b"plain text")], &DecodeSettings::default()).unwrap();
-        assert_eq!(events(&decoded.lines)[0]["data"], "plain text");
+        assert_eq!(events(&decoded.events.bytes)[0]["data"], "plain text");
         let binary = gzip(&[0xff, 0xfe, 0x00]);
         let decoded = decode(&[&binary], &DecodeSettings::default()).unwrap();
-        assert_eq!(events(&decoded.lines)[0]["data"], STANDARD.encode(&binary));
+        assert_eq!(
+            events(&decoded.events.bytes)[0]["data"],
+            STANDARD.encode(&binary)
+        );
     }
 
     #[test]
@@ -572,9 +584,9 @@ mod tests {
             &DecodeSettings::default(),
         )
         .unwrap();
-        assert_eq!(decoded.events, 2);
-        assert_eq!(decoded.dead_letter_count, 1);
-        let dead = &events(&decoded.dead_letters)[0];
+        assert_eq!(decoded.events.len(), 2);
+        assert_eq!(decoded.dead_letters.len(), 1);
+        let dead = &events(&decoded.dead_letters.bytes)[0];
         assert_eq!(dead["kind"], "dead_letter");
         assert_eq!(dead["format"], "cloudwatch_logs");
         assert!(
@@ -606,8 +618,8 @@ mod tests {
         let records: Vec<Cow<'_, str>> = vec![STANDARD.encode(b"ok").into(), "H4sIAAAA%%%".into()];
         let decoded =
             decode_records(&records, &Delivery::default(), &DecodeSettings::default()).unwrap();
-        assert_eq!(decoded.events, 1);
-        let dead = &events(&decoded.dead_letters)[0];
+        assert_eq!(decoded.events.len(), 1);
+        let dead = &events(&decoded.dead_letters.bytes)[0];
         assert_eq!(dead["format"], "base64");
         assert_eq!(dead["data"], "H4sIAAAA%%%");
     }
@@ -620,8 +632,8 @@ mod tests {
             ..DecodeSettings::default()
         };
         let decoded = decode(&[&bomb, b"fine"], &settings).unwrap();
-        assert_eq!(decoded.events, 1);
-        let dead = &events(&decoded.dead_letters)[0];
+        assert_eq!(decoded.events.len(), 1);
+        let dead = &events(&decoded.dead_letters.bytes)[0];
         assert!(
             dead["reason"]
                 .as_str()
@@ -645,8 +657,8 @@ mod tests {
                 ..DecodeSettings::default()
             };
             let decoded = decode(&[record], &settings).unwrap();
-            assert_eq!(decoded.events, 0, "{format:?}");
-            let dead = &events(&decoded.dead_letters)[0];
+            assert_eq!(decoded.events.len(), 0, "{format:?}");
+            let dead = &events(&decoded.dead_letters.bytes)[0];
             assert!(
                 dead["reason"].as_str().unwrap().contains(expected),
                 "{format:?}: {dead}"
@@ -694,7 +706,7 @@ mod tests {
         let line = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
         let wrapped = format!("{{\"message\":\"{line}\"}}\n");
         let decoded = decode(&[line.as_bytes(), wrapped.as_bytes()], &settings).unwrap();
-        let written = events(&decoded.lines);
+        let written = events(&decoded.events.bytes);
         assert_eq!(written.len(), 2);
         for event in &written {
             assert_eq!(event["kind"], "log");

@@ -6,6 +6,7 @@
 //! the threads that serve connections. The answer is 200 only after the sink has made
 //! the events durable (or recognised the delivery as an already-committed retry).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -26,8 +27,9 @@ use crate::decode::decode_records;
 use crate::event::Delivery;
 use crate::limits::{gunzip_capped, gzip_size_hint};
 use crate::metrics::DeliveryOutcome;
+use crate::routing::RequestFacts;
 use crate::server::admission::Reservation;
-use crate::sink::{Batch, Committed};
+use crate::sink::{Committed, EventLines, SinkBatch};
 
 /// What is learnt about a delivery as it is checked, for metrics and logs.
 #[derive(Debug, Default)]
@@ -159,27 +161,36 @@ async fn accept(
         common_attributes,
     };
     let blocking_state = state.clone();
-    let (batch, records, reservation) = tokio::task::spawn_blocking(move || {
+    let (batches, records, reservation) = tokio::task::spawn_blocking(move || {
         decode_body(&body, gzipped, delivery, &blocking_state, reservation)
     })
     .await
     .map_err(|_| ApiError::Record("decoding failed unexpectedly".into()))?;
     // Counted even when the batch is refused, so metrics show what arrived.
     tally.records = records;
-    let committed = state.sink.commit(batch?).await?;
+    let batches = batches?;
+    if batches.is_empty() {
+        // Nothing to store (no records, only control messages, or all dropped).
+        return Ok(Committed::Written { events: 0 });
+    }
+    let committed = state.sinks.deliver(batches).await?;
     drop(reservation);
     Ok(committed)
 }
 
-/// Inflates (if gzip), parses and decodes a body into a batch for the sink.
-/// Returns the record count separately so metrics have it even on failure.
+/// One delivery's batch for each sink its events were routed to.
+type Batches = Vec<(usize, SinkBatch)>;
+
+/// Inflates (if gzip), parses and decodes a body, and routes its events into one
+/// batch per sink. Returns the record count separately so metrics have it even on
+/// failure.
 fn decode_body(
     body: &[u8],
     gzipped: bool,
     mut delivery: Delivery,
     state: &AppState,
     mut reservation: Reservation,
-) -> (Result<Batch, ApiError>, u64, Reservation) {
+) -> (Result<Batches, ApiError>, u64, Reservation) {
     let limits = state.limits;
     let inflated;
     let json: &[u8] = if gzipped {
@@ -215,18 +226,66 @@ fn decode_body(
         Err(error) => return (Err(error.into()), records, reservation),
     };
     state.metrics.record_decoding(&decoded);
-    // The events are held until the sink has them: count them against the budget.
-    let output = (decoded.lines.len() + decoded.dead_letters.len()) as u64;
+    // The events are held until the sinks have them: count them against the budget.
+    let output = (decoded.events.bytes.len() + decoded.dead_letters.bytes.len()) as u64;
     if let Err(error) = reservation.grow(output) {
         return (Err(error), records, reservation);
     }
-    let batch = Batch {
-        dedup_key: dedup_key(&delivery),
-        lines: decoded.lines,
-        events: decoded.events,
-        dead_letters: decoded.dead_letters,
+    (Ok(route(delivery, decoded, state)), records, reservation)
+}
+
+/// Splits a delivery's events and dead letters into one batch per sink.
+fn route(delivery: Delivery, decoded: crate::decode::Decoded, state: &AppState) -> Batches {
+    let request = RequestFacts {
+        path: &delivery.path,
+        delivery_stream: delivery.delivery_stream.as_deref(),
+        source_arn: delivery.source_arn.as_deref(),
+        access_key: delivery.access_key_name.as_deref(),
+        common_attributes: &delivery.common_attributes,
     };
-    (Ok(batch), records, reservation)
+    let router = state.router.for_request(&request);
+    let (events, dropped_events) = decoded.events.route(&router);
+    let (dead_letters, dropped_dead) = decoded.dead_letters.route(&router);
+    let dropped = dropped_events + dropped_dead;
+    if dropped > 0 {
+        state.metrics.events_unrouted.inc_by(dropped as u64);
+        tracing::debug!(dropped, "Events matched no route and were dropped.");
+    }
+    let dedup_key: Arc<str> = Arc::from(dedup_key(&delivery));
+    let delivery = Arc::new(delivery);
+    let mut batches: Batches = Vec::new();
+    let tables = events
+        .into_iter()
+        .map(|(sink, lines)| (sink, lines, true))
+        .chain(
+            dead_letters
+                .into_iter()
+                .map(|(sink, lines)| (sink, lines, false)),
+        );
+    for (sink, lines, is_events) in tables {
+        let position = match batches.iter().position(|(existing, _)| *existing == sink) {
+            Some(position) => position,
+            None => {
+                batches.push((
+                    sink,
+                    SinkBatch {
+                        delivery: Arc::clone(&delivery),
+                        dedup_key: Arc::clone(&dedup_key),
+                        events: EventLines::default(),
+                        dead_letters: EventLines::default(),
+                    },
+                ));
+                batches.len() - 1
+            }
+        };
+        let batch = &mut batches[position].1;
+        if is_events {
+            batch.events = lines;
+        } else {
+            batch.dead_letters = lines;
+        }
+    }
+    batches
 }
 
 /// A delivery is identified across retries by its stream and its request id

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use crate::decode::DecodeError;
 use crate::limits::InflateError;
 use crate::server::contract::EnvelopeError;
-use crate::sink::SinkError;
+use crate::sink::fanout::FanoutError;
 
 /// Outcome label of a delivery stored now.
 pub const OUTCOME_OK: &str = "ok";
@@ -85,12 +85,16 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("server is shutting down; retry later")]
     ShuttingDown,
-    /// Storage failed to write or sync; nothing of the delivery was kept.
-    #[error("storage write failed; nothing of this delivery was kept, retry later")]
-    StorageFailed,
-    /// Storage is not taking writes.
-    #[error("storage is unavailable; retry later")]
-    StorageUnavailable,
+    /// A sink the delivery was routed to failed after its retries; sinks that did
+    /// commit it will not be written again on Firehose's retry.
+    #[error("sink {0:?} did not store the delivery; retry later")]
+    SinkFailed(String),
+    /// A sink the delivery was routed to is marked down by its circuit breaker.
+    #[error("sink {0:?} is unavailable; retry later")]
+    SinkDown(String),
+    /// The sinks did not all answer within the delivery deadline.
+    #[error("sinks did not answer within {0} s; retry later")]
+    SinkDeadline(u64),
 }
 
 impl ApiError {
@@ -113,10 +117,11 @@ impl ApiError {
             Self::BodyTooLarge { .. } | Self::InflatedTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
-            Self::Overloaded | Self::ShuttingDown | Self::StorageUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::StorageFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Overloaded
+            | Self::ShuttingDown
+            | Self::SinkFailed(_)
+            | Self::SinkDown(_)
+            | Self::SinkDeadline(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -128,7 +133,7 @@ impl ApiError {
             Self::BodyTooLarge { .. } | Self::InflatedTooLarge { .. } => "too_large",
             Self::Overloaded => "overloaded",
             Self::ShuttingDown => "shutting_down",
-            Self::StorageFailed | Self::StorageUnavailable => "storage_error",
+            Self::SinkFailed(_) | Self::SinkDown(_) | Self::SinkDeadline(_) => "storage_error",
             _ => "bad_request",
         }
     }
@@ -158,11 +163,14 @@ impl From<DecodeError> for ApiError {
     }
 }
 
-impl From<SinkError> for ApiError {
-    fn from(error: SinkError) -> Self {
+impl From<FanoutError> for ApiError {
+    fn from(error: FanoutError) -> Self {
+        // The sink's own error may name local paths or hosts: it goes to the log,
+        // and the sender learns which sink failed.
         match error {
-            SinkError::Write(_) => Self::StorageFailed,
-            SinkError::Closed => Self::StorageUnavailable,
+            FanoutError::SinkDown(name) => Self::SinkDown(name),
+            FanoutError::SinkFailed { name, .. } => Self::SinkFailed(name),
+            FanoutError::Deadline(deadline) => Self::SinkDeadline(deadline.as_secs()),
         }
     }
 }
@@ -192,8 +200,9 @@ mod tests {
             (ApiError::Record("x".into()), 400, "bad_request"),
             (ApiError::Overloaded, 503, "overloaded"),
             (ApiError::ShuttingDown, 503, "shutting_down"),
-            (ApiError::StorageFailed, 500, "storage_error"),
-            (ApiError::StorageUnavailable, 503, "storage_error"),
+            (ApiError::SinkFailed("s3".into()), 503, "storage_error"),
+            (ApiError::SinkDown("nats".into()), 503, "storage_error"),
+            (ApiError::SinkDeadline(60), 503, "storage_error"),
         ];
         for (error, status, outcome) in table {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
@@ -215,20 +224,24 @@ mod tests {
             ApiError::from(EnvelopeError::TooManyRecords { limit: 2 }),
             ApiError::TooManyRecords { limit: 2 }
         );
+        let failed = FanoutError::SinkFailed {
+            name: "file".into(),
+            error: crate::sink::SinkError::Write("disk".into()),
+        };
+        assert_eq!(ApiError::from(failed), ApiError::SinkFailed("file".into()));
         assert_eq!(
-            ApiError::from(SinkError::Write("disk".into())),
-            ApiError::StorageFailed
-        );
-        assert_eq!(
-            ApiError::from(SinkError::Closed),
-            ApiError::StorageUnavailable
+            ApiError::from(FanoutError::Deadline(std::time::Duration::from_secs(60))).status(),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 
     #[test]
     fn storage_messages_do_not_leak_local_details() {
-        let message =
-            ApiError::from(SinkError::Write("/var/lib/hydrant: No space left".into())).to_string();
+        let message = ApiError::from(FanoutError::SinkFailed {
+            name: "file".into(),
+            error: crate::sink::SinkError::Write("/var/lib/hydrant: No space left".into()),
+        })
+        .to_string();
         assert!(!message.contains("/var/lib"));
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! - `GET /healthz` (ingest and admin listeners): 200 while the process serves HTTP;
 //!   for load balancer probes.
-//! - `GET /readyz` (admin listener): 200 once storage is open and recovered, 503
-//!   while starting and once shutdown has begun, so orchestrators stop sending
-//!   traffic before the listener closes.
+//! - `GET /readyz` (admin listener): 200 once storage is open and recovered and every
+//!   sink is up; 503 while starting, while a sink's circuit breaker has it marked
+//!   down, and once shutdown has begun, so orchestrators stop sending traffic
+//!   before the listener closes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,8 +36,8 @@ pub(crate) async fn live() -> impl IntoResponse {
 }
 
 /// `GET /readyz`.
-pub(crate) fn ready(readiness: &Readiness) -> impl IntoResponse + use<> {
-    if readiness.is_ready() {
+pub(crate) fn ready(ready: bool) -> impl IntoResponse {
+    if ready {
         json_status(StatusCode::OK, "ready")
     } else {
         json_status(StatusCode::SERVICE_UNAVAILABLE, "not ready")

@@ -7,7 +7,8 @@
 //!
 //! Admin listener (loopback by default):
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
-//! - `GET /healthz`: 200 while serving; `GET /readyz`: 200 once storage is open.
+//! - `GET /healthz`: 200 while serving; `GET /readyz`: 200 once storage is open
+//!   and every sink is up.
 
 pub mod admission;
 pub mod auth;
@@ -33,7 +34,8 @@ use tower_http::trace::TraceLayer;
 use crate::decode::DecodeSettings;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
-use crate::sink::file::FileSink;
+use crate::routing::Router as Routes;
+use crate::sink::fanout::Sinks;
 use admission::InFlight;
 use auth::Auth;
 use contract::HEADER_REQUEST_ID;
@@ -52,6 +54,8 @@ pub struct Settings {
     pub limits: Limits,
     /// How records are decoded.
     pub decode: DecodeSettings,
+    /// Which sinks events go to (positions in the sinks given to [`AppState::new`]).
+    pub router: Routes,
 }
 
 /// Everything a request handler needs, shared by both listeners.
@@ -67,10 +71,12 @@ pub struct Shared {
     pub limits: Limits,
     /// How records are decoded.
     pub decode: DecodeSettings,
+    /// Which sinks events go to.
+    pub router: Routes,
     /// The in-flight byte budget.
     pub in_flight: InFlight,
     /// Where events are committed.
-    pub sink: Arc<FileSink>,
+    pub sinks: Arc<Sinks>,
     /// Hydrant's metrics.
     pub metrics: Arc<Metrics>,
     /// Readiness reported on `/readyz`.
@@ -89,11 +95,12 @@ impl std::ops::Deref for AppState {
 impl AppState {
     /// Assembles the state; not ready until [`Readiness::set`] is called.
     #[must_use]
-    pub fn new(settings: Settings, sink: Arc<FileSink>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(settings: Settings, sinks: Arc<Sinks>, metrics: Arc<Metrics>) -> Self {
         let Settings {
             auth,
             limits,
             decode,
+            router,
         } = settings;
         let gauge = metrics.in_flight_bytes.clone();
         metrics
@@ -103,8 +110,9 @@ impl AppState {
             auth,
             limits,
             decode,
+            router,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
-            sink,
+            sinks,
             metrics,
             readiness: Readiness::default(),
             shutting_down: AtomicBool::new(false),
@@ -140,7 +148,9 @@ pub fn admin_router(state: AppState) -> Router {
         .route("/healthz", get(health::live))
         .route(
             "/readyz",
-            get(|State(state): State<AppState>| async move { health::ready(&state.readiness) }),
+            get(|State(state): State<AppState>| async move {
+                health::ready(state.readiness.is_ready() && state.sinks.all_up())
+            }),
         )
         .with_state(state)
 }
@@ -222,7 +232,7 @@ pub async fn serve(
         }
     }
     admin.abort();
-    state.sink.close().await;
+    state.sinks.close().await;
     tracing::info!("Storage closed; shutdown complete.");
     Ok(())
 }

@@ -43,8 +43,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
+use bytes::Bytes;
+
 use super::dedup::DedupWindow;
-use super::{Batch, Committed, SinkError};
+use super::{Committed, SinkError};
 use crate::clock::{UtcTime, duration_ms, now_ms};
 use crate::limits::MIB;
 use crate::metrics::StorageMetrics;
@@ -85,6 +87,19 @@ const LOCK_FILE: &str = "lock";
 const OPEN_PREFIX: &str = "_";
 const OPEN_SUFFIX: &str = ".open";
 const SEGMENT_EXT: &str = ".ndjson";
+
+/// One delivery's lines for the file sink.
+#[derive(Debug)]
+pub struct Batch {
+    /// Identifies the delivery across Firehose's retries.
+    pub dedup_key: String,
+    /// Event lines, each ending in `\n`.
+    pub lines: Bytes,
+    /// Number of events in `lines`.
+    pub events: usize,
+    /// Dead-letter lines.
+    pub dead_letters: Bytes,
+}
 
 /// Settings of the file sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +198,22 @@ impl FileSink {
     #[must_use]
     pub fn recovery(&self) -> &Recovery {
         &self.recovery
+    }
+
+    /// Commits a delivery's batch: events to the `events` table, dead letters to the
+    /// `dead_letter` table.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileSink::commit`].
+    pub async fn commit_batch(&self, batch: &super::SinkBatch) -> Result<Committed, SinkError> {
+        self.commit(Batch {
+            dedup_key: batch.dedup_key.to_string(),
+            lines: batch.events.bytes.clone(),
+            events: batch.events.len(),
+            dead_letters: batch.dead_letters.bytes.clone(),
+        })
+        .await
     }
 
     /// Commits a batch, resolving once it is durable (or known to be a duplicate).
@@ -886,9 +917,9 @@ mod tests {
     fn batch(key: &str, lines: &str) -> Batch {
         Batch {
             dedup_key: key.to_owned(),
-            lines: lines.as_bytes().to_vec(),
+            lines: Bytes::from(lines.as_bytes().to_vec()),
             events: lines.lines().count(),
-            dead_letters: Vec::new(),
+            dead_letters: Bytes::new(),
         }
     }
 
@@ -968,7 +999,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut writer, _) = Writer::open(settings(dir.path()), storage_metrics()).unwrap();
         let mut with_dead = batch("k1", "good\n");
-        with_dead.dead_letters = b"bad\n".to_vec();
+        with_dead.dead_letters = Bytes::from_static(b"bad\n");
         let (reply, answer) = oneshot::channel();
         writer.commit_group(vec![(with_dead, reply)]);
         assert_eq!(answer.await.unwrap(), Ok(Committed::Written { events: 1 }));

@@ -1,24 +1,199 @@
 //! Sinks: where decoded events go. A sink answers a commit only once the batch is
-//! durable, because Hydrant's 200 to Firehose depends on it.
+//! durable (or acknowledged by the service behind it), because Hydrant's 200 to
+//! Firehose depends on it.
 //!
-//! - [`file`]: NDJSON segment files under the data directory (the embedded default).
-//! - [`dedup`]: the window of committed deliveries each sink keeps, so that
-//!   Firehose's retries of a committed batch are not stored twice.
+//! - [`file`]: NDJSON segment files under the data directory (the embedded default);
+//! - [`s3`]: one object per delivery in S3 or an S3-compatible store;
+//! - [`nats`]: NATS JetStream, one message per event, de-duplicated by message id;
+//! - [`kafka`]: Kafka, one record per event;
+//! - [`stdout`] and [`discard`]: for piping and debugging, and for benchmarks;
+//! - [`fanout`]: sends a delivery's batches to their sinks with retries, a circuit
+//!   breaker per sink and a per-sink record of committed deliveries;
+//! - [`dedup`]: that record's bounded window; [`template`]: keys, subjects, topics.
 
 pub mod dedup;
+pub mod discard;
+pub mod fanout;
 pub mod file;
+pub mod kafka;
+pub mod nats;
+pub mod s3;
+pub mod stdout;
+pub mod template;
 
-/// One delivery's events, ready to commit.
-#[derive(Debug)]
-pub struct Batch {
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::event::Delivery;
+use crate::routing::{EventFacts, RequestRouter, SinkSet};
+
+/// Name of the dead-letter table (`{table}` in templates).
+pub const TABLE_DEAD_LETTER: &str = "dead_letter";
+/// Name of the events table.
+pub const TABLE_EVENTS: &str = "events";
+
+/// What is known of one event line besides its bytes: its place in the delivery and
+/// the facts templates and routes use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventMeta {
+    /// Offset just past the line's `\n` in [`EventLines::bytes`].
+    pub end: usize,
+    /// Position of the event's record in the request.
+    pub record_index: u32,
+    /// Position of the event among its record's events.
+    pub event_index: u32,
+    /// `log`, `metric`, `record` or `dead_letter`.
+    pub kind: &'static str,
+    /// The event's format, if it has one.
+    pub format: Option<&'static str>,
+    /// Log group of a `log` event.
+    pub log_group: Option<Arc<str>>,
+    /// Namespace of a `metric` event.
+    pub namespace: Option<Arc<str>>,
+    /// EventBridge source of a `record` event.
+    pub source: Option<Arc<str>>,
+    /// EventBridge detail-type of a `record` event.
+    pub detail_type: Option<Arc<str>>,
+    /// The sinks the event was routed to.
+    pub sinks: SinkSet,
+}
+
+/// NDJSON lines with one [`EventMeta`] per line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventLines {
+    /// The lines, each ending in `\n`.
+    pub bytes: Bytes,
+    /// One entry per line, in order.
+    pub metas: Vec<EventMeta>,
+}
+
+impl EventLines {
+    /// Number of events.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.metas.len()
+    }
+
+    /// Whether there are no events.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.metas.is_empty()
+    }
+
+    /// Each event's metadata and line (without its `\n`).
+    pub fn iter(&self) -> impl Iterator<Item = (&EventMeta, &[u8])> {
+        let mut start = 0;
+        self.metas.iter().map(move |meta| {
+            let line = &self.bytes[start..meta.end.saturating_sub(1).max(start)];
+            start = meta.end;
+            (meta, line)
+        })
+    }
+}
+
+impl EventLines {
+    /// Splits the lines by the sinks their events are routed to. Returns each sink's
+    /// lines (the same bytes shared, not copied, when every event goes to the same
+    /// sinks) and the number of events routed nowhere, which are dropped.
+    #[must_use]
+    pub fn route(mut self, router: &RequestRouter<'_>) -> (Vec<(usize, EventLines)>, usize) {
+        let fixed = router.fixed();
+        let mut union = SinkSet::default();
+        let mut uniform = true;
+        for meta in &mut self.metas {
+            meta.sinks = match fixed {
+                Some(sinks) => sinks,
+                None => router.route(&EventFacts {
+                    kind: meta.kind,
+                    format: meta.format,
+                    log_group: meta.log_group.as_deref(),
+                    namespace: meta.namespace.as_deref(),
+                    source: meta.source.as_deref(),
+                    detail_type: meta.detail_type.as_deref(),
+                }),
+            };
+            uniform &= union.is_empty() || meta.sinks == union;
+            union.extend(meta.sinks);
+        }
+        let dropped = self
+            .metas
+            .iter()
+            .filter(|meta| meta.sinks.is_empty())
+            .count();
+        if self.metas.is_empty() || union.is_empty() {
+            return (Vec::new(), dropped);
+        }
+        if uniform && dropped == 0 {
+            return (union.iter().map(|sink| (sink, self.clone())).collect(), 0);
+        }
+        let per_sink = union
+            .iter()
+            .map(|sink| {
+                let mut bytes = Vec::new();
+                let mut metas = Vec::new();
+                for (meta, line) in self.iter() {
+                    if meta.sinks.contains(sink) {
+                        bytes.extend_from_slice(line);
+                        bytes.push(b'\n');
+                        metas.push(EventMeta {
+                            end: bytes.len(),
+                            ..meta.clone()
+                        });
+                    }
+                }
+                (
+                    sink,
+                    EventLines {
+                        bytes: bytes.into(),
+                        metas,
+                    },
+                )
+            })
+            .collect();
+        (per_sink, dropped)
+    }
+}
+
+/// What one sink receives for one delivery: the events routed to it.
+#[derive(Debug, Clone)]
+pub struct SinkBatch {
+    /// The delivery's facts (request id, stream, path, time…).
+    pub delivery: Arc<Delivery>,
     /// Identifies the delivery across Firehose's retries (source ARN + request id).
-    pub dedup_key: String,
-    /// NDJSON lines, each ending in `\n`.
-    pub lines: Vec<u8>,
-    /// Number of events (lines) in `lines`.
-    pub events: usize,
-    /// Dead-letter entries (records that could not be decoded), as NDJSON lines.
-    pub dead_letters: Vec<u8>,
+    pub dedup_key: Arc<str>,
+    /// Decoded events.
+    pub events: EventLines,
+    /// Records that could not be decoded.
+    pub dead_letters: EventLines,
+}
+
+impl SinkBatch {
+    /// Total events, dead letters included.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.events.len() + self.dead_letters.len()
+    }
+
+    /// Whether the batch holds nothing.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Total bytes of lines.
+    #[must_use]
+    pub fn bytes(&self) -> usize {
+        self.events.bytes.len() + self.dead_letters.bytes.len()
+    }
+
+    /// The two tables with their names.
+    pub fn tables(&self) -> [(&'static str, &EventLines); 2] {
+        [
+            (TABLE_EVENTS, &self.events),
+            (TABLE_DEAD_LETTER, &self.dead_letters),
+        ]
+    }
 }
 
 /// What a successful commit did.
@@ -42,4 +217,194 @@ pub enum SinkError {
     /// The sink has stopped (shutdown) and takes no more batches.
     #[error("storage is closed")]
     Closed,
+    /// The service behind the sink did not take the batch (down, timed out,
+    /// refused); retrying may succeed.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// A configured sink. Static dispatch over the kinds, as there are few.
+#[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per configured sink, made once at startup; its size does not matter"
+)]
+pub enum Sink {
+    /// Local NDJSON files.
+    File(file::FileSink),
+    /// S3 or S3-compatible object storage.
+    S3(s3::S3Sink),
+    /// NATS JetStream.
+    Nats(nats::NatsSink),
+    /// Kafka.
+    Kafka(kafka::KafkaSink),
+    /// Standard output.
+    Stdout(stdout::StdoutSink),
+    /// Counts and forgets.
+    Discard(discard::DiscardSink),
+}
+
+impl Sink {
+    /// The sink's type name, as in configuration.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            Self::S3(_) => "s3",
+            Self::Nats(_) => "nats",
+            Self::Kafka(_) => "kafka",
+            Self::Stdout(_) => "stdout",
+            Self::Discard(_) => "discard",
+        }
+    }
+
+    /// Commits a batch; resolves once it is durable.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError`] when the batch was not committed; nothing of it counts.
+    pub async fn commit(&self, batch: &SinkBatch) -> Result<Committed, SinkError> {
+        match self {
+            Self::File(sink) => sink.commit_batch(batch).await,
+            Self::S3(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            Self::Nats(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            Self::Kafka(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            Self::Stdout(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            Self::Discard(sink) => {
+                sink.commit(batch);
+                Ok(written(batch))
+            }
+        }
+    }
+
+    /// Checks that the service behind the sink answers (for the circuit breaker and
+    /// readiness).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Unavailable`] when it does not.
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        match self {
+            Self::File(_) | Self::Stdout(_) | Self::Discard(_) => Ok(()),
+            Self::S3(sink) => sink.probe().await,
+            Self::Nats(sink) => sink.probe().await,
+            Self::Kafka(sink) => sink.probe().await,
+        }
+    }
+
+    /// Finishes pending work and releases the sink.
+    pub async fn close(&self) {
+        match self {
+            Self::File(sink) => sink.close().await,
+            Self::Stdout(sink) => sink.flush().await,
+            Self::S3(_) | Self::Nats(_) | Self::Kafka(_) | Self::Discard(_) => {}
+        }
+    }
+}
+
+fn written(batch: &SinkBatch) -> Committed {
+    Committed::Written {
+        events: batch.len(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_splits_lines_per_sink_and_shares_when_uniform() {
+        use crate::routing::{Match, RequestFacts, Route, Router};
+        let attributes = crate::server::contract::CommonAttributes::new();
+        let request = RequestFacts {
+            path: "/",
+            delivery_stream: None,
+            source_arn: None,
+            access_key: None,
+            common_attributes: &attributes,
+        };
+        let lines = EventLines {
+            bytes: Bytes::from_static(b"log1\nmetric\nlog2\n"),
+            metas: vec![
+                EventMeta {
+                    end: 5,
+                    kind: "log",
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 12,
+                    kind: "metric",
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 17,
+                    kind: "log",
+                    ..EventMeta::default()
+                },
+            ],
+        };
+        let router = Router {
+            routes: vec![Route {
+                name: "metrics".into(),
+                matcher: Match {
+                    kinds: vec!["metric".into()],
+                    ..Match::default()
+                },
+                sinks: SinkSet::of(&[1, 2]),
+                continue_matching: false,
+            }],
+            default_sinks: SinkSet::of(&[0]),
+        };
+        let (per_sink, dropped) = lines.clone().route(&router.for_request(&request));
+        assert_eq!(dropped, 0);
+        let text = |lines: &EventLines| String::from_utf8(lines.bytes.to_vec()).unwrap();
+        assert_eq!(per_sink.len(), 3);
+        assert_eq!(
+            (per_sink[0].0, text(&per_sink[0].1)),
+            (0, "log1\nlog2\n".to_owned())
+        );
+        assert_eq!(
+            (per_sink[1].0, text(&per_sink[1].1)),
+            (1, "metric\n".to_owned())
+        );
+        assert_eq!(per_sink[2].1.metas[0].end, 7);
+        assert!(per_sink[2].1.metas[0].sinks.contains(2));
+
+        let everything = Router::everything_to(SinkSet::of(&[0, 1]));
+        let (per_sink, _) = lines.clone().route(&everything.for_request(&request));
+        assert_eq!(per_sink.len(), 2);
+        assert_eq!(
+            per_sink[0].1.bytes.as_ptr(),
+            lines.bytes.as_ptr(),
+            "shared, not copied"
+        );
+
+        let nowhere = Router::default();
+        let (per_sink, dropped) = lines.route(&nowhere.for_request(&request));
+        assert!(per_sink.is_empty());
+        assert_eq!(dropped, 3);
+    }
+
+    #[test]
+    fn event_lines_iterate_without_newlines() {
+        let lines = EventLines {
+            bytes: Bytes::from_static(b"{\"a\":1}\n\n{\"b\":2}\n"),
+            metas: vec![
+                EventMeta {
+                    end: 8,
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 9,
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 17,
+                    ..EventMeta::default()
+                },
+            ],
+        };
+        let collected: Vec<&[u8]> = lines.iter().map(|(_, line)| line).collect();
+        assert_eq!(collected, [&b"{\"a\":1}"[..], b"", b"{\"b\":2}"]);
+    }
 }

@@ -19,8 +19,11 @@ use http_body_util::BodyExt;
 use hydrant::decode::DecodeSettings;
 use hydrant::limits::Limits;
 use hydrant::metrics::Metrics;
+use hydrant::routing::{Router, SinkSet};
 use hydrant::server::auth::{AccessKey, Auth};
 use hydrant::server::{AppState, Settings, admin_router, ingest_router};
+use hydrant::sink::Sink;
+use hydrant::sink::fanout::{FanoutSettings, Sinks};
 use hydrant::sink::file::{FileSink, FileSinkSettings};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -48,15 +51,34 @@ impl TestServer {
             auth,
             limits,
             decode: DecodeSettings::default(),
+            router: Router::everything_to(SinkSet::of(&[0])),
         })
     }
 
+    /// A server whose only sink is a file sink in a temporary directory (position 0).
     pub fn with_settings(settings: Settings) -> Self {
+        Self::with_sinks(settings, |_, _| Vec::new())
+    }
+
+    /// A server with the embedded file sink at position 0 and then `more()`'s sinks,
+    /// routed by `settings.router`. Retries are quick, so failure tests stay short.
+    pub fn with_sinks(
+        settings: Settings,
+        more: impl FnOnce(&Path, &Metrics) -> Vec<(String, Sink)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let metrics = Arc::new(Metrics::new(100));
-        let sink =
+        let file =
             FileSink::open(FileSinkSettings::new(dir.path()), metrics.storage.clone()).unwrap();
-        let state = AppState::new(settings, Arc::new(sink), metrics);
+        let mut sinks = vec![("file".to_owned(), Sink::File(file))];
+        sinks.extend(more(dir.path(), &metrics));
+        let fanout = FanoutSettings {
+            backoff: std::time::Duration::from_millis(20),
+            deadline: std::time::Duration::from_secs(30),
+            ..FanoutSettings::default()
+        };
+        let sinks = Arc::new(Sinks::new(sinks, fanout, &metrics));
+        let state = AppState::new(settings, sinks, metrics);
         state.readiness.set(true);
         Self { dir, state }
     }

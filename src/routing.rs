@@ -1,0 +1,536 @@
+//! Routing: which sinks each event goes to.
+//!
+//! A route matches on facts of the delivery (URL path, delivery stream, source ARN,
+//! access-key name, common attributes) and of the event (kind, format, log group,
+//! metric namespace, EventBridge source and detail-type), and names one or more
+//! sinks. Routes are tried in order; the first that matches decides, unless it says
+//! `continue`, in which case its sinks are added and the following routes are tried
+//! too. An event that no route matches goes to the default sinks, or, without a
+//! default, is dropped and counted — never silently lost.
+//!
+//! Routing is a pure function of those facts. The delivery-level half is evaluated
+//! once per request ([`Router::for_request`]), so per event only the event-level
+//! predicates of the remaining routes are checked.
+
+use crate::glob::Glob;
+use crate::server::contract::CommonAttributes;
+
+/// Most sinks one Hydrant can have: sink sets are 64-bit masks.
+pub const MAX_SINKS: usize = 64;
+
+/// Event kinds a route can name.
+pub const KINDS: [&str; 4] = ["log", "metric", "record", "dead_letter"];
+
+/// A set of sinks, by their position in the configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct SinkSet(u64);
+
+impl SinkSet {
+    /// The set of the given sink positions (each below [`MAX_SINKS`]).
+    #[must_use]
+    pub fn of(sinks: &[usize]) -> Self {
+        let mut set = Self::default();
+        for sink in sinks {
+            set.insert(*sink);
+        }
+        set
+    }
+
+    /// Adds a sink.
+    pub fn insert(&mut self, sink: usize) {
+        debug_assert!(sink < MAX_SINKS);
+        self.0 |= 1 << (sink % MAX_SINKS);
+    }
+
+    /// Adds every sink of `other`.
+    pub fn extend(&mut self, other: Self) {
+        self.0 |= other.0;
+    }
+
+    /// Whether `sink` is in the set.
+    #[must_use]
+    pub fn contains(self, sink: usize) -> bool {
+        sink < MAX_SINKS && self.0 & (1 << sink) != 0
+    }
+
+    /// Whether the set is empty.
+    #[must_use]
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The sink positions in the set, in order.
+    pub fn iter(self) -> impl Iterator<Item = usize> {
+        (0..MAX_SINKS).filter(move |sink| self.contains(*sink))
+    }
+}
+
+/// The facts of a delivery that routes can match, known before decoding.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    /// URL path.
+    pub path: &'a str,
+    /// Delivery stream name, from the source ARN.
+    pub delivery_stream: Option<&'a str>,
+    /// The source ARN.
+    pub source_arn: Option<&'a str>,
+    /// Name of the access key that authenticated the delivery.
+    pub access_key: Option<&'a str>,
+    /// The stream's common attributes.
+    pub common_attributes: &'a CommonAttributes,
+}
+
+/// The facts of one event that routes can match.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EventFacts<'a> {
+    /// `log`, `metric`, `record` or `dead_letter`.
+    pub kind: &'a str,
+    /// The event's `format` (`cloudtrail`, `eventbridge`, `vpc_flow`, `json`…).
+    pub format: Option<&'a str>,
+    /// CloudWatch Logs log group.
+    pub log_group: Option<&'a str>,
+    /// Metric namespace.
+    pub namespace: Option<&'a str>,
+    /// EventBridge `source`.
+    pub source: Option<&'a str>,
+    /// EventBridge `detail-type`.
+    pub detail_type: Option<&'a str>,
+}
+
+/// What a route matches. Every predicate given must hold; an absent one matches
+/// anything. An event-level predicate never matches an event without that fact.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Match {
+    /// URL path glob.
+    pub path: Option<Glob>,
+    /// Delivery stream name glob.
+    pub delivery_stream: Option<Glob>,
+    /// Source ARN glob.
+    pub source_arn: Option<Glob>,
+    /// Access-key name glob.
+    pub access_key: Option<Glob>,
+    /// Common attributes that must be present with a value matching the glob.
+    pub common_attributes: Vec<(String, Glob)>,
+    /// Event kinds (any of them).
+    pub kinds: Vec<String>,
+    /// Event formats (any of them).
+    pub formats: Vec<String>,
+    /// Log group glob.
+    pub log_group: Option<Glob>,
+    /// Metric namespace glob.
+    pub namespace: Option<Glob>,
+    /// EventBridge source glob.
+    pub source: Option<Glob>,
+    /// EventBridge detail-type glob.
+    pub detail_type: Option<Glob>,
+}
+
+impl Match {
+    fn matches_request(&self, request: &RequestFacts<'_>) -> bool {
+        glob_matches(self.path.as_ref(), Some(request.path))
+            && glob_matches(self.delivery_stream.as_ref(), request.delivery_stream)
+            && glob_matches(self.source_arn.as_ref(), request.source_arn)
+            && glob_matches(self.access_key.as_ref(), request.access_key)
+            && self.common_attributes.iter().all(|(name, glob)| {
+                request
+                    .common_attributes
+                    .get(name)
+                    .and_then(serde_json::Value::as_str)
+                    .is_some_and(|value| glob.matches(value))
+            })
+    }
+
+    fn matches_event(&self, event: &EventFacts<'_>) -> bool {
+        (self.kinds.is_empty() || self.kinds.iter().any(|kind| kind == event.kind))
+            && (self.formats.is_empty()
+                || event
+                    .format
+                    .is_some_and(|format| self.formats.iter().any(|f| f == format)))
+            && glob_matches(self.log_group.as_ref(), event.log_group)
+            && glob_matches(self.namespace.as_ref(), event.namespace)
+            && glob_matches(self.source.as_ref(), event.source)
+            && glob_matches(self.detail_type.as_ref(), event.detail_type)
+    }
+}
+
+fn glob_matches(glob: Option<&Glob>, value: Option<&str>) -> bool {
+    glob.is_none_or(|glob| value.is_some_and(|value| glob.matches(value)))
+}
+
+/// One route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// Name, for logs and errors.
+    pub name: String,
+    /// What the route matches.
+    pub matcher: Match,
+    /// Where matching events go.
+    pub sinks: SinkSet,
+    /// Keep trying the following routes after this one matched.
+    pub continue_matching: bool,
+}
+
+/// The routing table.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Router {
+    /// Routes, in order.
+    pub routes: Vec<Route>,
+    /// Where events no route matched go; empty: dropped and counted.
+    pub default_sinks: SinkSet,
+}
+
+impl Router {
+    /// A table sending everything to `sinks`.
+    #[must_use]
+    pub fn everything_to(sinks: SinkSet) -> Self {
+        Self {
+            routes: Vec::new(),
+            default_sinks: sinks,
+        }
+    }
+
+    /// The routes that can apply to events of this delivery.
+    #[must_use]
+    pub fn for_request(&self, request: &RequestFacts<'_>) -> RequestRouter<'_> {
+        RequestRouter {
+            routes: self
+                .routes
+                .iter()
+                .filter(|route| route.matcher.matches_request(request))
+                .collect(),
+            default_sinks: self.default_sinks,
+        }
+    }
+
+    /// Every sink some route or the default sends to.
+    #[must_use]
+    pub fn used_sinks(&self) -> SinkSet {
+        let mut used = self.default_sinks;
+        for route in &self.routes {
+            used.extend(route.sinks);
+        }
+        used
+    }
+}
+
+/// The routing table narrowed to one delivery.
+#[derive(Debug)]
+pub struct RequestRouter<'a> {
+    routes: Vec<&'a Route>,
+    default_sinks: SinkSet,
+}
+
+impl RequestRouter<'_> {
+    /// The sinks an event goes to; empty when it is to be dropped.
+    #[must_use]
+    pub fn route(&self, event: &EventFacts<'_>) -> SinkSet {
+        let mut sinks = SinkSet::default();
+        let mut matched = false;
+        for route in &self.routes {
+            if route.matcher.matches_event(event) {
+                matched = true;
+                sinks.extend(route.sinks);
+                if !route.continue_matching {
+                    return sinks;
+                }
+            }
+        }
+        if matched { sinks } else { self.default_sinks }
+    }
+
+    /// Whether every event of this delivery goes to the same sinks whatever it is
+    /// (no route with event-level predicates remains), and which.
+    #[must_use]
+    pub fn fixed(&self) -> Option<SinkSet> {
+        let event_free = self
+            .routes
+            .iter()
+            .all(|route| route.matcher.matches_event_always());
+        if !event_free {
+            return None;
+        }
+        Some(self.route(&EventFacts::default()))
+    }
+}
+
+impl Match {
+    fn matches_event_always(&self) -> bool {
+        self.kinds.is_empty()
+            && self.formats.is_empty()
+            && self.log_group.is_none()
+            && self.namespace.is_none()
+            && self.source.is_none()
+            && self.detail_type.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: usize = 0;
+    const S3: usize = 1;
+    const NATS: usize = 2;
+    const SECURITY: usize = 3;
+
+    fn route(name: &str, matcher: Match, sinks: &[usize], continue_matching: bool) -> Route {
+        Route {
+            name: name.into(),
+            matcher,
+            sinks: SinkSet::of(sinks),
+            continue_matching,
+        }
+    }
+
+    fn router() -> Router {
+        Router {
+            routes: vec![
+                route(
+                    "cloudtrail to security, and keep going",
+                    Match {
+                        formats: vec!["cloudtrail".into()],
+                        ..Match::default()
+                    },
+                    &[SECURITY],
+                    true,
+                ),
+                route(
+                    "metrics from the metrics path",
+                    Match {
+                        path: Some(Glob::new("/metrics/*")),
+                        kinds: vec!["metric".into()],
+                        ..Match::default()
+                    },
+                    &[NATS],
+                    false,
+                ),
+                route(
+                    "lambda logs of prod",
+                    Match {
+                        log_group: Some(Glob::new("/aws/lambda/*")),
+                        common_attributes: vec![("env".into(), Glob::new("prod"))],
+                        ..Match::default()
+                    },
+                    &[S3, FILE],
+                    false,
+                ),
+                route(
+                    "alarms",
+                    Match {
+                        source: Some(Glob::new("aws.cloudwatch")),
+                        detail_type: Some(Glob::new("*Alarm State Change")),
+                        ..Match::default()
+                    },
+                    &[NATS],
+                    false,
+                ),
+                route(
+                    "partner key",
+                    Match {
+                        access_key: Some(Glob::new("partner-*")),
+                        delivery_stream: Some(Glob::new("shared-*")),
+                        ..Match::default()
+                    },
+                    &[S3],
+                    false,
+                ),
+            ],
+            default_sinks: SinkSet::of(&[FILE]),
+        }
+    }
+
+    /// One row per case: delivery facts, event facts, expected sinks.
+    #[test]
+    fn routing_table() {
+        let prod: CommonAttributes = [("env".to_owned(), "prod".into())].into_iter().collect();
+        let dev: CommonAttributes = [("env".to_owned(), "dev".into())].into_iter().collect();
+        let request = |path, stream, key, attributes| RequestFacts {
+            path,
+            delivery_stream: stream,
+            source_arn: None,
+            access_key: key,
+            common_attributes: attributes,
+        };
+        let log = |group, format| EventFacts {
+            kind: "log",
+            format: Some(format),
+            log_group: Some(group),
+            ..EventFacts::default()
+        };
+        let metric = EventFacts {
+            kind: "metric",
+            namespace: Some("AWS/EC2"),
+            ..EventFacts::default()
+        };
+        let alarm = EventFacts {
+            kind: "record",
+            format: Some("eventbridge"),
+            source: Some("aws.cloudwatch"),
+            detail_type: Some("CloudWatch Alarm State Change"),
+            ..EventFacts::default()
+        };
+        let table: Vec<(&str, RequestFacts<'_>, EventFacts<'_>, &[usize])> = vec![
+            (
+                "metric on metrics path",
+                request("/metrics/x", None, None, &dev),
+                metric,
+                &[NATS],
+            ),
+            (
+                "metric elsewhere: default",
+                request("/logs", None, None, &dev),
+                metric,
+                &[FILE],
+            ),
+            (
+                "prod lambda log",
+                request("/logs", None, None, &prod),
+                log("/aws/lambda/f", "text"),
+                &[S3, FILE],
+            ),
+            (
+                "dev lambda log: default",
+                request("/logs", None, None, &dev),
+                log("/aws/lambda/f", "text"),
+                &[FILE],
+            ),
+            (
+                "prod cloudtrail in lambda group: both",
+                request("/logs", None, None, &prod),
+                log("/aws/lambda/f", "cloudtrail"),
+                &[SECURITY, S3, FILE],
+            ),
+            (
+                "cloudtrail elsewhere: security + default",
+                request("/logs", None, None, &dev),
+                log("/trail", "cloudtrail"),
+                &[SECURITY],
+            ),
+            (
+                "alarm",
+                request("/events", None, None, &dev),
+                alarm,
+                &[NATS],
+            ),
+            (
+                "partner on shared stream",
+                request("/p", Some("shared-1"), Some("partner-a"), &dev),
+                EventFacts {
+                    kind: "record",
+                    ..EventFacts::default()
+                },
+                &[S3],
+            ),
+            (
+                "partner elsewhere",
+                request("/p", Some("own"), Some("partner-a"), &dev),
+                EventFacts {
+                    kind: "record",
+                    ..EventFacts::default()
+                },
+                &[FILE],
+            ),
+            (
+                "event without the fact never matches its predicate",
+                request("/logs", None, None, &prod),
+                EventFacts {
+                    kind: "log",
+                    ..EventFacts::default()
+                },
+                &[FILE],
+            ),
+        ];
+        let router = router();
+        for (name, request, event, expected) in table {
+            assert_eq!(
+                router.for_request(&request).route(&event),
+                SinkSet::of(expected),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_default_unmatched_events_are_dropped() {
+        let router = Router {
+            routes: vec![route(
+                "metrics",
+                Match {
+                    kinds: vec!["metric".into()],
+                    ..Match::default()
+                },
+                &[NATS],
+                false,
+            )],
+            default_sinks: SinkSet::default(),
+        };
+        let attributes = CommonAttributes::new();
+        let request = RequestFacts {
+            path: "/",
+            delivery_stream: None,
+            source_arn: None,
+            access_key: None,
+            common_attributes: &attributes,
+        };
+        let routes = router.for_request(&request);
+        assert!(
+            routes
+                .route(&EventFacts {
+                    kind: "log",
+                    ..EventFacts::default()
+                })
+                .is_empty()
+        );
+        assert_eq!(
+            routes.route(&EventFacts {
+                kind: "metric",
+                ..EventFacts::default()
+            }),
+            SinkSet::of(&[NATS])
+        );
+        assert_eq!(routes.fixed(), None);
+    }
+
+    #[test]
+    fn request_only_routes_give_a_fixed_answer() {
+        let router = Router {
+            routes: vec![route(
+                "by path",
+                Match {
+                    path: Some(Glob::new("/a")),
+                    ..Match::default()
+                },
+                &[S3],
+                false,
+            )],
+            default_sinks: SinkSet::of(&[FILE]),
+        };
+        let attributes = CommonAttributes::new();
+        let facts = |path| RequestFacts {
+            path,
+            delivery_stream: None,
+            source_arn: None,
+            access_key: None,
+            common_attributes: &attributes,
+        };
+        assert_eq!(
+            router.for_request(&facts("/a")).fixed(),
+            Some(SinkSet::of(&[S3]))
+        );
+        assert_eq!(
+            router.for_request(&facts("/b")).fixed(),
+            Some(SinkSet::of(&[FILE]))
+        );
+        assert_eq!(router.used_sinks(), SinkSet::of(&[S3, FILE]));
+    }
+
+    #[test]
+    fn sink_sets() {
+        let mut set = SinkSet::of(&[0, 5, 63]);
+        assert!(set.contains(5) && set.contains(63) && !set.contains(6));
+        set.insert(6);
+        assert_eq!(set.iter().collect::<Vec<_>>(), [0, 5, 6, 63]);
+        assert!(SinkSet::default().is_empty());
+        assert!(!SinkSet::default().contains(64));
+    }
+}

@@ -1,0 +1,872 @@
+//! The `nats` sink: every event is published as one message to NATS JetStream, and a
+//! commit returns only once JetStream has acknowledged (stored) every message of the
+//! batch.
+//!
+//! **Subjects.** Each event's subject is the `subject` template rendered for that
+//! event (default `hydrant.{table}.{kind}`, so `hydrant.events.log`,
+//! `hydrant.events.metric`, `hydrant.dead_letter.dead_letter`…). Values put into a
+//! subject are cleaned to stay one subject token: whitespace, `.`, `*` and `>` become
+//! `_`, and an empty value becomes `none`. The payload is the event's NDJSON line
+//! without its newline.
+//!
+//! **Exactly once in the stream.** A Firehose delivery that failed in part (some
+//! messages stored, then the server went away) is retried by Firehose with the same
+//! request id, and Hydrant publishes every event again. Each message therefore carries
+//! a `Nats-Msg-Id` header built only from what is stable across those retries:
+//! `{source_arn}|{request_id}|{table}|{record_index}|{event_index}`. JetStream drops a
+//! message whose id it has already stored within the stream's duplicate window and
+//! answers with a `PubAck` marked `duplicate`, so the stream keeps one copy of each
+//! event (see "Message Deduplication" in the NATS docs:
+//! <https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication>).
+//! The fan-out's own per-sink window ([`super::fanout`]) already skips whole
+//! deliveries this sink committed; the message ids cover the deliveries it committed
+//! only partly.
+//!
+//! **Outages.** The client connects and reconnects in the background, so Hydrant
+//! starts even when NATS is down; while it is, commits and probes fail at once with
+//! [`SinkError::Unavailable`] and the fan-out's circuit breaker answers Firehose 503
+//! until a probe finds the server again. Retries and the breaker live in the
+//! fan-out, not here.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{self, stream};
+use async_nats::{ConnectOptions, Event, ServerAddr, Subject};
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use super::template::{ABSENT, Template};
+use super::{EventMeta, SinkBatch, SinkError};
+use crate::event::Delivery;
+
+/// Default server: a NATS server on this host, on NATS's standard port.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+/// Default subject template: one subject per table and event kind, so consumers can
+/// subscribe to just logs or just metrics without decoding payloads.
+pub const DEFAULT_SUBJECT: &str = "hydrant.{table}.{kind}";
+/// Default subjects of a stream Hydrant creates: everything under the default
+/// subject's prefix.
+pub const DEFAULT_STREAM_SUBJECT: &str = "hydrant.>";
+/// Default duplicate window of a stream Hydrant creates, in seconds (10 minutes).
+/// JetStream drops a message whose `Nats-Msg-Id` it has seen within this window.
+/// Firehose retries a failed delivery for up to its retry duration (default 5
+/// minutes), so 10 minutes covers every retry of a delivery that was published only
+/// in part.
+pub const DEFAULT_DUPLICATE_WINDOW_SECS: u64 = 600;
+/// Default bound on one commit, publishes and acknowledgements together, in
+/// milliseconds. Well inside the fan-out's delivery deadline, so the fan-out still has
+/// time to retry, yet long enough for a busy server to store a large batch.
+pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 10_000;
+
+/// Bound on a probe's round trip: the prober runs every 2 seconds and must not pile
+/// up behind a server that does not answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long [`NatsSink::connect`] waits for the first connection before leaving the
+/// stream's creation to the first commit or probe. Short, so that a NATS outage at
+/// startup delays Hydrant only a little.
+const STARTUP_CONNECT_WAIT: Duration = Duration::from_secs(1);
+/// How often the startup wait looks at the connection state.
+const STARTUP_POLL: Duration = Duration::from_millis(10);
+/// Publishes of one commit that may await their acknowledgement at once. Pipelining
+/// is what makes a commit fast (one round trip for many messages, not one each); the
+/// bound keeps one huge delivery from taking every acknowledgement slot of the
+/// connection.
+const MAX_PENDING_ACKS_PER_COMMIT: usize = 1_024;
+/// Acknowledgement slots of the whole connection, shared by concurrent commits.
+const MAX_PENDING_ACKS: usize = 16 * MAX_PENDING_ACKS_PER_COMMIT;
+/// Wait before trying again when other commits hold every acknowledgement slot.
+const ACK_SLOT_WAIT: Duration = Duration::from_millis(2);
+/// Client name the server shows in its connection list.
+const CLIENT_NAME: &str = "hydrant";
+/// Stands for an absent source ARN in message ids.
+const NO_SOURCE_ARN: &str = "-";
+
+/// Configuration of a `nats` sink (a `[[sinks]]` entry with `type = "nats"`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URL, or several separated by commas (`nats://host:4222`, `tls://…`).
+    pub url: String,
+    /// Subject template (see [`super::template`]); rendered per event.
+    pub subject: String,
+    /// Stream the subjects belong to. When set, probes check that it exists and
+    /// publishes are refused by any other stream (`Nats-Expected-Stream`).
+    pub stream: Option<String>,
+    /// Create `stream` when it does not exist (an existing stream is left as it is).
+    pub create_stream: bool,
+    /// Subjects of a created stream.
+    pub stream_subjects: Vec<String>,
+    /// Duplicate window of a created stream, in seconds.
+    pub duplicate_window: u64,
+    /// User name, with `password`.
+    pub user: Option<String>,
+    /// Password, with `user`.
+    pub password: Option<String>,
+    /// Authentication token.
+    pub token: Option<String>,
+    /// Bound on one commit's publishes and acknowledgements, in milliseconds.
+    pub ack_timeout_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        Self {
+            url: DEFAULT_URL.to_owned(),
+            subject: DEFAULT_SUBJECT.to_owned(),
+            stream: None,
+            create_stream: false,
+            stream_subjects: vec![DEFAULT_STREAM_SUBJECT.to_owned()],
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW_SECS,
+            user: None,
+            password: None,
+            token: None,
+            ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
+        }
+    }
+}
+
+/// Secrets (password, token, credentials in the URL) are never printed, so a
+/// configuration can be logged as it is.
+impl fmt::Debug for NatsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secret = |value: &Option<String>| value.as_ref().map(|_| "<redacted>");
+        f.debug_struct("NatsConfig")
+            .field("url", &redact_url(&self.url))
+            .field("subject", &self.subject)
+            .field("stream", &self.stream)
+            .field("create_stream", &self.create_stream)
+            .field("stream_subjects", &self.stream_subjects)
+            .field("duplicate_window", &self.duplicate_window)
+            .field("user", &self.user)
+            .field("password", &secret(&self.password))
+            .field("token", &secret(&self.token))
+            .field("ack_timeout_ms", &self.ack_timeout_ms)
+            .finish()
+    }
+}
+
+impl NatsConfig {
+    /// Checks what can be checked without a server.
+    ///
+    /// # Errors
+    ///
+    /// What is wrong, for the configuration error message.
+    pub fn validate(&self) -> Result<(), String> {
+        self.servers()?;
+        let template = Template::parse(&self.subject)?;
+        // Values are cleaned into single tokens, so only the template's literal
+        // text can make a subject invalid: render with a stand-in for every value.
+        let sample = template.render(
+            &Delivery::default(),
+            "events",
+            Some(&EventMeta::default()),
+            |_| "x".to_owned(),
+        );
+        check_subject(&sample).map_err(|reason| format!("subject {:?}: {reason}", self.subject))?;
+        if self.ack_timeout_ms == 0 {
+            return Err("ack_timeout_ms must be more than 0".into());
+        }
+        if self.user.is_some() != self.password.is_some() {
+            return Err("user and password go together".into());
+        }
+        match &self.stream {
+            Some(name) => check_stream_name(name)?,
+            None if self.create_stream => {
+                return Err("create_stream needs a stream name (stream = \"…\")".into());
+            }
+            None => {}
+        }
+        if self.create_stream {
+            if self.stream_subjects.is_empty() {
+                return Err("create_stream needs stream_subjects".into());
+            }
+            if self
+                .stream_subjects
+                .iter()
+                .any(|subject| subject.trim().is_empty())
+            {
+                return Err("stream_subjects holds an empty subject".into());
+            }
+            if self.duplicate_window == 0 {
+                return Err("duplicate_window must be more than 0 seconds".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The server addresses in `url`.
+    fn servers(&self) -> Result<Vec<ServerAddr>, String> {
+        let servers = self
+            .url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(|url| {
+                url.parse::<ServerAddr>()
+                    .map_err(|error| format!("url {:?}: {error}", redact_url(url)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if servers.is_empty() {
+            return Err("url is empty".into());
+        }
+        Ok(servers)
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.ack_timeout_ms)
+    }
+}
+
+/// Publishes batches to NATS JetStream (see the module documentation).
+pub struct NatsSink {
+    config: NatsConfig,
+    subject: Template,
+    client: async_nats::Client,
+    jetstream: jetstream::Context,
+    /// `host:port` of each server, for logs and errors (never credentials).
+    servers: Arc<str>,
+    /// Whether the configured stream is known to exist (created or found), so
+    /// commits need not ask again.
+    stream_ready: AtomicBool,
+}
+
+impl fmt::Debug for NatsSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsSink")
+            .field("servers", &self.servers)
+            .field("subject", &self.config.subject)
+            .field("stream", &self.config.stream)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A publish awaiting its acknowledgement.
+struct PendingAck {
+    subject: Subject,
+    ack: PublishAckFuture,
+}
+
+impl NatsSink {
+    /// Starts the client and, when configured and the server answers within a
+    /// moment, creates or checks the stream. A server that is down is not an error:
+    /// the client keeps connecting in the background, and the stream is created by
+    /// the first commit or probe that reaches it.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when the configuration is invalid.
+    pub async fn connect(config: NatsConfig) -> Result<Self, SinkError> {
+        let invalid = |reason: String| SinkError::Write(format!("nats: {reason}"));
+        config.validate().map_err(invalid)?;
+        let subject = Template::parse(&config.subject).map_err(invalid)?;
+        let addresses = config.servers().map_err(invalid)?;
+        let servers: Arc<str> = addresses
+            .iter()
+            .map(|address| format!("{}:{}", address.host(), address.port()))
+            .collect::<Vec<_>>()
+            .join(",")
+            .into();
+
+        let events_servers = Arc::clone(&servers);
+        let mut options = ConnectOptions::new()
+            .name(CLIENT_NAME)
+            .retry_on_initial_connect()
+            .event_callback(move |event| {
+                let servers = Arc::clone(&events_servers);
+                async move { log_event(&servers, &event) }
+            });
+        if let (Some(user), Some(password)) = (&config.user, &config.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(token) = &config.token {
+            options = options.token(token.clone());
+        }
+        let client = options
+            .connect(addresses)
+            .await
+            .map_err(|error| invalid(error.to_string()))?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(config.ack_timeout())
+            // Acknowledgements of a failed commit are dropped unawaited; they give
+            // their slot back within the same bound.
+            .ack_timeout(config.ack_timeout())
+            .max_ack_inflight(MAX_PENDING_ACKS)
+            // Fail instead of waiting for a slot: a commit then awaits its own
+            // oldest acknowledgement, which frees one (see `publish_all`).
+            .backpressure_on_inflight(false)
+            .build(client.clone());
+        let sink = Self {
+            config,
+            subject,
+            client,
+            jetstream,
+            servers,
+            stream_ready: AtomicBool::new(false),
+        };
+        if let Some(stream) = &sink.config.stream {
+            if sink.wait_connected(STARTUP_CONNECT_WAIT).await {
+                match tokio::time::timeout(PROBE_TIMEOUT, sink.ensure_stream()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(servers = %sink.servers, %stream, %error, "NATS stream is not ready; commits will fail until it is.");
+                    }
+                    Err(_) => {
+                        tracing::warn!(servers = %sink.servers, %stream, "NATS did not answer about the stream; checking again on the first commit.");
+                    }
+                }
+            } else {
+                tracing::warn!(servers = %sink.servers, %stream, "NATS is not reachable yet; connecting in the background.");
+            }
+        }
+        Ok(sink)
+    }
+
+    /// Publishes every event and dead letter of the batch and waits until JetStream
+    /// has stored each one (a message JetStream reports as a duplicate was stored
+    /// earlier, which is as good).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Unavailable`] when the server is unreachable, refuses a message or
+    /// does not acknowledge them all within `ack_timeout_ms`; [`SinkError::Write`]
+    /// when an event is larger than the server accepts. Messages already stored stay
+    /// stored; the `Nats-Msg-Id` header keeps Firehose's retry from storing them
+    /// twice.
+    pub async fn commit(&self, batch: &SinkBatch) -> Result<(), SinkError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // Fail fast while disconnected: publishes would only queue in the client
+        // until the timeout, and reach the server after we had answered.
+        self.require_connected()?;
+        if self.config.stream.is_some() && !self.stream_ready.load(Ordering::Acquire) {
+            tokio::time::timeout(self.config.ack_timeout(), self.ensure_stream())
+                .await
+                .map_err(|_| self.unavailable("no answer about the stream"))??;
+        }
+        let started = Instant::now();
+        let duplicates = self
+            .publish_all(batch, started + self.config.ack_timeout())
+            .await?;
+        tracing::debug!(
+            servers = %self.servers,
+            request_id = %batch.delivery.request_id,
+            messages = batch.len(),
+            duplicates,
+            elapsed_ms = started.elapsed().as_millis(),
+            "Batch stored in NATS JetStream."
+        );
+        Ok(())
+    }
+
+    /// Checks within 2 seconds that the server answers: that the stream exists when
+    /// one is configured (creating it when `create_stream` is set), else that the
+    /// account has JetStream.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Unavailable`] when it does not.
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        self.require_connected()?;
+        let round_trip = async {
+            if self.config.stream.is_some() {
+                self.ensure_stream().await
+            } else {
+                self.jetstream
+                    .query_account()
+                    .await
+                    .map(drop)
+                    .map_err(|error| self.unavailable(format!("JetStream account: {error}")))
+            }
+        };
+        tokio::time::timeout(PROBE_TIMEOUT, round_trip)
+            .await
+            .map_err(|_| self.unavailable(format!("no answer within {PROBE_TIMEOUT:?}")))?
+    }
+
+    /// Publishes the batch with pipelining: every message is sent before its
+    /// acknowledgement is awaited, up to [`MAX_PENDING_ACKS_PER_COMMIT`] at a time.
+    /// Returns how many messages JetStream reported as duplicates.
+    async fn publish_all(&self, batch: &SinkBatch, deadline: Instant) -> Result<usize, SinkError> {
+        let mut pending: VecDeque<PendingAck> = VecDeque::new();
+        let mut duplicates = 0;
+        for (table, lines) in batch.tables() {
+            for (meta, line) in lines.iter() {
+                let subject = Subject::from(self.subject.render(
+                    &batch.delivery,
+                    table,
+                    Some(meta),
+                    clean_token,
+                ));
+                let id = message_id(&batch.delivery, table, meta);
+                let payload = lines.bytes.slice_ref(line);
+                if pending.len() >= MAX_PENDING_ACKS_PER_COMMIT
+                    && let Some(oldest) = pending.pop_front()
+                {
+                    duplicates += usize::from(self.await_ack(oldest, deadline).await?);
+                }
+                loop {
+                    let mut message = PublishMessage::build()
+                        .payload(payload.clone())
+                        .message_id(&id);
+                    if let Some(stream) = &self.config.stream {
+                        message = message.expected_stream(stream);
+                    }
+                    let sent = tokio::time::timeout_at(
+                        deadline,
+                        self.jetstream.send_publish(subject.clone(), message),
+                    )
+                    .await
+                    .map_err(|_| {
+                        self.unavailable(format!("subject {subject}: not sent in time"))
+                    })?;
+                    match sent {
+                        Ok(ack) => {
+                            pending.push_back(PendingAck { subject, ack });
+                            break;
+                        }
+                        Err(error) if error.kind() == PublishErrorKind::MaxAckPending => {
+                            // Other commits hold every slot: free one of ours, or
+                            // wait for theirs.
+                            match pending.pop_front() {
+                                Some(oldest) => {
+                                    duplicates +=
+                                        usize::from(self.await_ack(oldest, deadline).await?)
+                                }
+                                None if Instant::now() + ACK_SLOT_WAIT < deadline => {
+                                    tokio::time::sleep(ACK_SLOT_WAIT).await;
+                                }
+                                None => {
+                                    return Err(self.unavailable(format!(
+                                        "subject {subject}: not sent in time"
+                                    )));
+                                }
+                            }
+                        }
+                        Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
+                            // Retrying cannot help: the event is too large for this server.
+                            return Err(SinkError::Write(format!(
+                                "nats: subject {subject}: {error}"
+                            )));
+                        }
+                        Err(error) => {
+                            return Err(self.unavailable(format!("subject {subject}: {error}")));
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(oldest) = pending.pop_front() {
+            duplicates += usize::from(self.await_ack(oldest, deadline).await?);
+        }
+        Ok(duplicates)
+    }
+
+    /// Waits for one acknowledgement; returns whether it reports a duplicate.
+    async fn await_ack(&self, pending: PendingAck, deadline: Instant) -> Result<bool, SinkError> {
+        let PendingAck { subject, ack } = pending;
+        match tokio::time::timeout_at(deadline, ack).await {
+            Ok(Ok(ack)) => Ok(ack.duplicate),
+            Ok(Err(error)) => {
+                if error.kind() == PublishErrorKind::StreamNotFound {
+                    // Perhaps the stream was deleted: check (or create) it again.
+                    self.stream_ready.store(false, Ordering::Release);
+                }
+                Err(self.unavailable(format!("subject {subject}: {error}")))
+            }
+            Err(_) => Err(self.unavailable(format!(
+                "subject {subject}: not acknowledged within {} ms",
+                self.config.ack_timeout_ms
+            ))),
+        }
+    }
+
+    /// Creates the configured stream if asked to and it is missing, or checks that it
+    /// exists.
+    async fn ensure_stream(&self) -> Result<(), SinkError> {
+        let Some(name) = &self.config.stream else {
+            return Ok(());
+        };
+        let found = if self.config.create_stream {
+            let config = stream::Config {
+                name: name.clone(),
+                subjects: self.config.stream_subjects.clone(),
+                duplicate_window: Duration::from_secs(self.config.duplicate_window),
+                ..stream::Config::default()
+            };
+            self.jetstream
+                .get_or_create_stream(config)
+                .await
+                .map(drop)
+                .map_err(|error| self.unavailable(format!("stream {name}: {error}")))
+        } else {
+            self.jetstream
+                .get_stream(name)
+                .await
+                .map(drop)
+                .map_err(|error| self.unavailable(format!("stream {name}: {error}")))
+        };
+        if found.is_ok() && !self.stream_ready.swap(true, Ordering::AcqRel) {
+            tracing::info!(servers = %self.servers, stream = %name, "NATS stream is ready.");
+        }
+        found
+    }
+
+    fn require_connected(&self) -> Result<(), SinkError> {
+        match self.client.connection_state() {
+            State::Connected => Ok(()),
+            State::Pending => Err(self.unavailable("not connected yet")),
+            State::Disconnected => Err(self.unavailable("disconnected; reconnecting")),
+        }
+    }
+
+    /// Waits up to `limit` for the client to connect; returns whether it did.
+    async fn wait_connected(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.client.connection_state() == State::Connected {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(STARTUP_POLL).await;
+        }
+    }
+
+    fn unavailable(&self, what: impl fmt::Display) -> SinkError {
+        SinkError::Unavailable(format!("nats {}: {what}", self.servers))
+    }
+}
+
+fn log_event(servers: &str, event: &Event) {
+    match event {
+        Event::Connected => tracing::info!(%servers, "Connected to NATS."),
+        Event::Disconnected => {
+            tracing::warn!(%servers, "Lost the NATS connection; reconnecting in the background.")
+        }
+        Event::SlowConsumer(_) => {}
+        other => tracing::warn!(%servers, event = %other, "NATS connection event."),
+    }
+}
+
+/// Makes a value one subject token: whitespace (which would split the protocol
+/// line), `.` (the token separator) and `*`, `>` (wildcards) become `_`, and an empty
+/// value becomes `none`.
+#[must_use]
+pub fn clean_token(value: &str) -> String {
+    if value.is_empty() {
+        return ABSENT.to_owned();
+    }
+    value
+        .chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// The `Nats-Msg-Id` of an event: the same for every retry of its delivery and
+/// different for every other event. The source ARN and request id come from HTTP
+/// headers, which cannot hold line breaks, so the id is a valid header value.
+#[must_use]
+pub fn message_id(delivery: &Delivery, table: &str, meta: &EventMeta) -> String {
+    format!(
+        "{}|{}|{table}|{}|{}",
+        delivery.source_arn.as_deref().unwrap_or(NO_SOURCE_ARN),
+        delivery.request_id,
+        meta.record_index,
+        meta.event_index
+    )
+}
+
+/// Whether `subject` is one a message can be published to: non-empty tokens, no
+/// whitespace, no wildcard.
+fn check_subject(subject: &str) -> Result<(), String> {
+    for token in subject.split('.') {
+        if token.is_empty() {
+            return Err("an empty token (leading, trailing or double '.')".into());
+        }
+        if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("whitespace".into());
+        }
+        if token == "*" || token == ">" {
+            return Err("a wildcard; messages are published to one subject".into());
+        }
+    }
+    Ok(())
+}
+
+/// Stream names cannot hold whitespace, `.`, wildcards or path separators (the
+/// server uses the name as a directory name).
+fn check_stream_name(name: &str) -> Result<(), String> {
+    let bad =
+        |c: char| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+    if name.is_empty() || name.chars().any(bad) {
+        return Err(format!(
+            "stream name {name:?} must be non-empty, without whitespace, '.', '*', '>', '/' or '\\'"
+        ));
+    }
+    Ok(())
+}
+
+/// `url` with any user name, password or token taken out of it, for logs.
+fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|server| match (server.find("://"), server.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                format!("{}://<redacted>@{}", &server[..scheme], &server[at + 1..])
+            }
+            (None, Some(at)) => format!("<redacted>@{}", &server[at + 1..]),
+            _ => server.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(edit: impl FnOnce(&mut NatsConfig)) -> NatsConfig {
+        let mut config = NatsConfig::default();
+        edit(&mut config);
+        config
+    }
+
+    #[test]
+    fn defaults_come_from_an_empty_table() {
+        let parsed: NatsConfig = toml::from_str("").unwrap();
+        assert_eq!(parsed, NatsConfig::default());
+        assert_eq!(parsed.url, "nats://127.0.0.1:4222");
+        assert_eq!(parsed.subject, "hydrant.{table}.{kind}");
+        assert_eq!(parsed.stream, None);
+        assert!(!parsed.create_stream);
+        assert_eq!(parsed.stream_subjects, ["hydrant.>"]);
+        assert_eq!(parsed.duplicate_window, 600);
+        assert_eq!(parsed.ack_timeout_ms, 10_000);
+        assert_eq!(
+            (parsed.user, parsed.password, parsed.token),
+            (None, None, None)
+        );
+        assert_eq!(NatsConfig::default().validate(), Ok(()));
+
+        let full: NatsConfig = toml::from_str(
+            r#"
+            url = "nats://a:4222,nats://b:4222"
+            subject = "logs.{log_group}"
+            stream = "LOGS"
+            create_stream = true
+            stream_subjects = ["logs.>"]
+            duplicate_window = 120
+            user = "hydrant"
+            password = "pw"
+            ack_timeout_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(full.validate(), Ok(()));
+        assert_eq!(full.servers().unwrap().len(), 2);
+        assert!(
+            toml::from_str::<NatsConfig>("subjekt = \"x\"").is_err(),
+            "unknown fields are refused"
+        );
+    }
+
+    #[test]
+    fn validate_table() {
+        let table: [(&str, NatsConfig, Option<&str>); 14] = [
+            ("defaults", config(|_| {}), None),
+            (
+                "empty url",
+                config(|c| c.url = String::new()),
+                Some("url is empty"),
+            ),
+            (
+                "bad url",
+                config(|c| c.url = "http://x:4222".into()),
+                Some("url"),
+            ),
+            (
+                "unknown placeholder",
+                config(|c| c.subject = "a.{nope}".into()),
+                Some("unknown placeholder"),
+            ),
+            (
+                "empty token",
+                config(|c| c.subject = "a..{kind}".into()),
+                Some("empty token"),
+            ),
+            (
+                "trailing dot",
+                config(|c| c.subject = "a.{kind}.".into()),
+                Some("empty token"),
+            ),
+            (
+                "wildcard",
+                config(|c| c.subject = "a.>".into()),
+                Some("wildcard"),
+            ),
+            (
+                "space",
+                config(|c| c.subject = "a b.{kind}".into()),
+                Some("whitespace"),
+            ),
+            (
+                "create without stream",
+                config(|c| c.create_stream = true),
+                Some("needs a stream name"),
+            ),
+            (
+                "bad stream name",
+                config(|c| c.stream = Some("a.b".into())),
+                Some("stream name"),
+            ),
+            (
+                "create with stream",
+                config(|c| {
+                    c.stream = Some("HYDRANT".into());
+                    c.create_stream = true;
+                }),
+                None,
+            ),
+            (
+                "no window",
+                config(|c| {
+                    c.stream = Some("HYDRANT".into());
+                    c.create_stream = true;
+                    c.duplicate_window = 0;
+                }),
+                Some("duplicate_window"),
+            ),
+            (
+                "password alone",
+                config(|c| c.password = Some("pw".into())),
+                Some("together"),
+            ),
+            (
+                "no timeout",
+                config(|c| c.ack_timeout_ms = 0),
+                Some("ack_timeout_ms"),
+            ),
+        ];
+        for (name, config, expected) in table {
+            match (config.validate(), expected) {
+                (Ok(()), None) => {}
+                (Err(error), Some(part)) => assert!(error.contains(part), "{name}: {error}"),
+                (result, _) => panic!("{name}: {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn values_are_cleaned_into_one_subject_token() {
+        let table = [
+            ("/aws/lambda/my-fn", "/aws/lambda/my-fn"),
+            ("AWS/EC2", "AWS/EC2"),
+            ("my.app", "my_app"),
+            ("a b\tc\nd", "a_b_c_d"),
+            ("*", "_"),
+            (">", "_"),
+            ("a.*.>", "a____"),
+            ("", "none"),
+            ("héllo", "héllo"),
+        ];
+        for (value, expected) in table {
+            assert_eq!(clean_token(value), expected, "{value:?}");
+        }
+        let template = Template::parse("hydrant.logs.{log_group}").unwrap();
+        let meta = EventMeta {
+            log_group: Some(Arc::from("/aws/lambda/my.fn x")),
+            ..EventMeta::default()
+        };
+        let subject = template.render(&Delivery::default(), "events", Some(&meta), clean_token);
+        assert_eq!(subject, "hydrant.logs./aws/lambda/my_fn_x");
+        assert_eq!(check_subject(&subject), Ok(()));
+    }
+
+    #[test]
+    fn message_ids_name_the_event_within_its_delivery() {
+        let mut delivery = Delivery {
+            request_id: "req-1".into(),
+            source_arn: Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/s".into()),
+            ..Delivery::default()
+        };
+        let meta = EventMeta {
+            record_index: 3,
+            event_index: 7,
+            ..EventMeta::default()
+        };
+        assert_eq!(
+            message_id(&delivery, "events", &meta),
+            "arn:aws:firehose:eu-west-1:123456789012:deliverystream/s|req-1|events|3|7"
+        );
+        delivery.source_arn = None;
+        assert_eq!(
+            message_id(&delivery, "dead_letter", &meta),
+            "-|req-1|dead_letter|3|7"
+        );
+    }
+
+    #[test]
+    fn debug_redacts_secrets() {
+        let config = config(|c| {
+            c.url =
+                "nats://alice:hunter2@nats.example:4222,tls://tok3n@other:4443,plain:4222".into();
+            c.user = Some("alice".into());
+            c.password = Some("pa55word".into());
+            c.token = Some("t0ken".into());
+        });
+        let text = format!("{config:?}");
+        for secret in ["hunter2", "pa55word", "t0ken", "tok3n"] {
+            assert!(!text.contains(secret), "{secret} leaked: {text}");
+        }
+        assert!(
+            text.contains("nats://<redacted>@nats.example:4222"),
+            "{text}"
+        );
+        assert!(text.contains("plain:4222"), "{text}");
+        assert!(
+            text.contains("alice"),
+            "the user name is not a secret: {text}"
+        );
+        assert_eq!(redact_url("user:pw@host:4222"), "<redacted>@host:4222");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_is_down_is_not_a_startup_error() {
+        // A port nothing listens on: bind one, then free it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let sink = NatsSink::connect(config(|c| {
+            c.url = format!("nats://127.0.0.1:{port}");
+            c.stream = Some("HYDRANT".into());
+            c.create_stream = true;
+        }))
+        .await
+        .expect("connects in the background");
+        let error = sink.probe().await.unwrap_err();
+        assert!(matches!(error, SinkError::Unavailable(_)), "{error:?}");
+        let invalid = NatsSink::connect(config(|c| c.url = String::new()))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(invalid, SinkError::Write(ref reason) if reason.contains("url")),
+            "{invalid:?}"
+        );
+    }
+}

@@ -1,0 +1,647 @@
+//! The `s3` sink: one object per delivery and table in Amazon S3 or an
+//! S3-compatible store (MinIO, Ceph, R2…), as NDJSON, gzip'd by default.
+//!
+//! Why one object per delivery: an object store has no append, and a Firehose
+//! delivery is already a sensible batch (up to a few MB). The key is rendered from a
+//! [`Template`] that must hold `{request_id}` and nothing per event, so the key is a
+//! pure function of the delivery: when Firehose retries a delivery, the retry
+//! overwrites the same object instead of adding a second copy. Together with the
+//! fan-out's window of committed deliveries this gives exactly one object per
+//! delivery and table.
+//!
+//! A commit returns once every `PUT` is acknowledged, which S3 only does once the
+//! object is durably stored. Retries, the circuit breaker and the duplicate window
+//! live in [`super::fanout`]; the client's own retries are turned off so that a
+//! failing store is reported quickly and retried in one place.
+
+use std::fmt;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, ObjectStore as _, ObjectStoreExt as _, PutOptions, PutPayload,
+    RetryConfig,
+};
+use serde::Deserialize;
+
+use super::template::Template;
+use super::{SinkBatch, SinkError};
+use crate::event::Delivery;
+
+/// Default region: the one AWS SDKs fall back to, and what S3-compatible servers
+/// usually accept whatever their own setting.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Default key template: Hive-style `dt=`/`hour=` partitions that Athena, Spark and
+/// DuckDB prune on, the stream to keep sources apart, and the request id so that a
+/// retried delivery overwrites its own object.
+pub const DEFAULT_KEY_TEMPLATE: &str =
+    "{table}/dt={date}/hour={hour}/{delivery_stream}/{request_id}.ndjson";
+/// `compression` value: gzip every object (the default: NDJSON shrinks several
+/// times, which cuts storage and transfer costs, and every query engine reads it).
+pub const COMPRESSION_GZIP: &str = "gzip";
+/// `compression` value: store the lines as they are.
+pub const COMPRESSION_NONE: &str = "none";
+/// Appended to keys of gzip'd objects, so tools recognise the encoding by name.
+pub const GZIP_SUFFIX: &str = ".gz";
+/// Bound on one `PUT`: generous for a delivery of a few MB on a slow link, yet well
+/// inside the fan-out's deadline so a hung connection fails the attempt, not the
+/// whole delivery.
+pub const PUT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bound on a health probe: probes run every couple of seconds and must not pile up.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bound on opening a connection: a store that cannot be reached in this time is
+/// treated as down rather than waited for.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// gzip level 6: zlib's default, most of the size gain of level 9 at a fraction of
+/// its CPU time.
+const GZIP_LEVEL: u32 = 6;
+/// Key read by the probe, under the prefix. It is never written: the probe only
+/// needs the store to say that it does not exist.
+const PROBE_KEY: &str = ".hydrant-probe";
+/// The S3 error code of a missing bucket; any other "not found" is the probe key's.
+const NO_SUCH_BUCKET: &str = "NoSuchBucket";
+/// Shown instead of credentials.
+const REDACTED: &str = "<redacted>";
+
+/// Configuration of an `s3` sink.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Bucket the objects are written to (required).
+    pub bucket: String,
+    /// Key prefix, e.g. `firehose/prod`; a `/` separates it from the rendered key.
+    /// Empty: objects at the top of the bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Endpoint of an S3-compatible server, e.g. `http://minio:9000`. `http://`
+    /// allows plain HTTP. Absent: AWS's endpoint for the region (or `AWS_ENDPOINT`).
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Region the requests are signed for.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Access key id. With `secret_access_key`; when both are absent, credentials
+    /// come from the environment (`AWS_ACCESS_KEY_ID`…, web identity, ECS task role
+    /// or instance profile).
+    #[serde(default)]
+    pub access_key_id: Option<String>,
+    /// Secret access key, with `access_key_id`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    /// Template of object keys (see [`super::template`]); must contain
+    /// `{request_id}` and no per-event placeholder. The prefix is put in front and
+    /// [`GZIP_SUFFIX`] appended when compressed.
+    #[serde(default = "default_key_template")]
+    pub key_template: String,
+    /// [`COMPRESSION_GZIP`] or [`COMPRESSION_NONE`].
+    #[serde(default = "default_compression")]
+    pub compression: String,
+    /// Address the bucket as `https://bucket.host/key` instead of
+    /// `https://host/bucket/key`. Off by default: path style works with every
+    /// S3-compatible server and with AWS.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+}
+
+fn default_region() -> String {
+    DEFAULT_REGION.to_owned()
+}
+
+fn default_key_template() -> String {
+    DEFAULT_KEY_TEMPLATE.to_owned()
+}
+
+fn default_compression() -> String {
+    COMPRESSION_GZIP.to_owned()
+}
+
+impl Default for S3Config {
+    /// Every default, with an empty bucket that must still be set.
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            prefix: String::new(),
+            endpoint: None,
+            region: default_region(),
+            access_key_id: None,
+            secret_access_key: None,
+            key_template: default_key_template(),
+            compression: default_compression(),
+            virtual_hosted_style: false,
+        }
+    }
+}
+
+impl fmt::Debug for S3Config {
+    /// Credentials are shown only as set or not: configuration is logged.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.prefix)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field(
+                "access_key_id",
+                &self.access_key_id.as_ref().map(|_| REDACTED),
+            )
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| REDACTED),
+            )
+            .field("key_template", &self.key_template)
+            .field("compression", &self.compression)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// Checks what can be checked without the network.
+    ///
+    /// # Errors
+    ///
+    /// A one-line reason: empty bucket, bad key template (unparsable, per event, or
+    /// without `{request_id}`), unknown compression, half-given credentials or an
+    /// endpoint that is not an `http(s)://` URL.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.bucket.trim().is_empty() {
+            return Err("s3: bucket must be set".into());
+        }
+        if self.region.trim().is_empty() {
+            return Err("s3: region must not be empty".into());
+        }
+        KeyLayout::new(self)?;
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(format!(
+                "s3: endpoint {endpoint:?} must start with http:// or https://"
+            ));
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return Err("s3: access_key_id and secret_access_key must be given together (or both left out to use the environment)".into());
+        }
+        Ok(())
+    }
+}
+
+/// How a delivery's objects are named and encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct KeyLayout {
+    /// The prefix without surrounding `/`s.
+    prefix: String,
+    template: Template,
+    gzip: bool,
+}
+
+impl KeyLayout {
+    fn new(config: &S3Config) -> Result<Self, String> {
+        let template = Template::parse(&config.key_template)
+            .map_err(|error| format!("s3: key_template: {error}"))?;
+        if template.is_per_event() {
+            return Err(format!(
+                "s3: key_template {:?} uses a per-event placeholder; one object is written per delivery and table",
+                config.key_template
+            ));
+        }
+        // Template::parse accepted the text, so every `{…}` in it is a placeholder.
+        if !config.key_template.contains("{request_id}") {
+            return Err(format!(
+                "s3: key_template {:?} must contain {{request_id}}, so that a retried delivery overwrites its object",
+                config.key_template
+            ));
+        }
+        let gzip = match config.compression.as_str() {
+            COMPRESSION_GZIP => true,
+            COMPRESSION_NONE => false,
+            other => {
+                return Err(format!(
+                    "s3: unknown compression {other:?}; expected {COMPRESSION_GZIP:?} or {COMPRESSION_NONE:?}"
+                ));
+            }
+        };
+        Ok(Self {
+            prefix: config.prefix.trim_matches('/').to_owned(),
+            template,
+            gzip,
+        })
+    }
+
+    /// The object key of `table`'s lines of `delivery`.
+    fn key(&self, delivery: &Delivery, table: &str) -> Path {
+        let rendered = self.template.render(delivery, table, None, str::to_owned);
+        let suffix = if self.gzip { GZIP_SUFFIX } else { "" };
+        // `Path::from` percent-encodes what S3 keys should not hold and drops empty
+        // segments, so a value from a request cannot escape the prefix with `..`.
+        if self.prefix.is_empty() {
+            Path::from(format!("{rendered}{suffix}"))
+        } else {
+            Path::from(format!("{}/{rendered}{suffix}", self.prefix))
+        }
+    }
+
+    fn probe_key(&self) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(PROBE_KEY)
+        } else {
+            Path::from(format!("{}/{PROBE_KEY}", self.prefix))
+        }
+    }
+
+    fn content_type(&self) -> &'static str {
+        if self.gzip {
+            "application/gzip"
+        } else {
+            "application/x-ndjson"
+        }
+    }
+}
+
+/// Writes each delivery's events and dead letters as objects.
+pub struct S3Sink {
+    store: Arc<AmazonS3>,
+    bucket: String,
+    layout: KeyLayout,
+}
+
+impl fmt::Debug for S3Sink {
+    /// Written by hand: the client's own `Debug` would show the access key id.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Sink")
+            .field("bucket", &self.bucket)
+            .field("prefix", &self.layout.prefix)
+            .field("gzip", &self.layout.gzip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl S3Sink {
+    /// Builds the client. Nothing is sent: a store that is down at startup is found
+    /// by the first probe or commit, and handled by the fan-out's breaker.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] for a configuration the client does not accept.
+    #[expect(
+        clippy::unused_async,
+        reason = "async like the other sinks' connect, which do talk to their service"
+    )]
+    pub async fn connect(config: S3Config) -> Result<Self, SinkError> {
+        let invalid =
+            |reason: String| SinkError::Write(format!("s3 bucket {:?}: {reason}", config.bucket));
+        config.validate().map_err(invalid)?;
+        let layout = KeyLayout::new(&config).map_err(invalid)?;
+        // Keys from the configuration are used alone: mixing them with a session
+        // token or role from the environment would sign with the wrong identity.
+        let builder = match (&config.access_key_id, &config.secret_access_key) {
+            (Some(id), Some(secret)) => AmazonS3Builder::new()
+                .with_access_key_id(id)
+                .with_secret_access_key(secret),
+            _ => AmazonS3Builder::from_env(),
+        };
+        let mut builder = builder
+            .with_bucket_name(&config.bucket)
+            .with_region(&config.region)
+            .with_virtual_hosted_style_request(config.virtual_hosted_style)
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(CONNECT_TIMEOUT)
+                    .with_timeout(PUT_TIMEOUT),
+            )
+            // One attempt per call: the fan-out retries with its own backoff and
+            // counts failures for the breaker; retrying here too would multiply the
+            // wait and hide an outage from the breaker.
+            .with_retry(RetryConfig {
+                max_retries: 0,
+                ..RetryConfig::default()
+            });
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"));
+        }
+        let store = builder
+            .build()
+            .map_err(|error| invalid(error.to_string()))?;
+        Ok(Self {
+            store: Arc::new(store),
+            bucket: config.bucket,
+            layout,
+        })
+    }
+
+    /// Writes one object per table that has lines, and returns once S3 has
+    /// acknowledged each.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Unavailable`] when the store refuses, fails or does not answer
+    /// in [`PUT_TIMEOUT`]; [`SinkError::Write`] when compressing fails.
+    pub async fn commit(&self, batch: &SinkBatch) -> Result<(), SinkError> {
+        for (table, lines) in batch.tables() {
+            if lines.is_empty() {
+                continue;
+            }
+            let key = self.layout.key(&batch.delivery, table);
+            let body = if self.layout.gzip {
+                let raw = lines.bytes.clone();
+                // Compressing megabytes is CPU work: keep it off the async workers.
+                tokio::task::spawn_blocking(move || gzip(&raw))
+                    .await
+                    .map_err(|error| {
+                        SinkError::Write(format!("s3: compression task failed: {error}"))
+                    })?
+                    .map_err(|error| SinkError::Write(format!("s3: gzip: {error}")))?
+            } else {
+                lines.bytes.clone()
+            };
+            self.put(&key, body).await?;
+        }
+        Ok(())
+    }
+
+    async fn put(&self, key: &Path, body: Bytes) -> Result<(), SinkError> {
+        let size = body.len();
+        let options = PutOptions::from(Attributes::from_iter([(
+            Attribute::ContentType,
+            self.layout.content_type(),
+        )]));
+        let put = self.store.put_opts(key, PutPayload::from(body), options);
+        match tokio::time::timeout(PUT_TIMEOUT, put).await {
+            Ok(Ok(_)) => {
+                tracing::debug!(sink = "s3", bucket = %self.bucket, %key, size, "Object written.");
+                Ok(())
+            }
+            Ok(Err(error)) => Err(SinkError::Unavailable(format!(
+                "s3 put s3://{}/{key} failed: {error}",
+                self.bucket
+            ))),
+            Err(_) => Err(SinkError::Unavailable(format!(
+                "s3 put s3://{}/{key} timed out after {PUT_TIMEOUT:?}",
+                self.bucket
+            ))),
+        }
+    }
+
+    /// Reads a key that is never written, under the prefix: "no such key" proves
+    /// that the endpoint answers, the credentials are accepted and the bucket
+    /// exists, for the price of one small `GET`.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Unavailable`] when the store does not answer in
+    /// [`PROBE_TIMEOUT`], the bucket is missing, or the request is refused.
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        let key = self.layout.probe_key();
+        match tokio::time::timeout(PROBE_TIMEOUT, self.store.get(&key)).await {
+            Ok(Ok(_)) => Ok(()),
+            // A GET (unlike a HEAD) carries S3's error code, which tells a missing
+            // key (expected) from a missing bucket.
+            Ok(Err(object_store::Error::NotFound { source, .. }))
+                if !source.to_string().contains(NO_SUCH_BUCKET) =>
+            {
+                Ok(())
+            }
+            Ok(Err(error)) => Err(SinkError::Unavailable(format!(
+                "s3 bucket {:?}: {error}",
+                self.bucket
+            ))),
+            Err(_) => Err(SinkError::Unavailable(format!(
+                "s3 bucket {:?} did not answer within {PROBE_TIMEOUT:?}",
+                self.bucket
+            ))),
+        }
+    }
+}
+
+/// `data` gzip'd at [`GZIP_LEVEL`].
+fn gzip(data: &[u8]) -> std::io::Result<Bytes> {
+    // NDJSON usually shrinks to well under a quarter of its size.
+    let mut encoder = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::new(GZIP_LEVEL),
+    );
+    encoder.write_all(data)?;
+    Ok(Bytes::from(encoder.finish()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A validation case: its name, a change to a valid config, and `None` or a
+    /// part of the expected error.
+    type Case = (&'static str, fn(&mut S3Config), Option<&'static str>);
+
+    fn config(bucket: &str) -> S3Config {
+        S3Config {
+            bucket: bucket.into(),
+            ..S3Config::default()
+        }
+    }
+
+    fn delivery() -> Delivery {
+        Delivery {
+            request_id: "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0".into(),
+            // 2023-11-14T22:13:20.123Z
+            received_at: 1_700_000_000_123,
+            delivery_stream: Some("logs-prod".into()),
+            path: "/firehose".into(),
+            ..Delivery::default()
+        }
+    }
+
+    #[test]
+    fn defaults_from_the_smallest_config() {
+        let parsed: S3Config = toml::from_str(r#"bucket = "lake""#).unwrap();
+        assert_eq!(parsed, config("lake"));
+        assert_eq!(parsed.prefix, "");
+        assert_eq!(parsed.endpoint, None);
+        assert_eq!(parsed.region, "us-east-1");
+        assert_eq!(parsed.key_template, DEFAULT_KEY_TEMPLATE);
+        assert_eq!(parsed.compression, "gzip");
+        assert!(!parsed.virtual_hosted_style);
+        assert_eq!(parsed.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bucket_is_required_and_unknown_fields_are_refused() {
+        assert!(toml::from_str::<S3Config>(r#"prefix = "p""#).is_err());
+        let error = toml::from_str::<S3Config>("bucket = \"b\"\nbukcet = \"c\"").unwrap_err();
+        assert!(error.to_string().contains("bukcet"), "{error}");
+    }
+
+    #[test]
+    fn validation() {
+        // (case, change to a valid config, None or a part of the error)
+        let table: [Case; 13] = [
+            ("defaults", |_| {}, None),
+            (
+                "empty bucket",
+                |c| c.bucket = " ".into(),
+                Some("bucket must be set"),
+            ),
+            (
+                "custom template",
+                |c| c.key_template = "{delivery_stream}/{date}/{request_id}-{table}.json".into(),
+                None,
+            ),
+            (
+                "template without request id",
+                |c| c.key_template = "{table}/{date}/{hour}.ndjson".into(),
+                Some("must contain {request_id}"),
+            ),
+            (
+                "per-event template",
+                |c| c.key_template = "{table}/{log_group}/{request_id}".into(),
+                Some("per-event placeholder"),
+            ),
+            (
+                "unknown placeholder",
+                |c| c.key_template = "{nope}/{request_id}".into(),
+                Some("unknown placeholder {nope}"),
+            ),
+            (
+                "unclosed brace",
+                |c| c.key_template = "{request_id}/{table".into(),
+                Some("unclosed"),
+            ),
+            ("compression none", |c| c.compression = "none".into(), None),
+            (
+                "compression zstd",
+                |c| c.compression = "zstd".into(),
+                Some("unknown compression \"zstd\""),
+            ),
+            (
+                "endpoint without scheme",
+                |c| c.endpoint = Some("minio:9000".into()),
+                Some("must start with http://"),
+            ),
+            (
+                "http endpoint",
+                |c| c.endpoint = Some("http://127.0.0.1:9000".into()),
+                None,
+            ),
+            (
+                "key id without secret",
+                |c| c.access_key_id = Some("AKIA".into()),
+                Some("must be given together"),
+            ),
+            (
+                "empty region",
+                |c| c.region = String::new(),
+                Some("region must not be empty"),
+            ),
+        ];
+        for (case, edit, expected) in table {
+            let mut config = config("lake");
+            edit(&mut config);
+            match (expected, config.validate()) {
+                (None, Ok(())) => {}
+                (Some(part), Err(message)) => {
+                    assert!(message.contains(part), "{case}: {message}");
+                    assert!(!message.contains('\n'), "{case}: one line");
+                }
+                (expected, result) => panic!("{case}: expected {expected:?}, got {result:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_output_hides_credentials() {
+        let config = S3Config {
+            access_key_id: Some("AKIAEXAMPLEKEYID".into()),
+            secret_access_key: Some("wJalrXUtnFEMI/K7MDENG".into()),
+            ..config("lake")
+        };
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("AKIAEXAMPLEKEYID") && !shown.contains("wJalrXUtnFEMI"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(REDACTED) && shown.contains("lake"),
+            "{shown}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_sink_debug_output_hides_credentials_and_connect_stays_offline() {
+        let config = S3Config {
+            access_key_id: Some("AKIAEXAMPLEKEYID".into()),
+            secret_access_key: Some("wJalrXUtnFEMI/K7MDENG".into()),
+            // Nothing listens there: connect must not notice.
+            endpoint: Some("http://127.0.0.1:9".into()),
+            ..config("lake")
+        };
+        let sink = S3Sink::connect(config).await.unwrap();
+        let shown = format!("{sink:?}");
+        assert!(
+            !shown.contains("AKIAEXAMPLEKEYID") && !shown.contains("wJalrXUtnFEMI"),
+            "{shown}"
+        );
+        assert!(matches!(sink.probe().await, Err(SinkError::Unavailable(_))));
+        assert!(matches!(
+            S3Sink::connect(S3Config::default()).await,
+            Err(SinkError::Write(_))
+        ));
+    }
+
+    #[test]
+    fn keys_are_rendered_per_delivery_and_table() {
+        let layout = |edit: fn(&mut S3Config)| {
+            let mut config = config("lake");
+            edit(&mut config);
+            KeyLayout::new(&config).unwrap()
+        };
+        let request = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+        let table = [
+            (
+                layout(|_| {}),
+                "events",
+                format!("events/dt=2023-11-14/hour=22/logs-prod/{request}.ndjson.gz"),
+            ),
+            (
+                layout(|c| c.prefix = "/raw/firehose/".into()),
+                "dead_letter",
+                format!(
+                    "raw/firehose/dead_letter/dt=2023-11-14/hour=22/logs-prod/{request}.ndjson.gz"
+                ),
+            ),
+            (
+                layout(|c| c.compression = "none".into()),
+                "events",
+                format!("events/dt=2023-11-14/hour=22/logs-prod/{request}.ndjson"),
+            ),
+            (
+                layout(|c| c.key_template = "{path}/{account_id}/{request_id}".into()),
+                "events",
+                format!("firehose/none/{request}.gz"),
+            ),
+        ];
+        for (layout, name, expected) in table {
+            assert_eq!(layout.key(&delivery(), name).as_ref(), expected);
+        }
+        let mut odd = delivery();
+        odd.path = "/../../etc".into();
+        let key = layout(|c| c.key_template = "{path}/{request_id}".into()).key(&odd, "events");
+        assert!(key.parts().all(|part| part.as_ref() != ".."), "{key}");
+        assert_eq!(
+            layout(|c| c.prefix = "p".into()).probe_key().as_ref(),
+            "p/.hydrant-probe"
+        );
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        let lines = b"{\"a\":1}\n{\"b\":2}\n".repeat(100);
+        let packed = gzip(&lines).unwrap();
+        assert!(packed.len() < lines.len());
+        let unpacked = crate::limits::gunzip_capped(&packed, 1 << 20).unwrap();
+        assert_eq!(unpacked, lines);
+    }
+}
