@@ -13,8 +13,11 @@ use crate::server::{self, AppState, Listeners, Settings};
 use crate::sink::discard::DiscardSink;
 use crate::sink::fanout::Sinks;
 use crate::sink::file::{FileSink, OpenError};
+#[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaSink;
+#[cfg(feature = "nats")]
 use crate::sink::nats::NatsSink;
+#[cfg(feature = "s3")]
 use crate::sink::s3::S3Sink;
 use crate::sink::stdout::StdoutSink;
 use crate::sink::{Sink, SinkError};
@@ -138,14 +141,17 @@ async fn open_sink(kind: SinkKind, metrics: &Metrics) -> Result<Sink, OpenSinkEr
             );
             Sink::File(sink)
         }
+        #[cfg(feature = "s3")]
         SinkKind::S3(config) => {
             Sink::S3(S3Sink::connect(config).await.map_err(OpenSinkError::Sink)?)
         }
+        #[cfg(feature = "nats")]
         SinkKind::Nats(config) => Sink::Nats(
             NatsSink::connect(config)
                 .await
                 .map_err(OpenSinkError::Sink)?,
         ),
+        #[cfg(feature = "kafka")]
         SinkKind::Kafka(config) => Sink::Kafka(
             KafkaSink::connect(config)
                 .await

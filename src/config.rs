@@ -28,8 +28,11 @@ use crate::sink::file::{
     DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
     DEFAULT_SEGMENT_MAX_BYTES, FileSinkSettings,
 };
+#[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaConfig;
+#[cfg(feature = "nats")]
 use crate::sink::nats::NatsConfig;
+#[cfg(feature = "s3")]
 use crate::sink::s3::S3Config;
 use crate::sink::stdout::StdoutConfig;
 
@@ -584,10 +587,13 @@ pub enum SinkKind {
     /// NDJSON files.
     File(FileSinkSettings),
     /// S3 or S3-compatible object storage.
+    #[cfg(feature = "s3")]
     S3(S3Config),
     /// NATS JetStream.
+    #[cfg(feature = "nats")]
     Nats(NatsConfig),
     /// Kafka.
+    #[cfg(feature = "kafka")]
     Kafka(KafkaConfig),
     /// Standard output.
     Stdout(StdoutConfig),
@@ -646,6 +652,7 @@ fn build_sinks(
                 }
                 SinkKind::File(file)
             }
+            #[cfg(feature = "s3")]
             "s3" => {
                 let config: S3Config = settings.try_into().map_err(fail)?;
                 config
@@ -653,6 +660,7 @@ fn build_sinks(
                     .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
                 SinkKind::S3(config)
             }
+            #[cfg(feature = "nats")]
             "nats" => {
                 let config: NatsConfig = settings.try_into().map_err(fail)?;
                 config
@@ -660,6 +668,7 @@ fn build_sinks(
                     .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
                 SinkKind::Nats(config)
             }
+            #[cfg(feature = "kafka")]
             "kafka" => {
                 let config: KafkaConfig = settings.try_into().map_err(fail)?;
                 config
@@ -667,6 +676,12 @@ fn build_sinks(
                     .map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
                 SinkKind::Kafka(config)
             }
+            #[cfg(not(feature = "s3"))]
+            "s3" => return Err(not_built(&name, "s3")),
+            #[cfg(not(feature = "nats"))]
+            "nats" => return Err(not_built(&name, "nats")),
+            #[cfg(not(feature = "kafka"))]
+            "kafka" => return Err(not_built(&name, "kafka")),
             "stdout" => SinkKind::Stdout(settings.try_into().map_err(fail)?),
             "discard" => SinkKind::Discard(settings.try_into().map_err(fail)?),
             other => {
@@ -683,6 +698,16 @@ fn build_sinks(
         )));
     }
     Ok(sinks)
+}
+
+#[allow(
+    dead_code,
+    reason = "used only when a sink feature is left out of the build"
+)]
+fn not_built(name: &str, kind: &str) -> ConfigError {
+    invalid(format!(
+        "sink {name:?}: this Hydrant was built without the {kind} feature"
+    ))
 }
 
 fn build_router(
@@ -1204,6 +1229,11 @@ dedup_capacity = 5
             defaults.decode.max_record_inflated_bytes
         );
         assert_eq!(config.decode.rules.len(), 2);
+        let names: Vec<&str> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
+        assert_eq!(names, [EMBEDDED_SINK, "lake", "bus", "stream"]);
+        assert_eq!(config.router.routes.len(), 3);
+        assert_eq!(config.router.default_sinks, SinkSet::of(&[0]));
+        assert_eq!(config.fanout, defaults.fanout);
         assert_eq!(
             config
                 .auth
@@ -1212,6 +1242,85 @@ dedup_capacity = 5
                 .as_deref(),
             Some("other")
         );
+    }
+
+    /// Sink and route mistakes stop startup with one clear line.
+    #[test]
+    fn bad_sinks_and_routes_are_refused() {
+        let table: &[(&str, &str)] = &[
+            ("[[sinks]]\ntype = \"discard\"\n", "needs a name"),
+            ("[[sinks]]\nname = \"x\"\n", "needs a type"),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"ftp\"\n",
+                "unknown type \"ftp\"",
+            ),
+            (
+                "[[sinks]]\nname = \"file\"\ntype = \"discard\"\n",
+                "used twice",
+            ),
+            (
+                "[[sinks]]\nname = \"bad name\"\ntype = \"discard\"\n",
+                "letters, digits",
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"discard\"\nextra = 1\n",
+                "unknown field `extra`",
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"s3\"\n",
+                "missing field `bucket`",
+            ),
+            (
+                "[[routes]]\nsinks = [\"nowhere\"]\n",
+                "unknown sink \"nowhere\"",
+            ),
+            ("[[routes]]\nsinks = []\n", "names no sinks"),
+            (
+                "[[routes]]\nsinks = [\"file\"]\nkind = \"trace\"\n",
+                "unknown event kind",
+            ),
+            (
+                "[[routes]]\nsinks = [\"file\"]\nlog_group = \"\"\n",
+                "empty pattern",
+            ),
+            (
+                "[[routes]]\nsinks = [\"file\"]\nlogroup = \"x\"\n",
+                "unknown field `logroup`",
+            ),
+            (
+                "[routing]\ndefault_sinks = [\"gone\"]\n",
+                "unknown sink \"gone\"",
+            ),
+            ("[fanout]\ndeadline = \"200s\"\n", "delivery-deadline"),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for (toml, expected) in table {
+            let path = dir.path().join("hydrant.toml");
+            std::fs::write(&path, format!("no_auth = true\n{toml}")).unwrap();
+            let message = error(&["--config", path.to_str().unwrap()]);
+            assert!(message.contains(expected), "{toml:?}: {message:?}");
+            assert!(!message.contains('\n'), "{message:?} is not one line");
+        }
+    }
+
+    #[test]
+    fn routes_resolve_sink_names_to_positions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &path,
+            "no_auth = true\n[[sinks]]\nname = \"null\"\ntype = \"discard\"\n[[sinks]]\nname = \"out\"\ntype = \"stdout\"\n\
+             [[routes]]\nkind = [\"metric\", \"log\"]\nsinks = [\"out\", \"null\"]\ncontinue = true\ncommon_attributes = { env = \"prod\" }\n\
+             [routing]\ndefault_sinks = []\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let route = &config.router.routes[0];
+        assert_eq!(route.sinks, SinkSet::of(&[1, 2]));
+        assert!(route.continue_matching);
+        assert_eq!(route.matcher.kinds, ["metric", "log"]);
+        assert_eq!(route.matcher.common_attributes.len(), 1);
+        assert!(config.router.default_sinks.is_empty());
     }
 
     #[test]

@@ -15,8 +15,11 @@ pub mod dedup;
 pub mod discard;
 pub mod fanout;
 pub mod file;
+#[cfg(feature = "kafka")]
 pub mod kafka;
+#[cfg(feature = "nats")]
 pub mod nats;
+#[cfg(feature = "s3")]
 pub mod s3;
 pub mod stdout;
 pub mod template;
@@ -233,10 +236,13 @@ pub enum Sink {
     /// Local NDJSON files.
     File(file::FileSink),
     /// S3 or S3-compatible object storage.
+    #[cfg(feature = "s3")]
     S3(s3::S3Sink),
     /// NATS JetStream.
+    #[cfg(feature = "nats")]
     Nats(nats::NatsSink),
     /// Kafka.
+    #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaSink),
     /// Standard output.
     Stdout(stdout::StdoutSink),
@@ -250,8 +256,11 @@ impl Sink {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::File(_) => "file",
+            #[cfg(feature = "s3")]
             Self::S3(_) => "s3",
+            #[cfg(feature = "nats")]
             Self::Nats(_) => "nats",
+            #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
             Self::Stdout(_) => "stdout",
             Self::Discard(_) => "discard",
@@ -266,8 +275,11 @@ impl Sink {
     pub async fn commit(&self, batch: &SinkBatch) -> Result<Committed, SinkError> {
         match self {
             Self::File(sink) => sink.commit_batch(batch).await,
+            #[cfg(feature = "s3")]
             Self::S3(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            #[cfg(feature = "nats")]
             Self::Nats(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Stdout(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Discard(sink) => {
@@ -286,8 +298,11 @@ impl Sink {
     pub async fn probe(&self) -> Result<(), SinkError> {
         match self {
             Self::File(_) | Self::Stdout(_) | Self::Discard(_) => Ok(()),
+            #[cfg(feature = "s3")]
             Self::S3(sink) => sink.probe().await,
+            #[cfg(feature = "nats")]
             Self::Nats(sink) => sink.probe().await,
+            #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.probe().await,
         }
     }
@@ -297,7 +312,7 @@ impl Sink {
         match self {
             Self::File(sink) => sink.close().await,
             Self::Stdout(sink) => sink.flush().await,
-            Self::S3(_) | Self::Nats(_) | Self::Kafka(_) | Self::Discard(_) => {}
+            _ => {}
         }
     }
 }
