@@ -27,6 +27,8 @@ struct Hydrant {
     ingest: SocketAddr,
     admin: SocketAddr,
     logs: Arc<Mutex<String>>,
+    /// What the process wrote to standard output (the `stdout` sink).
+    output: Arc<Mutex<String>>,
 }
 
 impl Hydrant {
@@ -46,10 +48,20 @@ impl Hydrant {
             .arg(format!("crash-test={KEY}"))
             .args(extra)
             .env("RUST_LOG", "debug")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
+        let output = Arc::new(Mutex::new(String::new()));
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let collected = Arc::clone(&output);
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let mut output = collected.lock().unwrap();
+                output.push_str(&line);
+                output.push('\n');
+            }
+        });
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let logs = Arc::new(Mutex::new(String::new()));
         let (mut ingest, mut admin) = (None, None);
@@ -84,6 +96,7 @@ impl Hydrant {
             ingest: ingest.unwrap(),
             admin: admin.unwrap(),
             logs,
+            output,
         }
     }
 
@@ -157,7 +170,21 @@ fn deliver(address: SocketAddr, request_id: &str, key: &str) -> std::io::Result<
         .map(|index| format!(r#"{{"delivery":"{request_id}","index":{index}}}"#))
         .collect();
     let refs: Vec<&[u8]> = records.iter().map(|record| record.as_bytes()).collect();
-    let body = body_of(request_id, &refs);
+    post(
+        address,
+        request_id,
+        key,
+        body_of(request_id, &refs).as_bytes(),
+    )
+}
+
+/// Posts a delivery body with the headers Firehose sends (mixed-case names).
+fn post(
+    address: SocketAddr,
+    request_id: &str,
+    key: &str,
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     http(
         address,
         "POST",
@@ -169,7 +196,7 @@ fn deliver(address: SocketAddr, request_id: &str, key: &str) -> std::io::Result<
             ("x-amz-firehose-source-arn", SOURCE_ARN),
             ("X-AMZ-FIREHOSE-ACCESS-KEY", key),
         ],
-        body.as_bytes(),
+        body,
     )
 }
 
@@ -323,6 +350,52 @@ fn sigterm_finishes_cleanly_and_keys_never_reach_the_logs() {
         "the open segment is completed at shutdown"
     );
     assert_eq!(stored_events(dir.path()).len(), RECORDS_PER_DELIVERY);
+}
+
+/// The configuration's sinks and routes reach the running binary: metrics go to a
+/// `stdout` sink, everything else to the embedded file sink.
+#[test]
+fn configured_routes_send_events_to_their_sinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hydrant.toml");
+    std::fs::write(
+        &config,
+        "[[sinks]]\nname = \"out\"\ntype = \"stdout\"\n[[routes]]\nkind = \"metric\"\nsinks = [\"out\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+    for fixture in ["telegraf/record.json", "alloy/direct_put.json"] {
+        let body = common::fixture(fixture);
+        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let (status, reply) = post(
+            server.ingest,
+            request["requestId"].as_str().unwrap(),
+            KEY,
+            &body,
+        )
+        .unwrap();
+        assert_eq!(status, 200, "{fixture}: {reply}");
+    }
+    let output = Arc::clone(&server.output);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+    let printed: Vec<serde_json::Value> = output
+        .lock()
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(printed.len(), 1, "the one metric went to stdout");
+    assert_eq!(printed[0]["kind"], "metric");
+    assert_eq!(printed[0]["metric_name"], "CPUUtilization");
+    let stored = stored_events(&data);
+    assert_eq!(
+        stored.len(),
+        3,
+        "the three raw records went to the file sink"
+    );
+    assert!(stored.iter().all(|event| event["kind"] == "record"));
 }
 
 #[test]
