@@ -16,16 +16,12 @@
 
 use std::fmt;
 use std::io::Write as _;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::{
-    Attribute, Attributes, ObjectStore as _, ObjectStoreExt as _, PutOptions, PutPayload,
-    RetryConfig,
-};
+use object_store::{Attribute, Attributes, ObjectStore as _, PutOptions, PutPayload, RetryConfig};
 use serde::Deserialize;
 
 use super::template::Template;
@@ -59,11 +55,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// gzip level 6: zlib's default, most of the size gain of level 9 at a fraction of
 /// its CPU time.
 const GZIP_LEVEL: u32 = 6;
-/// Key read by the probe, under the prefix. It is never written: the probe only
-/// needs the store to say that it does not exist.
-const PROBE_KEY: &str = ".hydrant-probe";
-/// The S3 error code of a missing bucket; any other "not found" is the probe key's.
-const NO_SUCH_BUCKET: &str = "NoSuchBucket";
+/// Folder listed by the probe, under the prefix. Nothing is written there, so the
+/// listing stays one request with an empty answer however full the bucket is.
+const PROBE_FOLDER: &str = ".hydrant-probe";
 /// Shown instead of credentials.
 const REDACTED: &str = "<redacted>";
 
@@ -244,11 +238,11 @@ impl KeyLayout {
         }
     }
 
-    fn probe_key(&self) -> Path {
+    fn probe_folder(&self) -> Path {
         if self.prefix.is_empty() {
-            Path::from(PROBE_KEY)
+            Path::from(PROBE_FOLDER)
         } else {
-            Path::from(format!("{}/{PROBE_KEY}", self.prefix))
+            Path::from(format!("{}/{PROBE_FOLDER}", self.prefix))
         }
     }
 
@@ -263,7 +257,7 @@ impl KeyLayout {
 
 /// Writes each delivery's events and dead letters as objects.
 pub struct S3Sink {
-    store: Arc<AmazonS3>,
+    store: AmazonS3,
     bucket: String,
     layout: KeyLayout,
 }
@@ -328,7 +322,7 @@ impl S3Sink {
             .build()
             .map_err(|error| invalid(error.to_string()))?;
         Ok(Self {
-            store: Arc::new(store),
+            store,
             bucket: config.bucket,
             layout,
         })
@@ -387,25 +381,21 @@ impl S3Sink {
         }
     }
 
-    /// Reads a key that is never written, under the prefix: "no such key" proves
-    /// that the endpoint answers, the credentials are accepted and the bucket
-    /// exists, for the price of one small `GET`.
+    /// Lists a folder under the prefix that is never written. An empty answer
+    /// proves that the endpoint answers, the credentials are accepted and the
+    /// bucket exists (S3 answers `NoSuchBucket` otherwise), in one small request
+    /// and without needing read access to the objects.
     ///
     /// # Errors
     ///
     /// [`SinkError::Unavailable`] when the store does not answer in
     /// [`PROBE_TIMEOUT`], the bucket is missing, or the request is refused.
     pub async fn probe(&self) -> Result<(), SinkError> {
-        let key = self.layout.probe_key();
-        match tokio::time::timeout(PROBE_TIMEOUT, self.store.get(&key)).await {
+        let folder = self.layout.probe_folder();
+        match tokio::time::timeout(PROBE_TIMEOUT, self.store.list_with_delimiter(Some(&folder)))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
-            // A GET (unlike a HEAD) carries S3's error code, which tells a missing
-            // key (expected) from a missing bucket.
-            Ok(Err(object_store::Error::NotFound { source, .. }))
-                if !source.to_string().contains(NO_SUCH_BUCKET) =>
-            {
-                Ok(())
-            }
             Ok(Err(error)) => Err(SinkError::Unavailable(format!(
                 "s3 bucket {:?}: {error}",
                 self.bucket
@@ -631,7 +621,7 @@ mod tests {
         let key = layout(|c| c.key_template = "{path}/{request_id}".into()).key(&odd, "events");
         assert!(key.parts().all(|part| part.as_ref() != ".."), "{key}");
         assert_eq!(
-            layout(|c| c.prefix = "p".into()).probe_key().as_ref(),
+            layout(|c| c.prefix = "p".into()).probe_folder().as_ref(),
             "p/.hydrant-probe"
         );
     }
