@@ -37,6 +37,7 @@ use std::time::Duration;
 use async_nats::connection::State;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::response::Response;
 use async_nats::jetstream::{self, stream};
 use async_nats::{ConnectOptions, Event, ServerAddr, Subject};
 use serde::Deserialize;
@@ -68,9 +69,9 @@ pub const DEFAULT_ACK_TIMEOUT_MS: u64 = 10_000;
 /// Bound on a probe's round trip: the prober runs every 2 seconds and must not pile
 /// up behind a server that does not answer.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long [`NatsSink::connect`] waits for the first connection before leaving the
-/// stream's creation to the first commit or probe. Short, so that a NATS outage at
-/// startup delays Hydrant only a little.
+/// How long [`NatsSink::connect`] waits for the first connection (and then creates
+/// or checks the stream) before leaving both to the background and the first commit
+/// or probe. Short, so that a NATS outage at startup delays Hydrant only a little.
 const STARTUP_CONNECT_WAIT: Duration = Duration::from_secs(1);
 /// How often the startup wait looks at the connection state.
 const STARTUP_POLL: Duration = Duration::from_millis(10);
@@ -254,8 +255,8 @@ struct PendingAck {
 }
 
 impl NatsSink {
-    /// Starts the client and, when configured and the server answers within a
-    /// moment, creates or checks the stream. A server that is down is not an error:
+    /// Starts the client, waits a moment for it to connect and, when configured,
+    /// creates or checks the stream. A server that is down is not an error:
     /// the client keeps connecting in the background, and the stream is created by
     /// the first commit or probe that reaches it.
     ///
@@ -310,19 +311,21 @@ impl NatsSink {
             servers,
             stream_ready: AtomicBool::new(false),
         };
+        // Wait a moment for the first connection, so that the first readiness probe
+        // does not find a sink that is merely still connecting.
+        if !sink.wait_connected(STARTUP_CONNECT_WAIT).await {
+            tracing::warn!(servers = %sink.servers, "NATS is not reachable yet; connecting in the background.");
+            return Ok(sink);
+        }
         if let Some(stream) = &sink.config.stream {
-            if sink.wait_connected(STARTUP_CONNECT_WAIT).await {
-                match tokio::time::timeout(PROBE_TIMEOUT, sink.ensure_stream()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(error)) => {
-                        tracing::warn!(servers = %sink.servers, %stream, %error, "NATS stream is not ready; commits will fail until it is.");
-                    }
-                    Err(_) => {
-                        tracing::warn!(servers = %sink.servers, %stream, "NATS did not answer about the stream; checking again on the first commit.");
-                    }
+            match tokio::time::timeout(PROBE_TIMEOUT, sink.ensure_stream()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::warn!(servers = %sink.servers, %stream, %error, "NATS stream is not ready; commits fail until it is.");
                 }
-            } else {
-                tracing::warn!(servers = %sink.servers, %stream, "NATS is not reachable yet; connecting in the background.");
+                Err(_) => {
+                    tracing::warn!(servers = %sink.servers, %stream, "NATS did not answer about the stream; asking again on the first commit.");
+                }
             }
         }
         Ok(sink)
@@ -346,15 +349,15 @@ impl NatsSink {
         // Fail fast while disconnected: publishes would only queue in the client
         // until the timeout, and reach the server after we had answered.
         self.require_connected()?;
+        // One bound for the whole commit, stream check included.
+        let started = Instant::now();
+        let deadline = started + self.config.ack_timeout();
         if self.config.stream.is_some() && !self.stream_ready.load(Ordering::Acquire) {
-            tokio::time::timeout(self.config.ack_timeout(), self.ensure_stream())
+            tokio::time::timeout_at(deadline, self.ensure_stream())
                 .await
                 .map_err(|_| self.unavailable("no answer about the stream"))??;
         }
-        let started = Instant::now();
-        let duplicates = self
-            .publish_all(batch, started + self.config.ack_timeout())
-            .await?;
+        let duplicates = self.publish_all(batch, deadline).await?;
         tracing::debug!(
             servers = %self.servers,
             request_id = %batch.delivery.request_id,
@@ -379,11 +382,7 @@ impl NatsSink {
             if self.config.stream.is_some() {
                 self.ensure_stream().await
             } else {
-                self.jetstream
-                    .query_account()
-                    .await
-                    .map(drop)
-                    .map_err(|error| self.unavailable(format!("JetStream account: {error}")))
+                self.account_info().await
             }
         };
         tokio::time::timeout(PROBE_TIMEOUT, round_trip)
@@ -485,6 +484,24 @@ impl NatsSink {
                 "subject {subject}: not acknowledged within {} ms",
                 self.config.ack_timeout_ms
             ))),
+        }
+    }
+
+    /// Asks for the account's JetStream information (`$JS.API.INFO`). The answer is
+    /// read as plain JSON rather than async-nats's typed `Account`, whose newer
+    /// fields older servers (2.9) do not send: only "answered without an error"
+    /// matters here.
+    async fn account_info(&self) -> Result<(), SinkError> {
+        let answer: Response<serde_json::Value> = self
+            .jetstream
+            .request("INFO", &serde_json::json!({}))
+            .await
+            .map_err(|error| self.unavailable(format!("JetStream account info: {error}")))?;
+        match answer {
+            Response::Ok(_) => Ok(()),
+            Response::Err { error } => {
+                Err(self.unavailable(format!("JetStream account info: {error}")))
+            }
         }
     }
 
