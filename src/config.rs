@@ -170,6 +170,10 @@ struct Args {
     #[arg(long, env = "HYDRANT_DELIVERY_DEADLINE", value_name = "DURATION")]
     delivery_deadline: Option<HumanDuration>,
 
+    /// Instead of serving, ask the running Hydrant's admin listener whether it is ready (GET /readyz) and exit 0 if so, 1 if not: for container health checks
+    #[arg(long)]
+    health_check: bool,
+
     /// Log format: text or json (the level comes from RUST_LOG, default info) [default: text]
     #[arg(long, env = "HYDRANT_LOG_FORMAT", value_name = "FORMAT")]
     log_format: Option<LogFormat>,
@@ -357,6 +361,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Things the operator should know, to log once logging is set up.
     pub warnings: Vec<String>,
+    /// `--health-check`: probe the admin listener instead of serving.
+    pub health_check: bool,
 }
 
 /// Why the configuration was not accepted. `Display` is one line.
@@ -497,6 +503,7 @@ impl Config {
             max_stream_labels: pick(args.max_stream_labels, file.max_stream_labels)
                 .unwrap_or(DEFAULT_MAX_STREAM_LABELS),
             log_format: pick(args.log_format, file.log_format).unwrap_or_default(),
+            health_check: args.health_check,
             warnings,
         })
     }
@@ -1321,6 +1328,15 @@ dedup_capacity = 5
         assert_eq!(route.matcher.kinds, ["metric", "log"]);
         assert_eq!(route.matcher.common_attributes.len(), 1);
         assert!(config.router.default_sinks.is_empty());
+    }
+
+    /// The configuration shipped with docker-compose.yml must stay valid.
+    #[test]
+    fn the_docker_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docker/hydrant.toml");
+        let config = parse(&["--no-auth", "--config", path]).unwrap();
+        assert_eq!(config.sinks.len(), 2);
+        assert_eq!(config.router.default_sinks, SinkSet::of(&[0, 1]));
     }
 
     #[test]

@@ -8,6 +8,10 @@ use hydrant::config::{Config, ConfigError, LogFormat};
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
 
+/// How long `--health-check` waits for the admin listener; container runtimes
+/// usually allow a few seconds per check.
+const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 #[expect(
     clippy::print_stdout,
     clippy::print_stderr,
@@ -25,6 +29,14 @@ fn main() -> ExitCode {
             return ExitCode::from(EX_USAGE);
         }
     };
+    if config.health_check {
+        let ready = hydrant::server::health::probe_ready(config.admin_listen, HEALTH_CHECK_TIMEOUT);
+        return if ready {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     init_logging(config.log_format);
     for warning in &config.warnings {
         tracing::warn!("{warning}");

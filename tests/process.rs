@@ -334,6 +334,32 @@ fn sigterm_finishes_cleanly_and_keys_never_reach_the_logs() {
     assert_eq!((status, body.as_str()), (200, r#"{"status":"ok"}"#));
     let (status, _) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
     assert_eq!(status, 200);
+    let check = |admin: SocketAddr| {
+        hydrant()
+            .args([
+                "--no-auth",
+                "--health-check",
+                "--admin-listen",
+                &admin.to_string(),
+            ])
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(
+        check(server.admin),
+        Some(0),
+        "--health-check sees the ready server"
+    );
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert_eq!(
+        check(nobody),
+        Some(1),
+        "--health-check fails where nothing answers"
+    );
 
     let (status, logs) = server.terminate();
     assert!(status.success(), "{status:?}");

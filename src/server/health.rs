@@ -30,6 +30,34 @@ impl Readiness {
     }
 }
 
+/// Asks a running Hydrant's admin listener at `admin` whether it is ready: a
+/// `GET /readyz` answered 200 within `timeout`. An unspecified address (`0.0.0.0`,
+/// `::`) is asked on loopback. For container health checks, so an image needs no
+/// HTTP client of its own.
+#[must_use]
+pub fn probe_ready(admin: std::net::SocketAddr, timeout: std::time::Duration) -> bool {
+    use std::io::{Read, Write};
+    let mut target = admin;
+    if target.ip().is_unspecified() {
+        target.set_ip(if admin.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&target, timeout) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = stream.set_write_timeout(Some(timeout));
+    let request = format!("GET /readyz HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut status_line = [0u8; 12];
+    stream.read_exact(&mut status_line).is_ok() && &status_line[9..12] == b"200"
+}
+
 /// `GET /healthz`.
 pub(crate) async fn live() -> impl IntoResponse {
     json_status(StatusCode::OK, "ok")
