@@ -1,0 +1,61 @@
+//! The `hydrant-loadtest` command: see `--help` and the README.
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use hydrant_loadtest::{Args, execute, prepare};
+
+#[allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line tool reports on stdout and stderr"
+)]
+fn main() -> ExitCode {
+    let args = Args::parse();
+    eprintln!("hydrant-loadtest: generating {} payloads…", args.pool_size);
+    let plan = match prepare(&args) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("hydrant-loadtest: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(2, usize::from),
+        |threads| threads as usize,
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("hydrant-loadtest: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let setup = plan.setup();
+    eprintln!(
+        "hydrant-loadtest: {} {} bodies of {:.0} bytes; {}running…",
+        setup.pool_size,
+        setup.kind,
+        setup.body_bytes,
+        if args.warmup.is_zero() {
+            String::new()
+        } else {
+            format!("warming up for {:?}, then ", args.warmup)
+        },
+    );
+    let report = runtime.block_on(execute(plan));
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_table());
+    }
+    if report.requests.ok == 0 {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
