@@ -615,6 +615,47 @@ async fn in_flight_budget_exhausted_gets_503_at_once() {
     assert_eq!(reply.status, StatusCode::OK, "the budget is released");
 }
 
+/// A delivery whose decoded events need more than the whole in-flight budget (a
+/// small gzip'd body that inflates a lot) runs alone rather than being refused
+/// forever; while anything else is in flight it gets 503 like any other.
+#[tokio::test]
+async fn a_delivery_larger_than_the_budget_runs_alone() {
+    let limits = Limits {
+        max_in_flight_bytes: 256 * 1024,
+        ..Limits::default()
+    };
+    let server = TestServer::with(
+        Auth::Keys(vec![hydrant::server::auth::AccessKey::new(KEY_NAME, KEY)]),
+        limits,
+    );
+    let events: Vec<Value> = (0..5_000)
+        .map(|n| serde_json::json!({"id": n.to_string(), "timestamp": 1, "message": "the same line, over and over"}))
+        .collect();
+    let envelope = serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g",
+        "logStream": "s", "subscriptionFilters": [], "logEvents": events});
+    let record = gzip(envelope.to_string().as_bytes());
+    let body = body_of("r-big", &[&record]);
+    assert!(body.len() < 64 * 1024, "the body itself fits easily");
+
+    let mut other = server.state.in_flight.reservation();
+    other.grow(1).unwrap();
+    let reply = server.send(delivery("r-big", body.clone())).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not while another request is in flight"
+    );
+    drop(other);
+    let reply = server.send(delivery("r-big", body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    assert_eq!(server.events().len(), 5_000);
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains("hydrant_in_flight_bytes 0"),
+        "released afterwards"
+    );
+}
+
 #[tokio::test]
 async fn shutting_down_gets_503() {
     let server = TestServer::new();

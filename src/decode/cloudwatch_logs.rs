@@ -68,11 +68,13 @@ struct InputEvent<'a> {
     extracted_fields: Option<serde_json::Map<String, Value>>,
 }
 
-/// Whether a record looks like a subscription envelope (a JSON object that names
-/// its `messageType` near the start).
+/// Whether a record looks like a subscription envelope: a JSON object that names
+/// its `messageType` near the start, as CloudWatch writes it, or starts with its
+/// `logEvents`, as a re-serialiser with sorted keys would.
 #[must_use]
 pub fn looks_like_envelope(bytes: &[u8]) -> bool {
     super::starts_json_object_with(bytes, b"\"messageType\"")
+        || super::starts_json_object_with(bytes, b"\"logEvents\"")
 }
 
 /// Writes the log events of every envelope in `bytes`.

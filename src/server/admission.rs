@@ -1,9 +1,17 @@
 //! Admission control: a budget of bytes shared by every request in flight.
 //!
-//! A request reserves its body bytes as they arrive and its inflated bytes before
-//! inflating. When the budget is spent the request is answered 503 at once, so a
-//! flood of large deliveries makes Firehose back off and retry instead of making
-//! Hydrant buffer without bound. Reservations are released when the request ends.
+//! A request reserves its body bytes as they arrive, its inflated bytes before
+//! inflating, and its decoded events before handing them to the sinks. When the
+//! budget is spent the request is answered 503 at once, so a flood of large
+//! deliveries makes Firehose back off and retry instead of making Hydrant buffer
+//! without bound. Reservations are released when the request ends.
+//!
+//! One delivery can need more than the whole budget (a 64 MiB batch of gzip'd
+//! CloudWatch Logs inflates several times over). Refusing it would make Firehose
+//! retry it forever, so such a delivery may run *alone*: it takes the whole budget
+//! when nothing else holds any of it, and every other request gets 503 until it is
+//! done. Memory is then bounded by the budget or by the largest single delivery,
+//! whichever is larger.
 
 use std::sync::Arc;
 
@@ -19,6 +27,8 @@ const UNIT: u64 = 1024;
 #[derive(Debug, Clone)]
 pub struct InFlight {
     budget: Arc<Semaphore>,
+    /// The whole budget, in units.
+    units: u64,
     gauge: IntGauge,
 }
 
@@ -26,7 +36,10 @@ pub struct InFlight {
 #[derive(Debug)]
 pub struct Reservation {
     budget: Arc<Semaphore>,
+    units: u64,
     permit: Option<OwnedSemaphorePermit>,
+    /// Units held beyond the budget by a delivery running alone.
+    beyond: u64,
     gauge: IntGauge,
 }
 
@@ -34,9 +47,12 @@ impl InFlight {
     /// A budget of `limit_bytes`, reported through `gauge`.
     #[must_use]
     pub fn new(limit_bytes: u64, gauge: IntGauge) -> Self {
-        let units = usize::try_from(limit_bytes.div_ceil(UNIT)).unwrap_or(usize::MAX);
+        let units = usize::try_from(limit_bytes.div_ceil(UNIT))
+            .unwrap_or(usize::MAX)
+            .min(Semaphore::MAX_PERMITS);
         Self {
-            budget: Arc::new(Semaphore::new(units.min(Semaphore::MAX_PERMITS))),
+            budget: Arc::new(Semaphore::new(units)),
+            units: units as u64,
             gauge,
         }
     }
@@ -46,7 +62,9 @@ impl InFlight {
     pub fn reservation(&self) -> Reservation {
         Reservation {
             budget: Arc::clone(&self.budget),
+            units: self.units,
             permit: None,
+            beyond: 0,
             gauge: self.gauge.clone(),
         }
     }
@@ -62,24 +80,61 @@ impl Reservation {
         if bytes == 0 {
             return Ok(());
         }
-        let units = u32::try_from(bytes.div_ceil(UNIT)).map_err(|_| ApiError::Overloaded)?;
-        let more = Arc::clone(&self.budget)
-            .try_acquire_many_owned(units)
+        let wanted = bytes.div_ceil(UNIT);
+        if self.beyond > 0 {
+            // Already running alone with the whole budget.
+            self.beyond += wanted;
+        } else {
+            let held = self.held_units();
+            let units = u32::try_from(wanted).map_err(|_| ApiError::Overloaded)?;
+            match Arc::clone(&self.budget).try_acquire_many_owned(units) {
+                Ok(more) => self.merge(more),
+                Err(_) if held + wanted > self.units => self.run_alone(held, wanted)?,
+                Err(_) => return Err(ApiError::Overloaded),
+            }
+        }
+        self.gauge
+            .add(i64::try_from(wanted * UNIT).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Takes the rest of the budget for a delivery that can never fit in it, if no
+    /// other request holds any of it.
+    fn run_alone(&mut self, held: u64, wanted: u64) -> Result<(), ApiError> {
+        let rest = self.units.saturating_sub(held);
+        if self.budget.available_permits() as u64 != rest {
+            return Err(ApiError::Overloaded);
+        }
+        let rest_units = u32::try_from(rest).map_err(|_| ApiError::Overloaded)?;
+        let all = Arc::clone(&self.budget)
+            .try_acquire_many_owned(rest_units)
             .map_err(|_| ApiError::Overloaded)?;
-        self.gauge.add(i64::from(units) * UNIT as i64);
+        self.merge(all);
+        self.beyond = wanted - rest;
+        tracing::info!(
+            bytes = (held + wanted) * UNIT,
+            "Delivery is larger than the in-flight budget; running it alone."
+        );
+        Ok(())
+    }
+
+    fn merge(&mut self, more: OwnedSemaphorePermit) {
         match &mut self.permit {
             Some(permit) => permit.merge(more),
             None => self.permit = Some(more),
         }
-        Ok(())
+    }
+
+    fn held_units(&self) -> u64 {
+        self.permit
+            .as_ref()
+            .map_or(0, |permit| permit.num_permits() as u64)
     }
 
     /// Bytes held, rounded up to the budget unit.
     #[must_use]
     pub fn bytes(&self) -> u64 {
-        self.permit
-            .as_ref()
-            .map_or(0, |permit| permit.num_permits() as u64 * UNIT)
+        (self.held_units() + self.beyond) * UNIT
     }
 }
 
@@ -118,13 +173,35 @@ mod tests {
         assert_eq!(gauge.get(), 0);
     }
 
+    /// A delivery larger than the whole budget runs alone: only while nothing else
+    /// is in flight, and while it runs everything else is refused.
     #[test]
-    fn a_request_larger_than_the_budget_is_refused() {
-        let in_flight = InFlight::new(UNIT, gauge());
+    fn a_request_larger_than_the_budget_runs_alone() {
+        let gauge = gauge();
+        let in_flight = InFlight::new(10 * UNIT, gauge.clone());
+        let mut small = in_flight.reservation();
+        small.grow(UNIT).unwrap();
+        let mut giant = in_flight.reservation();
+        giant.grow(4 * UNIT).unwrap();
         assert_eq!(
-            in_flight.reservation().grow(2 * UNIT),
-            Err(ApiError::Overloaded)
+            giant.grow(20 * UNIT),
+            Err(ApiError::Overloaded),
+            "not while others hold some"
         );
+        drop(small);
+        giant.grow(20 * UNIT).unwrap();
+        assert_eq!(giant.bytes(), 24 * UNIT);
+        giant.grow(UNIT).unwrap();
+        assert_eq!(gauge.get(), 25 * UNIT as i64);
+        assert_eq!(
+            in_flight.reservation().grow(1),
+            Err(ApiError::Overloaded),
+            "others wait"
+        );
+        drop(giant);
+        assert_eq!(gauge.get(), 0);
+        let mut after = in_flight.reservation();
+        after.grow(10 * UNIT).unwrap();
         assert_eq!(
             in_flight.reservation().grow(u64::MAX),
             Err(ApiError::Overloaded)
