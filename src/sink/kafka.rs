@@ -1,5 +1,6 @@
 //! The `kafka` sink: one Kafka record per event, produced with [`rskafka`], a
-//! pure-Rust client, so there is no librdkafka (and no C toolchain) to build or link.
+//! pure-Rust client, so there is no librdkafka to build, link or configure (only
+//! the lz4 and zstd codecs are C libraries, built by their crates).
 //!
 //! Each event becomes a record whose topic and key are rendered from templates (see
 //! [`super::template`]), whose value is the event's NDJSON line (without the `\n`),
@@ -12,7 +13,9 @@
 //!
 //! Missing topics are created (when `create_topics` is on) with the configured
 //! partitions and replication factor; partition counts are learnt from the
-//! cluster's metadata.
+//! cluster's metadata, once per connection (partitions added to a topic are used
+//! after the next reconnect). Large deliveries are produced in several batches per
+//! partition, each below [`MAX_BATCH_BYTES`], in order.
 //!
 //! Connecting is lazy: [`KafkaSink::connect`] only checks the configuration, and
 //! the first commit or probe connects. A broker that is down at startup therefore
@@ -55,8 +58,8 @@ pub const DEFAULT_TOPIC: &str = "hydrant-{table}";
 /// Default key template: unique per event and stable across Firehose's retries, so
 /// a consumer can recognise a duplicate produced by a retry.
 pub const DEFAULT_KEY: &str = "{request_id}:{record_index}:{event_index}";
-/// Default compression: none, as the broker may recompress anyway and CPU is
-/// better spent decoding; gzip, lz4, snappy and zstd are available.
+/// Default compression: none, which costs no CPU on the delivery path; `lz4` or
+/// `zstd` are the cheap choices when bandwidth or broker disk matter more.
 pub const DEFAULT_COMPRESSION: &str = "none";
 /// Compressions accepted by `compression`.
 pub const COMPRESSIONS: [&str; 5] = ["none", "gzip", "lz4", "snappy", "zstd"];

@@ -1,0 +1,587 @@
+//! The `kafka` sink against a real Kafka-protocol broker: `tansu`, a
+//! Kafka-compatible broker written in Rust, run on a free port with its SQLite
+//! storage engine in a temporary directory, so what it acknowledged survives a
+//! restart. That engine is behind a cargo feature: `.ci/run` installs the broker
+//! with `cargo install tansu --locked --features dynostore,libsql` (`dynostore`
+//! adds the `memory://` engine). These tests fail, rather than skip, when the
+//! binary is missing or lacks the feature.
+//!
+//! What goes in is real captured Firehose deliveries; what is checked is what a
+//! Kafka consumer reads back (fetched with rskafka from offset 0).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::{TestServer, body_of, delivery, fixture};
+use hydrant::routing::{Router, SinkSet};
+use hydrant::server::Settings;
+use hydrant::server::auth::{AccessKey, Auth};
+use hydrant::sink::Sink;
+use hydrant::sink::kafka::{KafkaConfig, KafkaSink, partition_for};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::UnknownTopicHandling;
+use rskafka::record::Record;
+use serde_json::Value;
+
+/// How long tansu may take to accept connections after it is started.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Bound on reading a topic back.
+const CONSUME_TIMEOUT: Duration = Duration::from_secs(20);
+/// The sink's position: 0 is the embedded file sink.
+const KAFKA_SINK: usize = 1;
+
+/// How `.ci/run` installs the broker; quoted when it is missing or lacks a feature.
+const INSTALL: &str = "cargo install tansu --locked --features dynostore,libsql";
+
+/// A tansu broker on 127.0.0.1:`port` storing in SQLite under a temporary
+/// directory, killed on drop and restartable on the same port with its data.
+struct Tansu {
+    port: u16,
+    child: Option<Child>,
+    /// Holds the database and one log per start.
+    dir: tempfile::TempDir,
+    starts: u32,
+}
+
+impl Tansu {
+    fn start() -> Self {
+        let mut tansu = Self {
+            port: free_port(),
+            child: None,
+            dir: tempfile::tempdir().unwrap(),
+            starts: 0,
+        };
+        tansu.spawn();
+        tansu
+    }
+
+    /// `host:port` for clients.
+    fn broker(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "tansu is already running");
+        self.starts += 1;
+        let log_path = self.dir.path().join(format!("tansu-{}.log", self.starts));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(tansu_binary())
+            .arg("broker")
+            // Relative to the working directory: `dir/tansu.db`, kept across restarts.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args(["--listener-url", &listener])
+            .args(["--advertised-listener-url", &listener])
+            .arg("--silent")
+            // tansu also reads a `.env` in its working directory: there is none here.
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("tansu starts");
+        self.child = Some(child);
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let log = read_log(&log_path);
+                let hint = if log.contains("FeatureNotEnabled") {
+                    format!("; this tansu lacks the SQLite engine, reinstall it with `{INSTALL}`")
+                } else {
+                    String::new()
+                };
+                panic!("tansu exited with {status}{hint}: {log}");
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "tansu did not accept connections on {address} within {START_TIMEOUT:?}: {}",
+                read_log(&log_path)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// A port nothing listens on (bound to 0, read, released).
+fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `tansu` binary on `PATH` or in `$HOME/.cargo/bin`.
+fn tansu_binary() -> PathBuf {
+    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join("tansu"))
+                .collect()
+        })
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        candidates.push(PathBuf::from(home).join(".cargo/bin/tansu"));
+    }
+    candidates
+        .into_iter()
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "the `tansu` Kafka-compatible broker is needed by these tests and was found \
+                 neither on PATH nor in $HOME/.cargo/bin; `.ci/run` installs it with `{INSTALL}`"
+            )
+        })
+}
+
+fn settings() -> Settings {
+    Settings {
+        auth: Auth::Keys(vec![AccessKey::new(common::KEY_NAME, common::KEY)]),
+        router: Router::everything_to(SinkSet::of(&[KAFKA_SINK])),
+        ..Settings::default()
+    }
+}
+
+/// A server whose events all go to a Kafka sink (connected before it is built).
+async fn server_with(config: KafkaConfig) -> TestServer {
+    let sink = KafkaSink::connect(config)
+        .await
+        .expect("a valid configuration");
+    TestServer::with_sinks(settings(), move |_dir, _metrics| {
+        vec![("stream".to_owned(), Sink::Kafka(sink))]
+    })
+}
+
+fn request_id_of(body: &[u8]) -> String {
+    let value: Value = serde_json::from_slice(body).unwrap();
+    value["requestId"].as_str().unwrap().to_owned()
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// One record read back, with where it was.
+#[derive(Debug)]
+struct Consumed {
+    partition: i32,
+    offset: i64,
+    key: String,
+    value: Value,
+    headers: BTreeMap<String, String>,
+    timestamp_ms: i64,
+}
+
+impl Consumed {
+    fn from_record(partition: i32, offset: i64, record: Record) -> Self {
+        Self {
+            partition,
+            offset,
+            key: String::from_utf8(record.key.expect("a key")).unwrap(),
+            value: serde_json::from_slice(&record.value.expect("a value")).unwrap(),
+            headers: record
+                .headers
+                .into_iter()
+                .map(|(name, value)| (name, String::from_utf8(value).unwrap()))
+                .collect(),
+            timestamp_ms: record.timestamp.timestamp_millis(),
+        }
+    }
+}
+
+/// The topics the broker lists, internal ones aside.
+async fn topics(broker: &str) -> BTreeMap<String, usize> {
+    let client = ClientBuilder::new(vec![broker.to_owned()])
+        .build()
+        .await
+        .unwrap();
+    client
+        .list_topics()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|topic| (topic.name, topic.partitions.len()))
+        .collect()
+}
+
+/// Every record of every partition of `topic`, from offset 0 to the high
+/// watermark, by partition then offset.
+async fn consume(broker: &str, topic: &str) -> Vec<Consumed> {
+    let read = async {
+        let client = ClientBuilder::new(vec![broker.to_owned()])
+            .build()
+            .await
+            .unwrap();
+        let listed = client.list_topics().await.unwrap();
+        let partitions = listed
+            .into_iter()
+            .find(|listed| listed.name == topic)
+            .unwrap_or_else(|| panic!("topic {topic:?} exists"))
+            .partitions;
+        let mut consumed = Vec::new();
+        for partition in partitions {
+            let reader = client
+                .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                .await
+                .unwrap();
+            let mut offset = 0;
+            loop {
+                let (records, high_watermark) = reader
+                    .fetch_records(offset, 1..8_000_000, 100)
+                    .await
+                    .unwrap();
+                for record in records {
+                    if record.offset >= offset {
+                        offset = record.offset + 1;
+                        consumed.push(Consumed::from_record(
+                            partition,
+                            record.offset,
+                            record.record,
+                        ));
+                    }
+                }
+                if offset >= high_watermark {
+                    break;
+                }
+            }
+        }
+        consumed
+    };
+    tokio::time::timeout(CONSUME_TIMEOUT, read)
+        .await
+        .unwrap_or_else(|_| panic!("reading {topic:?} back took over {CONSUME_TIMEOUT:?}"))
+}
+
+/// The decoded JSON of every record of a fixture (CloudWatch Logs records are
+/// gzipped).
+fn fixture_records(body: &[u8]) -> Vec<Value> {
+    let body: Value = serde_json::from_slice(body).unwrap();
+    body["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|record| {
+            let bytes = STANDARD.decode(record["data"].as_str().unwrap()).unwrap();
+            let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+                hydrant::limits::gunzip_capped(&bytes, 1 << 20).unwrap()
+            } else {
+                bytes
+            };
+            serde_json::from_slice(&bytes).unwrap()
+        })
+        .collect()
+}
+
+/// Real captures in, records out, checked field by field: topics rendered per
+/// event kind and metric namespace and cleaned (`AWS/EC2` → `AWS_EC2`), keys,
+/// headers, timestamps, partitions chosen from the keys, compressed batches
+/// (gzip) read back intact.
+#[tokio::test]
+async fn real_captures_become_kafka_records_field_by_field() {
+    let tansu = Tansu::start();
+    let mut config = KafkaConfig::new(vec![tansu.broker()]);
+    config.topic = "hydrant.{table}.{kind}.{namespace}".into();
+    config.compression = "gzip".into();
+    config.topic_partitions = 3;
+    let server = server_with(config).await;
+
+    let logs = fixture("alloy/cw_logs_mixed.json");
+    let metrics = fixture("telegraf/record.json");
+    let (logs_id, metrics_id) = (request_id_of(&logs), request_id_of(&metrics));
+    let before = now_ms();
+    for (request_id, body) in [(&logs_id, logs.clone()), (&metrics_id, metrics.clone())] {
+        let reply = server.send(delivery(request_id, body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    }
+    let after = now_ms();
+
+    let listed = topics(&tansu.broker()).await;
+    assert_eq!(
+        listed.get("hydrant.events.log.none"),
+        Some(&3),
+        "{listed:?}"
+    );
+    assert_eq!(
+        listed.get("hydrant.events.metric.AWS_EC2"),
+        Some(&3),
+        "{listed:?}"
+    );
+    assert!(
+        !listed.keys().any(|topic| topic.contains("dead_letter")),
+        "no dead letters, no topic: {listed:?}"
+    );
+
+    // CloudWatch Logs: record 0 is a control message (no events), record 1 holds
+    // 13 log events.
+    let sent = fixture_records(&logs);
+    let log_events = sent[1]["logEvents"].as_array().unwrap();
+    assert_eq!(log_events.len(), 13);
+    let consumed = consume(&tansu.broker(), "hydrant.events.log.none").await;
+    assert_eq!(consumed.len(), 13, "{consumed:?}");
+    let by_key: BTreeMap<&str, &Consumed> = consumed
+        .iter()
+        .map(|record| (record.key.as_str(), record))
+        .collect();
+    assert_eq!(by_key.len(), 13, "keys are unique");
+    for (index, sent_event) in log_events.iter().enumerate() {
+        let key = format!("{logs_id}:1:{index}");
+        let record = by_key
+            .get(key.as_str())
+            .unwrap_or_else(|| panic!("{key} in {by_key:?}"));
+        assert_eq!(record.partition, partition_for(key.as_bytes(), 3), "{key}");
+        assert_eq!(record.headers["hydrant-request-id"], logs_id);
+        assert_eq!(record.headers["hydrant-table"], "events");
+        assert_eq!(record.headers.len(), 2);
+        assert!(
+            (before..=after).contains(&record.timestamp_ms),
+            "received_at: {record:?}"
+        );
+        let event = &record.value;
+        assert_eq!(event["kind"], "log");
+        assert_eq!(event["message"], sent_event["message"], "{key}");
+        assert_eq!(event["timestamp"], sent_event["timestamp"], "{key}");
+        assert_eq!(event["aws"]["event_id"], sent_event["id"], "{key}");
+        assert_eq!(event["aws"]["log_group"], "/aws/lambda/logging-lambda");
+        assert_eq!(event["aws"]["log_group"], sent[1]["logGroup"]);
+        assert_eq!(event["aws"]["log_stream"], sent[1]["logStream"]);
+        assert_eq!(event["aws"]["account_id"], sent[1]["owner"]);
+        assert_eq!(event["firehose"]["request_id"], logs_id.as_str());
+        assert_eq!(event["firehose"]["record_index"], 1);
+        assert_eq!(event["firehose"]["delivery_stream"], "test-stream");
+    }
+    // Within a partition, records keep the delivery's order.
+    for partition in 0..3 {
+        let indexes: Vec<u64> = consumed
+            .iter()
+            .filter(|record| record.partition == partition)
+            .map(|record| record.key.rsplit(':').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(indexes.is_sorted(), "partition {partition}: {indexes:?}");
+    }
+    assert!(
+        consumed
+            .iter()
+            .map(|record| record.partition)
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+            > 1,
+        "13 keys spread over more than one of 3 partitions"
+    );
+
+    // Metric Streams (JSON): one data point.
+    let sent = &fixture_records(&metrics)[0];
+    let consumed = consume(&tansu.broker(), "hydrant.events.metric.AWS_EC2").await;
+    assert_eq!(consumed.len(), 1, "{consumed:?}");
+    let record = &consumed[0];
+    let key = format!("{metrics_id}:0:0");
+    assert_eq!(record.key, key);
+    assert_eq!(record.partition, partition_for(key.as_bytes(), 3));
+    assert_eq!(record.offset, 0);
+    assert_eq!(record.headers["hydrant-request-id"], metrics_id);
+    assert_eq!(record.headers["hydrant-table"], "events");
+    let event = &record.value;
+    assert_eq!(event["kind"], "metric");
+    assert_eq!(event["namespace"], "AWS/EC2");
+    assert_eq!(event["metric_name"], "CPUUtilization");
+    assert_eq!(event["metric_name"], sent["metric_name"]);
+    assert_eq!(event["dimensions"]["InstanceId"], "i-0efc7fdf09c123428");
+    assert_eq!(event["timestamp"], sent["timestamp"]);
+    assert_eq!(event["unit"], "Percent");
+    assert_eq!(event["value"]["max"], 10.011_666_666_666_667);
+    assert_eq!(event["value"]["max"], sent["value"]["max"]);
+    assert_eq!(event["value"]["count"], 1.0);
+    assert_eq!(event["firehose"]["request_id"], metrics_id.as_str());
+}
+
+/// The broker dies mid-test: deliveries get 503, first after the sink's retries,
+/// then at once while the breaker holds the sink down; once the broker is back
+/// and a probe finds it, Firehose's retries of the same requests succeed.
+///
+/// The broker keeps its data across the restart (SQLite storage), so nothing
+/// acknowledged before the outage may be missing afterwards. Kafka through this
+/// sink is at least once: a retry after a partial produce may write records
+/// twice, so the retried deliveries are only required to be there at least once.
+#[tokio::test]
+async fn a_broker_outage_answers_503_then_recovers() {
+    let mut tansu = Tansu::start();
+    let mut config = KafkaConfig::new(vec![tansu.broker()]);
+    config.timeout_ms = 1_000;
+    config.compression = "lz4".into();
+    let server = server_with(config).await;
+    let sink = || server.state.sinks.get(KAFKA_SINK).unwrap();
+
+    let first = body_of("outage-0", &[br#"{"n":0}"#]);
+    let reply = server.send(delivery("outage-0", first)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    assert_eq!(consume(&tansu.broker(), "hydrant-events").await.len(), 1);
+
+    tansu.kill();
+    let started = Instant::now();
+    let reply = server
+        .send(delivery("outage-1", body_of("outage-1", &[br#"{"n":1}"#])))
+        .await;
+    assert_eq!(
+        reply.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{:?}",
+        reply.body
+    );
+    assert!(
+        reply.error_message().contains("stream"),
+        "{}",
+        reply.error_message()
+    );
+    assert!(!sink().is_up(), "three failed attempts trip the breaker");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "bounded: {:?}",
+        started.elapsed()
+    );
+
+    let started = Instant::now();
+    let reply = server
+        .send(delivery(
+            "outage-2",
+            body_of("outage-2", &[br#"{"n":2}"#, br#"{"n":3}"#]),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "the breaker answers at once: {:?}",
+        started.elapsed()
+    );
+    server.state.sinks.probe_all().await;
+    assert!(
+        !sink().is_up(),
+        "a probe of a dead broker keeps the sink down"
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_sink_up{sink="stream",type="kafka"} 0"#),
+        "{metrics}"
+    );
+
+    tansu.restart();
+    let recovered = Instant::now();
+    while !sink().is_up() {
+        assert!(
+            recovered.elapsed() < Duration::from_secs(15),
+            "the sink never came back up"
+        );
+        server.state.sinks.probe_all().await;
+        if !sink().is_up() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let retries: [(&str, Vec<&[u8]>); 2] = [
+        ("outage-1", vec![br#"{"n":1}"#]),
+        ("outage-2", vec![br#"{"n":2}"#, br#"{"n":3}"#]),
+    ];
+    for (request_id, records) in retries {
+        let reply = server
+            .send(delivery(request_id, body_of(request_id, &records)))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{request_id}: {}",
+            reply.error_message()
+        );
+    }
+    let consumed = consume(&tansu.broker(), "hydrant-events").await;
+    for (key, n) in [
+        ("outage-1:0:0", 1),
+        ("outage-2:0:0", 2),
+        ("outage-2:1:0", 3),
+    ] {
+        let copies: Vec<&Consumed> = consumed.iter().filter(|record| record.key == key).collect();
+        assert!(
+            !copies.is_empty(),
+            "{key} is there at least once: {consumed:?}"
+        );
+        assert!(
+            copies.iter().all(|record| record.value["data"]["n"] == n),
+            "{copies:?}"
+        );
+    }
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_sink_up{sink="stream",type="kafka"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// Firehose retries a delivery Hydrant already answered 200 for: the answer is 200
+/// again and nothing is produced twice.
+#[tokio::test]
+async fn a_retried_committed_delivery_is_not_produced_again() {
+    let tansu = Tansu::start();
+    let server = server_with(KafkaConfig::new(vec![tansu.broker()])).await;
+    let body = fixture("telegraf/record.json");
+    let request_id = request_id_of(&body);
+
+    let reply = server.send(delivery(&request_id, body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let consumed = consume(&tansu.broker(), "hydrant-events").await;
+    assert_eq!(consumed.len(), 1);
+    assert_eq!(consumed[0].key, format!("{request_id}:0:0"));
+
+    let reply = server.send(delivery(&request_id, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_sink_duplicates_total{sink="stream",type="kafka"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"hydrant_sink_events_total{sink="stream",type="kafka"} 1"#),
+        "{metrics}"
+    );
+    assert_eq!(
+        consume(&tansu.broker(), "hydrant-events").await.len(),
+        1,
+        "not produced again"
+    );
+}
