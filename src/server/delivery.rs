@@ -161,7 +161,14 @@ async fn accept(
         common_attributes,
     };
     let blocking_state = state.clone();
+    // One decode per core at a time: decoding is CPU work, and each decode may hold
+    // an inflated record (up to max_record_inflated_bytes) outside the byte budget.
+    let slot = Arc::clone(&state.decode_slots)
+        .acquire_owned()
+        .await
+        .map_err(|_| ApiError::ShuttingDown)?;
     let (batches, records, reservation) = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         decode_body(&body, gzipped, delivery, &blocking_state, reservation)
     })
     .await

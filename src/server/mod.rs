@@ -75,6 +75,8 @@ pub struct Shared {
     pub router: Routes,
     /// The in-flight byte budget.
     pub in_flight: InFlight,
+    /// Decodes allowed to run at once (one per core).
+    pub decode_slots: Arc<tokio::sync::Semaphore>,
     /// Where events are committed.
     pub sinks: Arc<Sinks>,
     /// Hydrant's metrics.
@@ -112,6 +114,9 @@ impl AppState {
             decode,
             router,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
+            decode_slots: Arc::new(tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
             sinks,
             metrics,
             readiness: Readiness::default(),
