@@ -228,10 +228,101 @@ fn eventbridge_and_raw(c: &mut Criterion) {
     );
 }
 
+/// The other pieces of the request path: the envelope parse, base64, event
+/// serialisation, and the file sink's append (write + fdatasync + journal).
+fn pieces(c: &mut Criterion) {
+    let mut rng = Lcg(7);
+    let records: Vec<Vec<u8>> = (0..500)
+        .map(|index| cloudwatch_record(index, &mut rng))
+        .collect();
+    let body = body_of(&records);
+    let request = DeliveryRequest::parse(&body, 10_000).expect("valid body");
+    let mut group = c.benchmark_group("pieces");
+    group.throughput(Throughput::Bytes(body.len() as u64));
+    group.bench_function("envelope_parse", |b| {
+        b.iter(|| DeliveryRequest::parse(black_box(&body), 10_000).expect("valid body"));
+    });
+    group.bench_function("base64", |b| {
+        b.iter(|| {
+            let mut scratch = Vec::new();
+            for record in &request.records {
+                scratch.clear();
+                STANDARD
+                    .decode_vec(record.as_bytes(), &mut scratch)
+                    .expect("base64");
+            }
+            scratch.len()
+        });
+    });
+    group.finish();
+
+    let delivery = Delivery {
+        request_id: "0f3e2a9c-8d1b-4c7a-9e6f-5b4a3c2d1e0f".into(),
+        path: "/bench".into(),
+        source_arn: Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/bench".into()),
+        ..Delivery::default()
+    };
+    let message = "an ordinary log line of about a hundred and fifty bytes, as an application would write it, with a request id 7f3a";
+    let mut group = c.benchmark_group("event_serialisation");
+    group.throughput(Throughput::Elements(10_000));
+    group.bench_function("10k_log_events", |b| {
+        b.iter(|| {
+            let mut writer = hydrant::event::EventWriter::new(&delivery, 10_000 * 600);
+            for index in 0..10_000 {
+                let log = hydrant::event::LogEvent {
+                    timestamp: 1_763_719_200_000,
+                    message: hydrant::event::Message::Text(message),
+                    format: "text",
+                    parsed: None,
+                    aws: hydrant::event::LogSource::default(),
+                };
+                let facts = hydrant::event::Facts {
+                    format: Some("text"),
+                    log_group: Some("/aws/lambda/f"),
+                    ..hydrant::event::Facts::default()
+                };
+                writer.event(index / 20, "log", facts, &log);
+            }
+            writer.finish()
+        });
+    });
+    group.finish();
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let metrics = hydrant::metrics::Metrics::new(10);
+    let settings = hydrant::sink::file::FileSinkSettings::new(dir.path());
+    let sink =
+        hydrant::sink::file::FileSink::open(settings, metrics.storage.clone()).expect("file sink");
+    let lines = bytes::Bytes::from(vec![b'x'; 1 << 20]);
+    let mut group = c.benchmark_group("file_sink");
+    group.throughput(Throughput::Bytes(lines.len() as u64));
+    group.sample_size(20);
+    let mut n = 0u64;
+    group.bench_function("append_1MiB_with_fsync", |b| {
+        b.iter(|| {
+            n += 1;
+            let batch = hydrant::sink::file::Batch {
+                dedup_key: format!("bench {n}"),
+                lines: lines.clone(),
+                events: 1,
+                dead_letters: bytes::Bytes::new(),
+            };
+            runtime.block_on(sink.commit(batch)).expect("committed")
+        });
+    });
+    group.finish();
+    runtime.block_on(sink.close());
+}
+
 criterion_group!(
     benches,
     cloudwatch_logs,
     metric_streams,
-    eventbridge_and_raw
+    eventbridge_and_raw,
+    pieces
 );
 criterion_main!(benches);

@@ -76,14 +76,36 @@ pub struct LogEvent<'a> {
     /// message lines, which carry none, the Firehose request's timestamp).
     pub timestamp: i64,
     /// The log message as written by the application.
-    pub message: &'a str,
+    pub message: Message<'a>,
     /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
     pub format: &'static str,
     /// The parsed message for every format but `text`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub parsed: Option<serde_json::Value>,
+    pub parsed: Option<Parsed<'a>>,
     /// Where CloudWatch Logs says the event comes from.
     pub aws: LogSource<'a>,
+}
+
+/// A log message, as text or as the JSON string it arrived as.
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(untagged)]
+pub enum Message<'a> {
+    /// The JSON string token from the CloudWatch envelope, escapes and all: written
+    /// as it came instead of being unescaped and escaped again.
+    Raw(&'a RawValue),
+    /// Plain text (bare message lines), escaped when written.
+    Text(&'a str),
+}
+
+/// A parsed log message.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Parsed<'a> {
+    /// A JSON message on one line, written as it came: no parse tree is built and
+    /// its strings are not escaped a second time.
+    Json(&'a RawValue),
+    /// A message made into a value (VPC flow fields, or JSON that spanned lines).
+    Value(serde_json::Value),
 }
 
 /// The CloudWatch Logs origin of a log event; all `null` for bare message lines.

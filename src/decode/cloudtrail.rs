@@ -21,6 +21,33 @@ pub fn is_cloudtrail(object: &Map<String, Value>) -> bool {
         .all(|field| object.get(*field).is_some_and(Value::is_string))
 }
 
+/// Whether a JSON object's text is a CloudTrail record, without building a parse
+/// tree: the four fields are read as strings, everything else is skipped.
+#[must_use]
+pub fn is_cloudtrail_json(object: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(rename = "eventVersion", borrow)]
+        event_version: Option<std::borrow::Cow<'a, str>>,
+        #[serde(rename = "eventSource", borrow)]
+        event_source: Option<std::borrow::Cow<'a, str>>,
+        #[serde(rename = "eventName", borrow)]
+        event_name: Option<std::borrow::Cow<'a, str>>,
+        #[serde(rename = "eventTime", borrow)]
+        event_time: Option<std::borrow::Cow<'a, str>>,
+    }
+    // Most messages are not CloudTrail: a substring check spares them the parse.
+    if !object.contains("\"eventVersion\"") {
+        return false;
+    }
+    serde_json::from_str::<Probe<'_>>(object).is_ok_and(|probe| {
+        probe.event_version.is_some()
+            && probe.event_source.is_some()
+            && probe.event_name.is_some()
+            && probe.event_time.is_some()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -45,6 +72,7 @@ mod tests {
         for (json, expected) in table {
             let object: Map<String, Value> = serde_json::from_str(json).unwrap();
             assert_eq!(is_cloudtrail(&object), expected, "{json}");
+            assert_eq!(is_cloudtrail_json(json), expected, "{json}");
         }
     }
 }

@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{cloudtrail, vpc_flow};
-use crate::event::{EventWriter, Facts, LogEvent, LogSource};
+use crate::event::{EventWriter, Facts, LogEvent, LogSource, Message, Parsed};
 
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
@@ -62,8 +62,9 @@ struct InputEvent<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
     timestamp: i64,
+    /// The JSON string token as it came; unescaped only to classify it.
     #[serde(borrow)]
-    message: Cow<'a, str>,
+    message: &'a RawValue,
     #[serde(rename = "extractedFields", default)]
     extracted_fields: Option<serde_json::Map<String, Value>>,
 }
@@ -99,7 +100,7 @@ pub fn decode(
         match envelope.message_type.as_ref() {
             DATA_MESSAGE => {
                 for event in &envelope.log_events {
-                    write_event(&envelope, event, record_index, writer, vpc_fields);
+                    write_event(&envelope, event, record_index, writer, vpc_fields)?;
                     decoded.events += 1;
                 }
             }
@@ -119,7 +120,9 @@ fn write_event(
     record_index: usize,
     writer: &mut EventWriter,
     vpc_fields: Option<&[String]>,
-) {
+) -> Result<(), String> {
+    let text: Cow<'_, str> = serde_json::from_str(event.message.get())
+        .map_err(|error| format!("invalid CloudWatch Logs envelope: log event message: {error}"))?;
     let extracted = |name: &str| {
         event
             .extracted_fields
@@ -129,7 +132,7 @@ fn write_event(
     };
     let id = event.id.get();
     let event_id = serde_json::from_str::<&str>(id).unwrap_or(id);
-    let (format, parsed) = classify_message(&event.message, vpc_fields);
+    let (format, parsed) = classify_message(&text, vpc_fields);
     let facts = Facts {
         format: Some(format),
         log_group: envelope.log_group.as_deref(),
@@ -137,7 +140,7 @@ fn write_event(
     };
     let log = LogEvent {
         timestamp: event.timestamp,
-        message: &event.message,
+        message: Message::Raw(event.message),
         format,
         parsed,
         aws: LogSource {
@@ -150,6 +153,7 @@ fn write_event(
         },
     };
     writer.event(record_index, "log", facts, &log);
+    Ok(())
 }
 
 /// Writes one `log` event per non-empty line of a record produced with Firehose's
@@ -172,7 +176,7 @@ pub fn decode_messages(
         let (format, parsed) = classify_message(line, vpc_fields);
         let log = LogEvent {
             timestamp,
-            message: line,
+            message: Message::Text(line),
             format,
             parsed,
             aws: LogSource::default(),
@@ -194,23 +198,30 @@ pub fn decode_messages(
 /// What a log message is: a JSON object (a CloudTrail record or other JSON), a VPC
 /// flow log line, or plain text.
 #[must_use]
-pub fn classify_message(
-    message: &str,
+pub fn classify_message<'a>(
+    message: &'a str,
     vpc_fields: Option<&[String]>,
-) -> (&'static str, Option<Value>) {
+) -> (&'static str, Option<Parsed<'a>>) {
     let trimmed = message.trim();
     if trimmed.starts_with('{')
-        && let Ok(Value::Object(object)) = serde_json::from_str::<Value>(trimmed)
+        && let Ok(raw) = serde_json::from_str::<&RawValue>(trimmed)
     {
-        let format = if cloudtrail::is_cloudtrail(&object) {
+        let format = if cloudtrail::is_cloudtrail_json(raw.get()) {
             "cloudtrail"
         } else {
             "json"
         };
-        return (format, Some(Value::Object(object)));
+        // A line break inside the object would split the NDJSON line: such
+        // messages (pretty-printed JSON) are re-serialised compactly.
+        let parsed = if raw.get().contains(['\n', '\r']) {
+            serde_json::from_str(raw.get()).ok().map(Parsed::Value)
+        } else {
+            Some(Parsed::Json(raw))
+        };
+        return (format, parsed);
     }
     if let Some(fields) = vpc_flow::parse(trimmed, vpc_fields) {
-        return ("vpc_flow", Some(Value::Object(fields)));
+        return ("vpc_flow", Some(Parsed::Value(Value::Object(fields))));
     }
     ("text", None)
 }
@@ -338,6 +349,31 @@ mod tests {
         );
         assert_eq!(events[0]["format"], "json");
         assert_eq!(events[0]["parsed"]["a"], 1);
+    }
+
+    #[test]
+    fn messages_are_classified() {
+        let table: &[(&str, &str, Option<serde_json::Value>)] = &[
+            ("plain words", "text", None),
+            (
+                r#"{"level":"warn","n":1}"#,
+                "json",
+                Some(serde_json::json!({"level": "warn", "n": 1})),
+            ),
+            (
+                "{\n  \"level\": \"warn\"\n}",
+                "json",
+                Some(serde_json::json!({"level": "warn"})),
+            ),
+            (r#"{"not json"#, "text", None),
+            (r#"[1,2]"#, "text", None),
+        ];
+        for (message, format, parsed) in table {
+            let (got_format, got_parsed) = classify_message(message, None);
+            assert_eq!(got_format, *format, "{message}");
+            let got_parsed = got_parsed.map(|parsed| serde_json::to_value(&parsed).unwrap());
+            assert_eq!(&got_parsed, parsed, "{message}");
+        }
     }
 
     #[test]

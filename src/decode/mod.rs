@@ -467,9 +467,11 @@ fn vpc_direct(
         })?;
         let log = crate::event::LogEvent {
             timestamp: context.timestamp,
-            message,
+            message: crate::event::Message::Text(message),
             format: "vpc_flow",
-            parsed: Some(serde_json::Value::Object(fields)),
+            parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
+                fields,
+            ))),
             aws: crate::event::LogSource::default(),
         };
         let facts = crate::event::Facts {
