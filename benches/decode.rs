@@ -271,7 +271,7 @@ fn pieces(c: &mut Criterion) {
             for index in 0..10_000 {
                 let log = hydrant::event::LogEvent {
                     timestamp: 1_763_719_200_000,
-                    message: hydrant::event::Message::Text(message),
+                    message,
                     format: "text",
                     parsed: None,
                     aws: hydrant::event::LogSource::default(),

@@ -76,7 +76,7 @@ pub struct LogEvent<'a> {
     /// message lines, which carry none, the Firehose request's timestamp).
     pub timestamp: i64,
     /// The log message as written by the application.
-    pub message: Message<'a>,
+    pub message: &'a str,
     /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
     pub format: &'static str,
     /// The parsed message for every format but `text`.
@@ -84,17 +84,6 @@ pub struct LogEvent<'a> {
     pub parsed: Option<Parsed<'a>>,
     /// Where CloudWatch Logs says the event comes from.
     pub aws: LogSource<'a>,
-}
-
-/// A log message, as text or as the JSON string it arrived as.
-#[derive(Debug, Clone, Copy, Serialize)]
-#[serde(untagged)]
-pub enum Message<'a> {
-    /// The JSON string token from the CloudWatch envelope, escapes and all: written
-    /// as it came instead of being unescaped and escaped again.
-    Raw(&'a RawValue),
-    /// Plain text (bare message lines), escaped when written.
-    Text(&'a str),
 }
 
 /// A parsed log message.

@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{cloudtrail, vpc_flow};
-use crate::event::{EventWriter, Facts, LogEvent, LogSource, Message, Parsed};
+use crate::event::{EventWriter, Facts, LogEvent, LogSource, Parsed};
 
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
@@ -62,9 +62,8 @@ struct InputEvent<'a> {
     #[serde(borrow)]
     id: &'a RawValue,
     timestamp: i64,
-    /// The JSON string token as it came; unescaped only to classify it.
     #[serde(borrow)]
-    message: &'a RawValue,
+    message: Cow<'a, str>,
     #[serde(rename = "extractedFields", default)]
     extracted_fields: Option<serde_json::Map<String, Value>>,
 }
@@ -100,7 +99,7 @@ pub fn decode(
         match envelope.message_type.as_ref() {
             DATA_MESSAGE => {
                 for event in &envelope.log_events {
-                    write_event(&envelope, event, record_index, writer, vpc_fields)?;
+                    write_event(&envelope, event, record_index, writer, vpc_fields);
                     decoded.events += 1;
                 }
             }
@@ -120,9 +119,7 @@ fn write_event(
     record_index: usize,
     writer: &mut EventWriter,
     vpc_fields: Option<&[String]>,
-) -> Result<(), String> {
-    let text: Cow<'_, str> = serde_json::from_str(event.message.get())
-        .map_err(|error| format!("invalid CloudWatch Logs envelope: log event message: {error}"))?;
+) {
     let extracted = |name: &str| {
         event
             .extracted_fields
@@ -132,7 +129,7 @@ fn write_event(
     };
     let id = event.id.get();
     let event_id = serde_json::from_str::<&str>(id).unwrap_or(id);
-    let (format, parsed) = classify_message(&text, vpc_fields);
+    let (format, parsed) = classify_message(&event.message, vpc_fields);
     let facts = Facts {
         format: Some(format),
         log_group: envelope.log_group.as_deref(),
@@ -140,7 +137,7 @@ fn write_event(
     };
     let log = LogEvent {
         timestamp: event.timestamp,
-        message: Message::Raw(event.message),
+        message: &event.message,
         format,
         parsed,
         aws: LogSource {
@@ -153,7 +150,6 @@ fn write_event(
         },
     };
     writer.event(record_index, "log", facts, &log);
-    Ok(())
 }
 
 /// Writes one `log` event per non-empty line of a record produced with Firehose's
@@ -176,7 +172,7 @@ pub fn decode_messages(
         let (format, parsed) = classify_message(line, vpc_fields);
         let log = LogEvent {
             timestamp,
-            message: Message::Text(line),
+            message: line,
             format,
             parsed,
             aws: LogSource::default(),

@@ -467,7 +467,7 @@ fn vpc_direct(
         })?;
         let log = crate::event::LogEvent {
             timestamp: context.timestamp,
-            message: crate::event::Message::Text(message),
+            message,
             format: "vpc_flow",
             parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
                 fields,
