@@ -132,12 +132,17 @@ fn bench_request(c: &mut Criterion, name: &str, body: &[u8], format: Format) {
     group.finish();
 }
 
-fn cloudwatch_logs(c: &mut Criterion) {
-    let mut rng = Lcg(42);
+/// A request of 500 gzip'd CloudWatch Logs records, the same bytes for a given seed.
+fn cloudwatch_body(seed: u64) -> Vec<u8> {
+    let mut rng = Lcg(seed);
     let records: Vec<Vec<u8>> = (0..500)
         .map(|index| cloudwatch_record(index, &mut rng))
         .collect();
-    let body = body_of(&records);
+    body_of(&records)
+}
+
+fn cloudwatch_logs(c: &mut Criterion) {
+    let body = cloudwatch_body(42);
     let request = DeliveryRequest::parse(&body, 10_000).expect("valid body");
 
     let mut floor = c.benchmark_group("floor_cloudwatch_logs");
@@ -231,11 +236,7 @@ fn eventbridge_and_raw(c: &mut Criterion) {
 /// The other pieces of the request path: the envelope parse, base64, event
 /// serialisation, and the file sink's append (write + fdatasync + journal).
 fn pieces(c: &mut Criterion) {
-    let mut rng = Lcg(7);
-    let records: Vec<Vec<u8>> = (0..500)
-        .map(|index| cloudwatch_record(index, &mut rng))
-        .collect();
-    let body = body_of(&records);
+    let body = cloudwatch_body(7);
     let request = DeliveryRequest::parse(&body, 10_000).expect("valid body");
     let mut group = c.benchmark_group("pieces");
     group.throughput(Throughput::Bytes(body.len() as u64));
