@@ -143,22 +143,10 @@ fn cloudwatch_body(seed: u64) -> Vec<u8> {
 
 fn cloudwatch_logs(c: &mut Criterion) {
     let body = cloudwatch_body(42);
-    let request = DeliveryRequest::parse(&body, 10_000).expect("valid body");
 
+    // base64 + gunzip alone is `cloudwatch_logs/floor_base64+gunzip`.
     let mut floor = c.benchmark_group("floor_cloudwatch_logs");
     floor.throughput(Throughput::Bytes(body.len() as u64));
-    floor.bench_function("base64+gunzip", |b| {
-        b.iter(|| {
-            let mut scratch = Vec::new();
-            for record in &request.records {
-                scratch.clear();
-                STANDARD
-                    .decode_vec(record.as_bytes(), &mut scratch)
-                    .expect("base64");
-                black_box(gunzip_capped(&scratch, 1 << 26).expect("gzip"));
-            }
-        });
-    });
     floor.bench_function("parse+base64+gunzip+json", |b| {
         #[derive(serde::Deserialize)]
         struct Envelope<'a> {

@@ -128,7 +128,13 @@ impl EventLines {
             return (Vec::new(), dropped);
         }
         if uniform && dropped == 0 {
-            return (union.iter().map(|sink| (sink, self.clone())).collect(), 0);
+            // Every sink shares the bytes; the last one takes the metadata too.
+            let mut sinks: Vec<usize> = union.iter().collect();
+            let last = sinks.pop().expect("the union is not empty");
+            let mut shared: Vec<(usize, EventLines)> =
+                sinks.into_iter().map(|sink| (sink, self.clone())).collect();
+            shared.push((last, self));
+            return (shared, 0);
         }
         let per_sink = union
             .iter()
