@@ -263,14 +263,14 @@ fn pieces(c: &mut Criterion) {
                     message,
                     format: "text",
                     parsed: None,
-                    aws: hydrant::event::LogSource::default(),
+                    aws: hydrant::event::Aws::Fields(hydrant::event::LogSource::default()),
                 };
                 let facts = hydrant::event::Facts {
                     format: Some("text"),
                     log_group: Some("/aws/lambda/f"),
                     ..hydrant::event::Facts::default()
                 };
-                writer.event(index / 20, "log", facts, &log);
+                writer.log(index / 20, facts, &log);
             }
             writer.finish()
         });

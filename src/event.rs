@@ -70,20 +70,67 @@ pub struct Metric {
 }
 
 /// A log event (`kind: "log"`): one CloudWatch Logs log event, or one message line.
-#[derive(Debug, Serialize)]
+/// Written by [`EventWriter::log`].
+#[derive(Debug)]
 pub struct LogEvent<'a> {
     /// When the event happened, ms since the epoch (CloudWatch's timestamp; for bare
     /// message lines, which carry none, the Firehose request's timestamp).
     pub timestamp: i64,
-    /// The log message as written by the application.
+    /// The log message as written by the application. Left out of the line when
+    /// `parsed` is the very same text (see [`LogEvent::message_is_parsed`]).
     pub message: &'a str,
     /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
     pub format: &'static str,
     /// The parsed message for every format but `text`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub parsed: Option<Parsed<'a>>,
     /// Where CloudWatch Logs says the event comes from.
-    pub aws: LogSource<'a>,
+    pub aws: Aws<'a>,
+}
+
+/// The `aws` object of a log event, as fields or already rendered.
+#[derive(Debug)]
+pub enum Aws<'a> {
+    /// Fields to write.
+    Fields(LogSource<'a>),
+    /// The fields an envelope's events share, rendered once per envelope (an
+    /// envelope holds up to 10,000 events), and this event's id.
+    Shared {
+        /// The envelope's fields.
+        head: &'a AwsHead,
+        /// The event's `id` as it came: a JSON string, or a bare number.
+        event_id: &'a str,
+    },
+}
+
+/// A [`LogSource`] rendered as JSON up to and including `"event_id":`.
+#[derive(Debug)]
+pub struct AwsHead(String);
+
+impl AwsHead {
+    /// Renders every field of `source` but its `event_id`.
+    #[must_use]
+    pub fn new(source: &LogSource<'_>) -> Self {
+        let source = LogSource {
+            event_id: None,
+            ..*source
+        };
+        let mut json = serde_json::to_string(&source).unwrap_or_default();
+        // `…,"event_id":null}` → `…,"event_id":`; `event_id` is the last field.
+        json.truncate(json.len().saturating_sub("null}".len()));
+        Self(json)
+    }
+}
+
+impl LogEvent<'_> {
+    /// Whether `parsed` is written byte for byte as the message was logged, so that
+    /// writing `message` as well would store the same text twice (escaped, at that).
+    /// True for single-line JSON messages without surrounding whitespace — nearly
+    /// every JSON log line. Storage stays lossless: whenever the two differ in any
+    /// byte, `message` is written.
+    #[must_use]
+    pub fn message_is_parsed(&self) -> bool {
+        matches!(&self.parsed, Some(Parsed::Json(raw)) if raw.get() == self.message)
+    }
 }
 
 /// A parsed log message.
@@ -98,7 +145,7 @@ pub enum Parsed<'a> {
 }
 
 /// The CloudWatch Logs origin of a log event; all `null` for bare message lines.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Clone, Copy, Serialize)]
 pub struct LogSource<'a> {
     /// Account owning the log group (`owner`, or `@aws.account` for account-level
     /// subscriptions that extract it).
@@ -284,6 +331,54 @@ impl EventWriter {
         self.end_line(record_index, kind, facts);
     }
 
+    /// Appends one `log` event. Written by hand rather than through serde's
+    /// `flatten`: this is the hottest line shape (CloudWatch Logs), and the generic
+    /// path buffers and escapes more than it needs to.
+    pub fn log(&mut self, record_index: usize, facts: Facts<'_>, log: &LogEvent<'_>) {
+        let out = &mut self.lines;
+        out.extend_from_slice(br#"{"kind":"log","timestamp":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(log.timestamp).as_bytes());
+        if !log.message_is_parsed() {
+            out.extend_from_slice(br#","message":"#);
+            write_json(out, log.message);
+        }
+        out.extend_from_slice(br#","format":""#);
+        out.extend_from_slice(log.format.as_bytes());
+        out.push(b'"');
+        match &log.parsed {
+            Some(Parsed::Json(raw)) => {
+                out.extend_from_slice(br#","parsed":"#);
+                out.extend_from_slice(raw.get().as_bytes());
+            }
+            Some(Parsed::Value(value)) => {
+                out.extend_from_slice(br#","parsed":"#);
+                write_json(out, value);
+            }
+            None => {}
+        }
+        out.extend_from_slice(br#","aws":"#);
+        match &log.aws {
+            Aws::Fields(source) => write_json(out, source),
+            Aws::Shared { head, event_id } => {
+                out.extend_from_slice(head.0.as_bytes());
+                if event_id.starts_with('"') {
+                    // A JSON string token, escapes and all: valid as it is.
+                    out.extend_from_slice(event_id.as_bytes());
+                } else if !event_id.is_empty() && event_id.bytes().all(|b| b.is_ascii_digit()) {
+                    // A bare number: kept as text, digit for digit (it does not fit
+                    // in a double).
+                    out.push(b'"');
+                    out.extend_from_slice(event_id.as_bytes());
+                    out.push(b'"');
+                } else {
+                    write_json(out, event_id);
+                }
+                out.push(b'}');
+            }
+        }
+        self.end_line(record_index, "log", facts);
+    }
+
     /// Appends one `metric` event.
     pub fn metric(&mut self, record_index: usize, metric: &Metric) {
         let facts = Facts {
@@ -333,6 +428,27 @@ impl EventWriter {
     pub fn truncate(&mut self, mark: (usize, usize)) {
         self.lines.truncate(mark.0);
         self.metas.truncate(mark.1);
+    }
+
+    /// Moves `other`'s events (written for the same delivery, of later records) to
+    /// the end of this writer's.
+    pub fn append(&mut self, other: EventWriter) {
+        let base = self.lines.len();
+        self.lines.extend_from_slice(&other.lines);
+        self.metas.extend(other.metas.into_iter().map(|mut meta| {
+            meta.end += base;
+            meta
+        }));
+    }
+
+    /// Makes room for the lines (and their metadata) of `input` bytes of records,
+    /// judging by what the `seen` bytes decoded so far made.
+    pub fn reserve_scaled(&mut self, input: usize, seen: usize) {
+        let scale = |written: usize| written.saturating_mul(input) / seen.max(1);
+        let lines = scale(self.lines.len());
+        let metas = scale(self.metas.len());
+        self.lines.reserve(lines.saturating_sub(self.lines.len()));
+        self.metas.reserve(metas.saturating_sub(self.metas.len()));
     }
 
     /// Number of events written so far.

@@ -37,7 +37,7 @@ pub fn is_cloudtrail_json(object: &str) -> bool {
         event_time: Option<std::borrow::Cow<'a, str>>,
     }
     // Most messages are not CloudTrail: a substring check spares them the parse.
-    if !object.contains("\"eventVersion\"") {
+    if memchr::memmem::find(object.as_bytes(), b"\"eventVersion\"").is_none() {
         return false;
     }
     serde_json::from_str::<Probe<'_>>(object).is_ok_and(|probe| {

@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{cloudtrail, vpc_flow};
-use crate::event::{EventWriter, Facts, LogEvent, LogSource, Parsed};
+use crate::event::{Aws, AwsHead, EventWriter, Facts, LogEvent, LogSource, Parsed};
 
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
@@ -98,8 +98,9 @@ pub fn decode(
         any = true;
         match envelope.message_type.as_ref() {
             DATA_MESSAGE => {
+                let head = AwsHead::new(&source(&envelope, None, None));
                 for event in &envelope.log_events {
-                    write_event(&envelope, event, record_index, writer, vpc_fields);
+                    write_event(&envelope, &head, event, record_index, writer, vpc_fields);
                     decoded.events += 1;
                 }
             }
@@ -113,22 +114,45 @@ pub fn decode(
     Ok(decoded)
 }
 
+/// The `aws` object of an envelope's events, without their `event_id`.
+fn source<'a>(
+    envelope: &'a Envelope<'_>,
+    extracted: Option<&'a serde_json::Map<String, Value>>,
+    event_id: Option<&'a str>,
+) -> LogSource<'a> {
+    let extracted = |name: &str| {
+        extracted
+            .and_then(|fields| fields.get(name))
+            .and_then(Value::as_str)
+    };
+    LogSource {
+        account_id: extracted("@aws.account").or(envelope.owner.as_deref()),
+        region: extracted("@aws.region"),
+        log_group: envelope.log_group.as_deref(),
+        log_stream: envelope.log_stream.as_deref(),
+        subscription_filters: &envelope.subscription_filters,
+        event_id,
+    }
+}
+
 fn write_event(
     envelope: &Envelope<'_>,
+    head: &AwsHead,
     event: &InputEvent<'_>,
     record_index: usize,
     writer: &mut EventWriter,
     vpc_fields: Option<&[String]>,
 ) {
-    let extracted = |name: &str| {
-        event
-            .extracted_fields
-            .as_ref()
-            .and_then(|fields| fields.get(name))
-            .and_then(Value::as_str)
-    };
     let id = event.id.get();
-    let event_id = serde_json::from_str::<&str>(id).unwrap_or(id);
+    // Account-level subscriptions name each event's account and region.
+    let aws = match &event.extracted_fields {
+        None => Aws::Shared { head, event_id: id },
+        Some(fields) => Aws::Fields(source(
+            envelope,
+            Some(fields),
+            Some(serde_json::from_str::<&str>(id).unwrap_or(id)),
+        )),
+    };
     let (format, parsed) = classify_message(&event.message, vpc_fields);
     let facts = Facts {
         format: Some(format),
@@ -140,16 +164,9 @@ fn write_event(
         message: &event.message,
         format,
         parsed,
-        aws: LogSource {
-            account_id: extracted("@aws.account").or(envelope.owner.as_deref()),
-            region: extracted("@aws.region"),
-            log_group: envelope.log_group.as_deref(),
-            log_stream: envelope.log_stream.as_deref(),
-            subscription_filters: &envelope.subscription_filters,
-            event_id: Some(event_id),
-        },
+        aws,
     };
-    writer.event(record_index, "log", facts, &log);
+    writer.log(record_index, facts, &log);
 }
 
 /// Writes one `log` event per non-empty line of a record produced with Firehose's
@@ -175,11 +192,10 @@ pub fn decode_messages(
             message: line,
             format,
             parsed,
-            aws: LogSource::default(),
+            aws: Aws::Fields(LogSource::default()),
         };
-        writer.event(
+        writer.log(
             record_index,
-            "log",
             Facts {
                 format: Some(format),
                 ..Facts::default()
@@ -209,7 +225,7 @@ pub fn classify_message<'a>(
         };
         // A line break inside the object would split the NDJSON line: such
         // messages (pretty-printed JSON) are re-serialised compactly.
-        let parsed = if raw.get().contains(['\n', '\r']) {
+        let parsed = if memchr::memchr2(b'\n', b'\r', raw.get().as_bytes()).is_some() {
             serde_json::from_str(raw.get()).ok().map(Parsed::Value)
         } else {
             Some(Parsed::Json(raw))
@@ -266,6 +282,39 @@ mod tests {
             "the id is kept as a string, digit for digit"
         );
         assert!(event["aws"]["region"].is_null());
+    }
+
+    /// A JSON message is stored once, as `parsed`, when that is its exact text; in
+    /// every other case `message` is kept so no byte of what was logged is lost.
+    #[test]
+    fn json_messages_are_stored_once_unless_their_text_would_change() {
+        let table: &[(&str, &str, bool)] = &[
+            // (message as logged, format, `message` written)
+            (r#"{"level":"info","n":1}"#, "json", false),
+            (r#"{"a":"say \"hi\"","b":[1,2]}"#, "json", false),
+            ("{\"level\":\"info\"}\n", "json", true),
+            (" {\"a\":1}", "json", true),
+            ("{\"a\":\n 1}", "json", true),
+            ("{not json", "text", true),
+            ("plain text", "text", true),
+        ];
+        for &(message, format, keeps_message) in table {
+            let envelope = serde_json::json!({
+                "messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g",
+                "logStream": "s", "subscriptionFilters": ["f"],
+                "logEvents": [{"id": "1", "timestamp": 5, "message": message}],
+            });
+            let (result, events) = run(envelope.to_string().as_bytes());
+            assert_eq!(result.map(|decoded| decoded.events), Ok(1), "{message:?}");
+            let event = &events[0];
+            assert_eq!(event["format"], format, "{message:?}");
+            assert_eq!(event.get("message").is_some(), keeps_message, "{message:?}");
+            let text = match event.get("message") {
+                Some(written) => written.as_str().unwrap().to_owned(),
+                None => event["parsed"].to_string(),
+            };
+            assert_eq!(text, message, "the text is recoverable byte for byte");
+        }
     }
 
     #[test]

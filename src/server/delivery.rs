@@ -23,7 +23,7 @@ use super::contract::{
 };
 use super::error::{ApiError, OUTCOME_DUPLICATE, OUTCOME_OK};
 use crate::clock::now_ms;
-use crate::decode::decode_records;
+use crate::decode::{PARALLEL_DECODE_MIN_BYTES, decode_records_in_parallel};
 use crate::event::Delivery;
 use crate::limits::{gunzip_capped, gzip_size_hint};
 use crate::metrics::DeliveryOutcome;
@@ -228,7 +228,21 @@ fn decode_body(
         return (Err(ApiError::RequestIdMismatch), records, reservation);
     }
     delivery.timestamp = request.timestamp;
-    let decoded = match decode_records(&request.records, &delivery, &state.decode) {
+    // A big delivery also takes the decode slots that are free at this moment, one
+    // more thread per slot, so that it uses idle cores while decodes stay at one
+    // per core (each may hold an inflated record outside the budget).
+    let encoded: usize = request.records.iter().map(|record| record.len()).sum();
+    let borrowed: Vec<_> = if encoded >= PARALLEL_DECODE_MIN_BYTES {
+        std::iter::from_fn(|| state.decode_slots.try_acquire().ok())
+            .take(state.cores.saturating_sub(1))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let threads = 1 + borrowed.len();
+    let decoded = decode_records_in_parallel(&request.records, &delivery, &state.decode, threads);
+    drop(borrowed);
+    let decoded = match decoded {
         Ok(decoded) => decoded,
         Err(error) => return (Err(error.into()), records, reservation),
     };

@@ -75,8 +75,10 @@ pub struct Shared {
     pub router: Routes,
     /// The in-flight byte budget.
     pub in_flight: InFlight,
-    /// Decodes allowed to run at once (one per core).
+    /// Decode threads allowed to run at once (one per core).
     pub decode_slots: Arc<tokio::sync::Semaphore>,
+    /// Number of cores, and so of decode slots.
+    pub cores: usize,
     /// Where events are committed.
     pub sinks: Arc<Sinks>,
     /// Hydrant's metrics.
@@ -108,15 +110,15 @@ impl AppState {
         metrics
             .in_flight_limit_bytes
             .set(i64::try_from(limits.max_in_flight_bytes).unwrap_or(i64::MAX));
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
         Self(Arc::new(Shared {
             auth,
             limits,
             decode,
             router,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
-            decode_slots: Arc::new(tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            )),
+            decode_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            cores,
             sinks,
             metrics,
             readiness: Readiness::default(),
