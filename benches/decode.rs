@@ -296,9 +296,9 @@ fn pieces(c: &mut Criterion) {
             n += 1;
             let batch = hydrant::sink::file::Batch {
                 dedup_key: format!("bench {n}"),
-                lines: lines.clone(),
+                lines: vec![lines.clone()],
                 events: 1,
-                dead_letters: bytes::Bytes::new(),
+                dead_letters: Vec::new(),
             };
             runtime.block_on(sink.commit(batch)).expect("committed")
         });

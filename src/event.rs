@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use crate::routing::SinkSet;
 use crate::server::contract::CommonAttributes;
-use crate::sink::{EventLines, EventMeta};
+use crate::sink::{CHUNK_BYTES, EventLines, EventMeta, LineChunk};
 
 /// The facts of one delivery, shared by all of its events (the `firehose` object).
 #[derive(Debug, Clone, Default, Serialize)]
@@ -251,13 +251,17 @@ pub struct Facts<'a> {
     pub detail_type: Option<&'a str>,
 }
 
-/// Writes the events of one request as NDJSON lines into one buffer, with one
-/// [`EventMeta`] per line; routing later splits them per sink.
+/// Writes the events of one request as NDJSON lines into chunks of about
+/// [`CHUNK_BYTES`], with one [`EventMeta`] per line; routing later splits them per
+/// sink.
 #[derive(Debug)]
 pub struct EventWriter {
     /// `"request_id":…,…}`: the `firehose` object without its opening brace and
     /// without `record_index`, which differs per event and is written first.
     firehose_tail: Vec<u8>,
+    /// Full chunks.
+    sealed: Vec<LineChunk>,
+    /// The chunk being written.
     lines: Vec<u8>,
     metas: Vec<EventMeta>,
     /// The last strings seen per fact, shared by consecutive events (all events of
@@ -272,7 +276,8 @@ impl EventWriter {
         let object = serde_json::to_vec(delivery).unwrap_or_else(|_| b"{}".to_vec());
         Self {
             firehose_tail: object[1..].to_vec(),
-            lines: Vec::with_capacity(capacity_hint),
+            sealed: Vec::new(),
+            lines: Vec::with_capacity(capacity_hint.min(CHUNK_CAPACITY)),
             metas: Vec::new(),
             cache: Default::default(),
         }
@@ -418,10 +423,25 @@ impl EventWriter {
     }
 
     /// Where the writer stands; with [`EventWriter::truncate`], lets a caller undo
-    /// the events of a record that turned out to be bad.
-    #[must_use]
-    pub fn mark(&self) -> (usize, usize) {
+    /// the events of a record that turned out to be bad. Called before each record,
+    /// it is also where a full chunk is sealed, so a chunk holds whole records.
+    pub fn mark(&mut self) -> (usize, usize) {
+        if self.lines.len() >= CHUNK_BYTES {
+            self.seal(CHUNK_CAPACITY);
+        }
         (self.lines.len(), self.metas.len())
+    }
+
+    /// Closes the chunk being written and starts one of `capacity` bytes.
+    fn seal(&mut self, capacity: usize) {
+        let lines = std::mem::replace(&mut self.lines, Vec::with_capacity(capacity));
+        let metas = std::mem::take(&mut self.metas);
+        if !metas.is_empty() {
+            self.sealed.push(LineChunk {
+                bytes: lines.into(),
+                metas,
+            });
+        }
     }
 
     /// Removes every event written after `mark`.
@@ -431,22 +451,21 @@ impl EventWriter {
     }
 
     /// Moves `other`'s events (written for the same delivery, of later records) to
-    /// the end of this writer's.
+    /// the end of this writer's, without copying them.
     pub fn append(&mut self, other: EventWriter) {
-        let base = self.lines.len();
-        self.lines.extend_from_slice(&other.lines);
-        self.metas.extend(other.metas.into_iter().map(|mut meta| {
-            meta.end += base;
-            meta
-        }));
+        self.seal(0);
+        self.sealed.extend(other.sealed);
+        self.lines = other.lines;
+        self.metas = other.metas;
     }
 
-    /// Makes room for the lines (and their metadata) of `input` bytes of records,
-    /// judging by what the `seen` bytes decoded so far made.
+    /// Makes room in the chunk being written for the lines (and their metadata)
+    /// of `input` bytes of records, judging by what the `seen` bytes decoded so far
+    /// made; at most a chunk's worth.
     pub fn reserve_scaled(&mut self, input: usize, seen: usize) {
-        let scale = |written: usize| written.saturating_mul(input) / seen.max(1);
-        let lines = scale(self.lines.len());
-        let metas = scale(self.metas.len());
+        let lines = self.lines.len().saturating_mul(input) / seen.max(1);
+        let lines = lines.min(CHUNK_CAPACITY);
+        let metas = self.metas.len().saturating_mul(lines) / self.lines.len().max(1);
         self.lines.reserve(lines.saturating_sub(self.lines.len()));
         self.metas.reserve(metas.saturating_sub(self.metas.len()));
     }
@@ -454,18 +473,26 @@ impl EventWriter {
     /// Number of events written so far.
     #[must_use]
     pub fn events(&self) -> usize {
-        self.metas.len()
+        self.sealed
+            .iter()
+            .map(|chunk| chunk.metas.len())
+            .sum::<usize>()
+            + self.metas.len()
     }
 
     /// The NDJSON lines with their metadata.
     #[must_use]
-    pub fn finish(self) -> EventLines {
+    pub fn finish(mut self) -> EventLines {
+        self.seal(0);
         EventLines {
-            bytes: self.lines.into(),
-            metas: self.metas,
+            chunks: self.sealed,
         }
     }
 }
+
+/// Room made for a chunk: a full one plus the record that takes it past
+/// [`CHUNK_BYTES`] (most records make well under a megabyte of lines).
+const CHUNK_CAPACITY: usize = CHUNK_BYTES + CHUNK_BYTES / 4;
 
 /// `value` as a shared string, reusing `cache` when it holds the same text.
 fn shared(cache: &mut Option<Arc<str>>, value: Option<&str>) -> Option<Arc<str>> {
@@ -508,12 +535,14 @@ mod tests {
 
     fn lines(writer: EventWriter) -> Vec<serde_json::Value> {
         let lines = writer.finish();
-        assert!(lines.bytes.ends_with(b"\n"));
-        assert_eq!(
-            lines.metas.last().map(|meta| meta.end),
-            Some(lines.bytes.len())
-        );
-        crate::testing::parse_lines(&lines.bytes)
+        for chunk in &lines.chunks {
+            assert!(chunk.bytes.ends_with(b"\n"));
+            assert_eq!(
+                chunk.metas.last().map(|meta| meta.end),
+                Some(chunk.bytes.len())
+            );
+        }
+        crate::testing::parse_lines(&lines.concat())
     }
 
     #[test]
@@ -617,6 +646,48 @@ mod tests {
         assert_eq!(events[1]["kind"], "log");
         assert_eq!(events[1]["message"], "kept");
         assert_eq!(events[1]["firehose"]["record_index"], 9);
+    }
+
+    /// Lines are cut into chunks at record boundaries once a chunk is full, undoing
+    /// a record works right after a cut, and appending moves chunks whole.
+    #[test]
+    fn chunks_hold_whole_records() {
+        let text = "x".repeat(64 * 1024);
+        let mut writer = EventWriter::new(&delivery(), 0);
+        let records = 2 * CHUNK_BYTES / (32 * 1024) + 3;
+        for record in 0..records {
+            let mark = writer.mark();
+            writer.record(record, &RecordData::Text(&text[..16 * 1024]));
+            writer.record(record, &RecordData::Text(&text[..16 * 1024]));
+            if record == records / 2 {
+                writer.record(record, &RecordData::Text(&text));
+                writer.truncate(mark);
+            }
+        }
+        let mut tail = EventWriter::new(&delivery(), 0);
+        tail.mark();
+        tail.record(records, &RecordData::Text("last"));
+        writer.append(tail);
+        assert_eq!(writer.events(), 2 * (records - 1) + 1);
+        let lines = writer.finish();
+        assert!(lines.chunks.len() >= 3, "{} chunks", lines.chunks.len());
+        for chunk in &lines.chunks {
+            let first = &chunk.metas[0];
+            assert_eq!(first.event_index, 0, "a chunk starts with a record");
+            assert!(chunk.bytes.len() < CHUNK_CAPACITY);
+        }
+        let events = crate::testing::parse_lines(&lines.concat());
+        let indexes: Vec<u64> = events
+            .iter()
+            .map(|event| event["firehose"]["record_index"].as_u64().unwrap())
+            .collect();
+        let expected: Vec<u64> = (0..records as u64)
+            .filter(|&record| record != (records / 2) as u64)
+            .flat_map(|record| [record, record])
+            .chain([records as u64])
+            .collect();
+        assert_eq!(indexes, expected);
+        assert_eq!(lines.len(), events.len());
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn decode(records: &[Vec<u8>], format: Format) -> (Vec<Value>, usize) {
         ..DecodeSettings::default()
     };
     let decoded = decode_records(&encoded, &Delivery::default(), &settings).unwrap();
-    let events = std::str::from_utf8(&decoded.events.bytes)
+    let events = std::str::from_utf8(&decoded.events.concat())
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())

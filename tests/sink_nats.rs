@@ -663,14 +663,14 @@ async fn without_a_stream_name_the_subjects_stream_is_used() {
             ..Delivery::default()
         }),
         dedup_key: Arc::from("-|req-1"),
-        events: EventLines {
-            bytes: Bytes::from_static(b"{\"kind\":\"record\"}\n"),
-            metas: vec![EventMeta {
+        events: EventLines::single(
+            Bytes::from_static(b"{\"kind\":\"record\"}\n"),
+            vec![EventMeta {
                 end: 18,
                 kind: "record",
                 ..EventMeta::default()
             }],
-        },
+        ),
         dead_letters: EventLines::default(),
     };
     let error = lost.commit(&batch).await.unwrap_err();

@@ -247,7 +247,7 @@ mod tests {
     fn run(bytes: &[u8]) -> (Result<Decoded, String>, Vec<Value>) {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         let result = decode(bytes, 0, &mut writer, None);
-        let lines = writer.finish().bytes;
+        let lines = writer.finish().concat();
         (result, parse_lines(&lines))
     }
 
@@ -448,7 +448,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(count, 3);
-        let lines = writer.finish().bytes;
+        let lines = writer.finish().concat();
         let events = parse_lines(&lines);
         assert_eq!(events[0]["message"], "first line");
         assert_eq!(events[0]["timestamp"], 99);

@@ -103,7 +103,7 @@ mod tests {
     fn run(bytes: &[u8]) -> Result<(String, Value), String> {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         let format = decode(bytes, 3, &mut writer)?;
-        let lines = writer.finish().bytes;
+        let lines = writer.finish().concat();
         Ok((format.to_owned(), serde_json::from_slice(&lines).unwrap()))
     }
 

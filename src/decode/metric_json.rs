@@ -115,7 +115,7 @@ mod tests {
     fn run(bytes: &[u8]) -> Result<Vec<serde_json::Value>, String> {
         let mut writer = EventWriter::new(&Delivery::default(), 0);
         decode(bytes, 0, &mut writer)?;
-        let lines = writer.finish().bytes;
+        let lines = writer.finish().concat();
         Ok(parse_lines(&lines))
     }
 

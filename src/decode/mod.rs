@@ -277,12 +277,16 @@ pub fn decode_records_in_parallel(
                 .iter()
                 .map(|run| {
                     let run = run.clone();
-                    scope.spawn(move || decode_run(&records[run.clone()], run.start, delivery, settings))
+                    scope.spawn(move || {
+                        decode_run(&records[run.clone()], run.start, delivery, settings)
+                    })
                 })
                 .collect();
             let mut parts = vec![decode_run(&records[first.clone()], 0, delivery, settings)];
             parts.extend(handles.into_iter().map(|handle| {
-                handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+                handle
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             }));
             parts
         })
@@ -301,7 +305,10 @@ pub fn decode_records_in_parallel(
         let stats = part.stats;
         whole.stats.record_bytes += stats.record_bytes;
         whole.stats.control_messages += stats.control_messages;
-        whole.stats.dead_letter_formats.extend(stats.dead_letter_formats);
+        whole
+            .stats
+            .dead_letter_formats
+            .extend(stats.dead_letter_formats);
         for (format, count) in stats.formats {
             *whole.stats.formats.entry(format).or_default() += count;
         }
@@ -376,16 +383,14 @@ fn decode_run(
         timestamp: delivery.timestamp,
     };
     let (writer, decoded) = (&mut part.writer, &mut part.stats);
-    let mut done = 0;
-    for (index, record) in (first..).zip(records) {
-        if done == RECORDS_BEFORE_SIZING && done < records.len() {
+    for (done, (index, record)) in (first..).zip(records).enumerate() {
+        if done == RECORDS_BEFORE_SIZING {
             // The events of the first records show how much the rest will make
             // (CloudWatch Logs makes ~6 bytes per byte of base64, raw JSON ~1):
             // reserving it now spares growing (and copying) the buffer repeatedly.
             let seen: usize = records[..done].iter().map(|record| record.len()).sum();
             writer.reserve_scaled(encoded + encoded / 8, seen);
         }
-        done += 1;
         scratch.clear();
         let mark = writer.mark();
         let result = match STANDARD.decode_vec(record.as_bytes(), &mut scratch) {
@@ -641,6 +646,7 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sink::EventMeta;
 
     fn decode(records: &[&[u8]], settings: &DecodeSettings) -> Result<Decoded, DecodeError> {
         let encoded: Vec<Cow<'_, str>> = records
@@ -665,20 +671,26 @@ mod tests {
 
     #[test]
     fn runs_are_contiguous_and_about_equal() {
-        let table: &[(&[usize], usize, &[std::ops::Range<usize>])] = &[
-            (&[], 2, &[0..0]),
-            (&[10], 4, &[0..1]),
-            (&[10, 10, 10, 10], 1, &[0..4]),
-            (&[10, 10, 10, 10], 2, &[0..2, 2..4]),
-            (&[10, 10, 10, 10], 3, &[0..2, 2..4]),
-            (&[40, 1, 1, 1], 2, &[0..1, 1..4]),
-            (&[1, 1, 1, 40], 2, &[0..4]),
-            (&[5, 5, 5, 5, 5, 5], 3, &[0..2, 2..4, 4..6]),
+        /// Record sizes, runs asked for, and the runs as (start, end) pairs.
+        type Case = (&'static [usize], usize, &'static [(usize, usize)]);
+        let table: &[Case] = &[
+            (&[], 2, &[(0, 0)]),
+            (&[10], 4, &[(0, 1)]),
+            (&[10, 10, 10, 10], 1, &[(0, 4)]),
+            (&[10, 10, 10, 10], 2, &[(0, 2), (2, 4)]),
+            (&[10, 10, 10, 10], 3, &[(0, 2), (2, 4)]),
+            (&[40, 1, 1, 1], 2, &[(0, 1), (1, 4)]),
+            (&[1, 1, 1, 40], 2, &[(0, 4)]),
+            (&[5, 5, 5, 5, 5, 5], 3, &[(0, 2), (2, 4), (4, 6)]),
         ];
         for &(sizes, runs, expected) in table {
             let records: Vec<Cow<'_, str>> =
                 sizes.iter().map(|&size| "A".repeat(size).into()).collect();
-            assert_eq!(split_runs(&records, runs), expected, "{sizes:?} in {runs}");
+            let found: Vec<(usize, usize)> = split_runs(&records, runs)
+                .into_iter()
+                .map(|run| (run.start, run.end))
+                .collect();
+            assert_eq!(found, expected, "{sizes:?} in {runs}");
         }
     }
 
@@ -710,14 +722,34 @@ mod tests {
         let one = decode_records_in_parallel(&encoded, &delivery, &settings, 1).unwrap();
         for threads in [2, 3, 8] {
             let many = decode_records_in_parallel(&encoded, &delivery, &settings, threads).unwrap();
-            assert_eq!(many.events, one.events, "{threads} threads");
-            assert_eq!(many.dead_letters, one.dead_letters, "{threads} threads");
+            // The chunks may be cut elsewhere; the lines and their facts are the same.
+            let flat = |lines: &EventLines| {
+                let metas: Vec<_> = lines
+                    .iter()
+                    .map(|(meta, line)| {
+                        (
+                            line.to_vec(),
+                            EventMeta {
+                                end: 0,
+                                ..meta.clone()
+                            },
+                        )
+                    })
+                    .collect();
+                (lines.concat(), metas)
+            };
+            assert_eq!(flat(&many.events), flat(&one.events), "{threads} threads");
+            assert_eq!(
+                flat(&many.dead_letters),
+                flat(&one.dead_letters),
+                "{threads} threads"
+            );
             assert_eq!(many.dead_letter_formats, one.dead_letter_formats);
             assert_eq!(many.formats, one.formats);
             assert_eq!(many.record_bytes, one.record_bytes);
         }
         assert_eq!(one.dead_letters.len(), 4, "the fake gzip records");
-        let lines = events(&one.events.bytes);
+        let lines = events(&one.events.concat());
         let indexes: Vec<u64> = lines
             .iter()
             .map(|line| line["firehose"]["record_index"].as_u64().unwrap())
@@ -730,7 +762,8 @@ mod tests {
             ..DecodeSettings::default()
         };
         for threads in [1, 2, 3] {
-            let error = decode_records_in_parallel(&encoded, &delivery, &reject, threads).unwrap_err();
+            let error =
+                decode_records_in_parallel(&encoded, &delivery, &reject, threads).unwrap_err();
             assert!(
                 matches!(error, DecodeError::Record { index: 3, .. }),
                 "{threads} threads: {error:?}"
@@ -763,18 +796,18 @@ mod tests {
                 [*format],
                 "{name}"
             );
-            assert_eq!(events(&decoded.events.bytes)[0]["kind"], *kind, "{name}");
+            assert_eq!(events(&decoded.events.concat())[0]["kind"], *kind, "{name}");
         }
     }
 
     #[test]
     fn gzip_of_plain_data_is_stored_inflated_and_gzip_of_binary_as_sent() {
         let decoded = decode(&[&gzip(b"plain text")], &DecodeSettings::default()).unwrap();
-        assert_eq!(events(&decoded.events.bytes)[0]["data"], "plain text");
+        assert_eq!(events(&decoded.events.concat())[0]["data"], "plain text");
         let binary = gzip(&[0xff, 0xfe, 0x00]);
         let decoded = decode(&[&binary], &DecodeSettings::default()).unwrap();
         assert_eq!(
-            events(&decoded.events.bytes)[0]["data"],
+            events(&decoded.events.concat())[0]["data"],
             STANDARD.encode(&binary)
         );
     }
@@ -789,7 +822,7 @@ mod tests {
         .unwrap();
         assert_eq!(decoded.events.len(), 2);
         assert_eq!(decoded.dead_letters.len(), 1);
-        let dead = &events(&decoded.dead_letters.bytes)[0];
+        let dead = &events(&decoded.dead_letters.concat())[0];
         assert_eq!(dead["kind"], "dead_letter");
         assert_eq!(dead["format"], "cloudwatch_logs");
         assert!(
@@ -822,7 +855,7 @@ mod tests {
         let decoded =
             decode_records(&records, &Delivery::default(), &DecodeSettings::default()).unwrap();
         assert_eq!(decoded.events.len(), 1);
-        let dead = &events(&decoded.dead_letters.bytes)[0];
+        let dead = &events(&decoded.dead_letters.concat())[0];
         assert_eq!(dead["format"], "base64");
         assert_eq!(dead["data"], "H4sIAAAA%%%");
     }
@@ -836,7 +869,7 @@ mod tests {
         };
         let decoded = decode(&[&bomb, b"fine"], &settings).unwrap();
         assert_eq!(decoded.events.len(), 1);
-        let dead = &events(&decoded.dead_letters.bytes)[0];
+        let dead = &events(&decoded.dead_letters.concat())[0];
         assert!(
             dead["reason"]
                 .as_str()
@@ -861,7 +894,7 @@ mod tests {
             };
             let decoded = decode(&[record], &settings).unwrap();
             assert_eq!(decoded.events.len(), 0, "{format:?}");
-            let dead = &events(&decoded.dead_letters.bytes)[0];
+            let dead = &events(&decoded.dead_letters.concat())[0];
             assert!(
                 dead["reason"].as_str().unwrap().contains(expected),
                 "{format:?}: {dead}"
@@ -909,7 +942,7 @@ mod tests {
         let line = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
         let wrapped = format!("{{\"message\":\"{line}\"}}\n");
         let decoded = decode(&[line.as_bytes(), wrapped.as_bytes()], &settings).unwrap();
-        let written = events(&decoded.events.bytes);
+        let written = events(&decoded.events.concat());
         assert_eq!(written.len(), 2);
         for event in &written {
             assert_eq!(event["kind"], "log");

@@ -248,7 +248,7 @@ fn decode_body(
     };
     state.metrics.record_decoding(&decoded);
     // The events are held until the sinks have them: count them against the budget.
-    let output = (decoded.events.bytes.len() + decoded.dead_letters.bytes.len()) as u64;
+    let output = (decoded.events.byte_len() + decoded.dead_letters.byte_len()) as u64;
     if let Err(error) = reservation.grow(output) {
         return (Err(error), records, reservation);
     }

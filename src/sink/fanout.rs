@@ -374,14 +374,14 @@ mod tests {
         SinkBatch {
             delivery: Arc::new(Delivery::default()),
             dedup_key: Arc::from(key),
-            events: EventLines {
-                bytes: bytes::Bytes::from_static(b"{}\n"),
-                metas: vec![crate::sink::EventMeta {
+            events: EventLines::single(
+                bytes::Bytes::from_static(b"{}\n"),
+                vec![crate::sink::EventMeta {
                     end: 3,
                     kind: "record",
                     ..Default::default()
                 }],
-            },
+            ),
             dead_letters: EventLines::default(),
         }
     }

@@ -93,12 +93,19 @@ const SEGMENT_EXT: &str = ".ndjson";
 pub struct Batch {
     /// Identifies the delivery across Firehose's retries.
     pub dedup_key: String,
-    /// Event lines, each ending in `\n`.
-    pub lines: Bytes,
+    /// Event lines, each ending in `\n`, in chunks of whole lines.
+    pub lines: Vec<Bytes>,
     /// Number of events in `lines`.
     pub events: usize,
-    /// Dead-letter lines.
-    pub dead_letters: Bytes,
+    /// Dead-letter lines, in chunks of whole lines.
+    pub dead_letters: Vec<Bytes>,
+}
+
+impl Batch {
+    /// Bytes of event lines.
+    fn byte_len(&self) -> usize {
+        self.lines.iter().map(Bytes::len).sum()
+    }
 }
 
 /// Settings of the file sink.
@@ -209,9 +216,9 @@ impl FileSink {
     pub async fn commit_batch(&self, batch: &super::SinkBatch) -> Result<Committed, SinkError> {
         self.commit(Batch {
             dedup_key: batch.dedup_key.to_string(),
-            lines: batch.events.bytes.clone(),
+            lines: batch.events.byte_chunks().cloned().collect(),
             events: batch.events.len(),
-            dead_letters: batch.dead_letters.bytes.clone(),
+            dead_letters: batch.dead_letters.byte_chunks().cloned().collect(),
         })
         .await
     }
@@ -266,7 +273,7 @@ impl Table {
         }
     }
 
-    fn lines(self, batch: &Batch) -> &[u8] {
+    fn lines(self, batch: &Batch) -> &[Bytes] {
         match self {
             Self::Events => &batch.lines,
             Self::DeadLetter => &batch.dead_letters,
@@ -450,12 +457,12 @@ impl Writer {
             match receiver.recv_timeout(IDLE_TICK) {
                 Ok(Message::Commit(batch, reply)) => {
                     let mut group = vec![(batch, reply)];
-                    let mut bytes = group[0].0.lines.len();
+                    let mut bytes = group[0].0.byte_len();
                     let mut close = None;
                     while bytes < GROUP_MAX_BYTES {
                         match receiver.try_recv() {
                             Ok(Message::Commit(batch, reply)) => {
-                                bytes += batch.lines.len();
+                                bytes += batch.byte_len();
                                 group.push((batch, reply));
                             }
                             Ok(Message::Close(reply)) => {
@@ -566,8 +573,9 @@ impl Writer {
         for (slot, table) in TABLES.into_iter().enumerate() {
             let parts: Vec<&[u8]> = group
                 .iter()
-                .map(|(batch, _)| table.lines(batch))
-                .filter(|lines| !lines.is_empty())
+                .flat_map(|(batch, _)| table.lines(batch))
+                .map(|chunk| &chunk[..])
+                .filter(|chunk| !chunk.is_empty())
                 .collect();
             if parts.is_empty() {
                 continue;
@@ -917,9 +925,9 @@ mod tests {
     fn batch(key: &str, lines: &str) -> Batch {
         Batch {
             dedup_key: key.to_owned(),
-            lines: Bytes::from(lines.as_bytes().to_vec()),
+            lines: vec![Bytes::from(lines.as_bytes().to_vec())],
             events: lines.lines().count(),
-            dead_letters: Bytes::new(),
+            dead_letters: Vec::new(),
         }
     }
 
@@ -999,7 +1007,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut writer, _) = Writer::open(settings(dir.path()), storage_metrics()).unwrap();
         let mut with_dead = batch("k1", "good\n");
-        with_dead.dead_letters = Bytes::from_static(b"bad\n");
+        with_dead.dead_letters = vec![Bytes::from_static(b"bad\n")];
         let (reply, answer) = oneshot::channel();
         writer.commit_group(vec![(with_dead, reply)]);
         assert_eq!(answer.await.unwrap(), Ok(Committed::Written { events: 1 }));

@@ -934,9 +934,9 @@ mod tests {
                 ..Delivery::default()
             }),
             dedup_key: Arc::from("k"),
-            events: EventLines {
-                bytes: bytes::Bytes::from_static(b"{\"a\":1}\n{\"b\":2}\n"),
-                metas: vec![
+            events: EventLines::single(
+                bytes::Bytes::from_static(b"{\"a\":1}\n{\"b\":2}\n"),
+                vec![
                     EventMeta {
                         end: 8,
                         kind: "log",
@@ -952,16 +952,16 @@ mod tests {
                         ..EventMeta::default()
                     },
                 ],
-            },
-            dead_letters: EventLines {
-                bytes: bytes::Bytes::from_static(b"{\"c\":3}\n"),
-                metas: vec![EventMeta {
+            ),
+            dead_letters: EventLines::single(
+                bytes::Bytes::from_static(b"{\"c\":3}\n"),
+                vec![EventMeta {
                     end: 8,
                     record_index: 2,
                     kind: "dead_letter",
                     ..EventMeta::default()
                 }],
-            },
+            ),
         };
         let by_topic = sink.records_by_topic(&batch);
         let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
@@ -994,14 +994,14 @@ mod tests {
         let batch = SinkBatch {
             delivery: Arc::new(Delivery::default()),
             dedup_key: Arc::from("k"),
-            events: EventLines {
-                bytes: bytes::Bytes::from_static(b"{}\n"),
-                metas: vec![EventMeta {
+            events: EventLines::single(
+                bytes::Bytes::from_static(b"{}\n"),
+                vec![EventMeta {
                     end: 3,
                     kind: "record",
                     ..EventMeta::default()
                 }],
-            },
+            ),
             dead_letters: EventLines::default(),
         };
         let error = sink.commit(&batch).await.unwrap_err();

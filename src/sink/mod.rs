@@ -40,7 +40,7 @@ pub const TABLE_EVENTS: &str = "events";
 /// the facts templates and routes use.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventMeta {
-    /// Offset just past the line's `\n` in [`EventLines::bytes`].
+    /// Offset just past the line's `\n` in its [`LineChunk::bytes`].
     pub end: usize,
     /// Position of the event's record in the request.
     pub record_index: u32,
@@ -62,28 +62,89 @@ pub struct EventMeta {
     pub sinks: SinkSet,
 }
 
-/// NDJSON lines with one [`EventMeta`] per line.
+/// A delivery's NDJSON lines with one [`EventMeta`] per line, in chunks of whole
+/// lines (see [`CHUNK_BYTES`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventLines {
+    /// The chunks, in order.
+    pub chunks: Vec<LineChunk>,
+}
+
+/// Lines of one chunk; [`EventMeta::end`] offsets count from the chunk's start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LineChunk {
     /// The lines, each ending in `\n`.
     pub bytes: Bytes,
     /// One entry per line, in order.
     pub metas: Vec<EventMeta>,
 }
 
+/// Lines are cut into chunks of about this size (whole records' lines, so a chunk
+/// may run over by one record's events). A 64 MiB delivery makes several hundred
+/// MB of lines: in one buffer, that buffer is mapped fresh from the kernel for every
+/// such delivery (the allocator maps anything above 32 MiB on its own and unmaps it
+/// when freed), and page faults and zeroing took a quarter of the time. Chunks this
+/// size are reused by the allocator from one delivery to the next.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
 impl EventLines {
+    /// Lines in one chunk.
+    #[must_use]
+    pub fn single(bytes: Bytes, metas: Vec<EventMeta>) -> Self {
+        Self {
+            chunks: vec![LineChunk { bytes, metas }],
+        }
+    }
+
     /// Number of events.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.metas.len()
+        self.chunks.iter().map(|chunk| chunk.metas.len()).sum()
     }
 
     /// Whether there are no events.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.metas.is_empty()
+        self.chunks.iter().all(|chunk| chunk.metas.is_empty())
     }
 
+    /// Bytes of all lines.
+    #[must_use]
+    pub fn byte_len(&self) -> usize {
+        self.chunks.iter().map(|chunk| chunk.bytes.len()).sum()
+    }
+
+    /// The chunks' bytes, for writing them out in order.
+    pub fn byte_chunks(&self) -> impl Iterator<Item = &Bytes> {
+        self.chunks.iter().map(|chunk| &chunk.bytes)
+    }
+
+    /// Every line, concatenated (a copy; for tests and small outputs).
+    #[must_use]
+    pub fn concat(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.byte_len());
+        for chunk in self.byte_chunks() {
+            all.extend_from_slice(chunk);
+        }
+        all
+    }
+
+    /// Each event's metadata and line (without its `\n`).
+    pub fn iter(&self) -> impl Iterator<Item = (&EventMeta, &[u8])> {
+        self.chunks.iter().flat_map(LineChunk::iter)
+    }
+
+    /// Each event's metadata and line (without its `\n`), sharing the chunk's bytes.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&EventMeta, Bytes)> {
+        self.chunks.iter().flat_map(|chunk| {
+            chunk
+                .iter()
+                .map(|(meta, line)| (meta, chunk.bytes.slice_ref(line)))
+        })
+    }
+}
+
+impl LineChunk {
     /// Each event's metadata and line (without its `\n`).
     pub fn iter(&self) -> impl Iterator<Item = (&EventMeta, &[u8])> {
         let mut start = 0;
@@ -104,7 +165,12 @@ impl EventLines {
         let fixed = router.fixed();
         let mut union = SinkSet::default();
         let mut uniform = true;
-        for meta in &mut self.metas {
+        let mut dropped = 0;
+        for meta in self
+            .chunks
+            .iter_mut()
+            .flat_map(|chunk| chunk.metas.iter_mut())
+        {
             meta.sinks = match fixed {
                 Some(sinks) => sinks,
                 None => router.route(&EventFacts {
@@ -118,13 +184,9 @@ impl EventLines {
             };
             uniform &= union.is_empty() || meta.sinks == union;
             union.extend(meta.sinks);
+            dropped += usize::from(meta.sinks.is_empty());
         }
-        let dropped = self
-            .metas
-            .iter()
-            .filter(|meta| meta.sinks.is_empty())
-            .count();
-        if self.metas.is_empty() || union.is_empty() {
+        if self.is_empty() || union.is_empty() {
             return (Vec::new(), dropped);
         }
         if uniform && dropped == 0 {
@@ -139,25 +201,30 @@ impl EventLines {
         let per_sink = union
             .iter()
             .map(|sink| {
-                let mut bytes = Vec::new();
-                let mut metas = Vec::new();
-                for (meta, line) in self.iter() {
-                    if meta.sinks.contains(sink) {
-                        bytes.extend_from_slice(line);
-                        bytes.push(b'\n');
-                        metas.push(EventMeta {
-                            end: bytes.len(),
-                            ..meta.clone()
-                        });
-                    }
-                }
-                (
-                    sink,
-                    EventLines {
-                        bytes: bytes.into(),
-                        metas,
-                    },
-                )
+                let chunks = self
+                    .chunks
+                    .iter()
+                    .map(|chunk| {
+                        let mut bytes = Vec::new();
+                        let mut metas = Vec::new();
+                        for (meta, line) in chunk.iter() {
+                            if meta.sinks.contains(sink) {
+                                bytes.extend_from_slice(line);
+                                bytes.push(b'\n');
+                                metas.push(EventMeta {
+                                    end: bytes.len(),
+                                    ..meta.clone()
+                                });
+                            }
+                        }
+                        LineChunk {
+                            bytes: bytes.into(),
+                            metas,
+                        }
+                    })
+                    .filter(|chunk| !chunk.metas.is_empty())
+                    .collect();
+                (sink, EventLines { chunks })
             })
             .collect();
         (per_sink, dropped)
@@ -193,7 +260,7 @@ impl SinkBatch {
     /// Total bytes of lines.
     #[must_use]
     pub fn bytes(&self) -> usize {
-        self.events.bytes.len() + self.dead_letters.bytes.len()
+        self.events.byte_len() + self.dead_letters.byte_len()
     }
 
     /// The two tables with their names.
@@ -344,9 +411,9 @@ mod tests {
             access_key: None,
             common_attributes: &attributes,
         };
-        let lines = EventLines {
-            bytes: Bytes::from_static(b"log1\nmetric\nlog2\n"),
-            metas: vec![
+        let lines = EventLines::single(
+            Bytes::from_static(b"log1\nmetric\nlog2\n"),
+            vec![
                 EventMeta {
                     end: 5,
                     kind: "log",
@@ -363,7 +430,7 @@ mod tests {
                     ..EventMeta::default()
                 },
             ],
-        };
+        );
         let router = Router {
             routes: vec![Route {
                 name: "metrics".into(),
@@ -378,7 +445,7 @@ mod tests {
         };
         let (per_sink, dropped) = lines.clone().route(&router.for_request(&request));
         assert_eq!(dropped, 0);
-        let text = |lines: &EventLines| String::from_utf8(lines.bytes.to_vec()).unwrap();
+        let text = |lines: &EventLines| String::from_utf8(lines.concat()).unwrap();
         assert_eq!(per_sink.len(), 3);
         assert_eq!(
             (per_sink[0].0, text(&per_sink[0].1)),
@@ -388,15 +455,16 @@ mod tests {
             (per_sink[1].0, text(&per_sink[1].1)),
             (1, "metric\n".to_owned())
         );
-        assert_eq!(per_sink[2].1.metas[0].end, 7);
-        assert!(per_sink[2].1.metas[0].sinks.contains(2));
+        let metric = &per_sink[2].1.chunks[0].metas[0];
+        assert_eq!(metric.end, 7);
+        assert!(metric.sinks.contains(2));
 
         let everything = Router::everything_to(SinkSet::of(&[0, 1]));
         let (per_sink, _) = lines.clone().route(&everything.for_request(&request));
         assert_eq!(per_sink.len(), 2);
         assert_eq!(
-            per_sink[0].1.bytes.as_ptr(),
-            lines.bytes.as_ptr(),
+            per_sink[0].1.chunks[0].bytes.as_ptr(),
+            lines.chunks[0].bytes.as_ptr(),
             "shared, not copied"
         );
 
@@ -408,24 +476,27 @@ mod tests {
 
     #[test]
     fn event_lines_iterate_without_newlines() {
+        let chunk = |text: &'static [u8], ends: &[usize]| LineChunk {
+            bytes: Bytes::from_static(text),
+            metas: ends
+                .iter()
+                .map(|&end| EventMeta {
+                    end,
+                    ..EventMeta::default()
+                })
+                .collect(),
+        };
         let lines = EventLines {
-            bytes: Bytes::from_static(b"{\"a\":1}\n\n{\"b\":2}\n"),
-            metas: vec![
-                EventMeta {
-                    end: 8,
-                    ..EventMeta::default()
-                },
-                EventMeta {
-                    end: 9,
-                    ..EventMeta::default()
-                },
-                EventMeta {
-                    end: 17,
-                    ..EventMeta::default()
-                },
+            chunks: vec![
+                chunk(b"{\"a\":1}\n\n{\"b\":2}\n", &[8, 9, 17]),
+                chunk(b"c\n", &[2]),
             ],
         };
         let collected: Vec<&[u8]> = lines.iter().map(|(_, line)| line).collect();
-        assert_eq!(collected, [&b"{\"a\":1}"[..], b"", b"{\"b\":2}"]);
+        assert_eq!(collected, [&b"{\"a\":1}"[..], b"", b"{\"b\":2}", b"c"]);
+        let shared: Vec<Bytes> = lines.iter_shared().map(|(_, line)| line).collect();
+        assert_eq!(shared, collected);
+        assert_eq!((lines.len(), lines.byte_len()), (4, 19));
+        assert_eq!(lines.concat(), b"{\"a\":1}\n\n{\"b\":2}\nc\n");
     }
 }

@@ -397,7 +397,7 @@ impl NatsSink {
         let mut pending: VecDeque<PendingAck> = VecDeque::new();
         let mut duplicates = 0;
         for (table, lines) in batch.tables() {
-            for (meta, line) in lines.iter() {
+            for (meta, payload) in lines.iter_shared() {
                 let subject = Subject::from(self.subject.render(
                     &batch.delivery,
                     table,
@@ -405,7 +405,6 @@ impl NatsSink {
                     clean_token,
                 ));
                 let id = message_id(&batch.delivery, table, meta);
-                let payload = lines.bytes.slice_ref(line);
                 if pending.len() >= MAX_PENDING_ACKS_PER_COMMIT
                     && let Some(oldest) = pending.pop_front()
                 {

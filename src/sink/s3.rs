@@ -341,30 +341,31 @@ impl S3Sink {
                 continue;
             }
             let key = self.layout.key(&batch.delivery, table);
+            let chunks: Vec<Bytes> = lines.byte_chunks().cloned().collect();
             let body = if self.layout.gzip {
-                let raw = lines.bytes.clone();
                 // Compressing megabytes is CPU work: keep it off the async workers.
-                tokio::task::spawn_blocking(move || gzip(&raw))
+                tokio::task::spawn_blocking(move || gzip(&chunks))
                     .await
                     .map_err(|error| {
                         SinkError::Write(format!("s3: compression task failed: {error}"))
                     })?
                     .map_err(|error| SinkError::Write(format!("s3: gzip: {error}")))?
+                    .into()
             } else {
-                lines.bytes.clone()
+                PutPayload::from_iter(chunks)
             };
             self.put(&key, body).await?;
         }
         Ok(())
     }
 
-    async fn put(&self, key: &Path, body: Bytes) -> Result<(), SinkError> {
-        let size = body.len();
+    async fn put(&self, key: &Path, body: PutPayload) -> Result<(), SinkError> {
+        let size = body.content_length();
         let options = PutOptions::from(Attributes::from_iter([(
             Attribute::ContentType,
             self.layout.content_type(),
         )]));
-        let put = self.store.put_opts(key, PutPayload::from(body), options);
+        let put = self.store.put_opts(key, body, options);
         match tokio::time::timeout(PUT_TIMEOUT, put).await {
             Ok(Ok(_)) => {
                 tracing::debug!(sink = "s3", bucket = %self.bucket, %key, size, "Object written.");
@@ -409,13 +410,16 @@ impl S3Sink {
 }
 
 /// `data` gzip'd at [`GZIP_LEVEL`].
-fn gzip(data: &[u8]) -> std::io::Result<Bytes> {
+fn gzip(chunks: &[Bytes]) -> std::io::Result<Bytes> {
+    let size: usize = chunks.iter().map(Bytes::len).sum();
     // NDJSON usually shrinks to well under a quarter of its size.
     let mut encoder = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4),
+        Vec::with_capacity(size / 4),
         flate2::Compression::new(GZIP_LEVEL),
     );
-    encoder.write_all(data)?;
+    for chunk in chunks {
+        encoder.write_all(chunk)?;
+    }
     Ok(Bytes::from(encoder.finish()?))
 }
 
@@ -629,7 +633,12 @@ mod tests {
     #[test]
     fn gzip_round_trips() {
         let lines = b"{\"a\":1}\n{\"b\":2}\n".repeat(100);
-        let packed = gzip(&lines).unwrap();
+        let (first, second) = lines.split_at(40);
+        let packed = gzip(&[
+            Bytes::copy_from_slice(first),
+            Bytes::copy_from_slice(second),
+        ])
+        .unwrap();
         assert!(packed.len() < lines.len());
         let unpacked = crate::limits::gunzip_capped(&packed, 1 << 20).unwrap();
         assert_eq!(unpacked, lines);

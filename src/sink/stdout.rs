@@ -36,8 +36,12 @@ impl StdoutSink {
     /// [`SinkError::Unavailable`] when standard output is closed.
     pub async fn commit(&self, batch: &SinkBatch) -> Result<(), SinkError> {
         let mut out = self.out.lock().await;
-        for (_, lines) in batch.tables() {
-            out.write_all(&lines.bytes)
+        for chunk in batch
+            .tables()
+            .iter()
+            .flat_map(|(_, lines)| lines.byte_chunks())
+        {
+            out.write_all(chunk)
                 .await
                 .map_err(|error| SinkError::Unavailable(format!("stdout: {error}")))?;
         }
