@@ -37,25 +37,33 @@ workloads=(
   "raw JSON 64KiB|--kind raw-json --request-size 64KiB --concurrency 8"
   "cloudwatch-logs 64MiB|--kind cloudwatch-logs --request-size 64MiB --concurrency 1 --pool-size 1"
 )
+# Cost against size: one sender, so every row runs under the same conditions.
+scaling=(
+  "cloudwatch-logs 256KiB|--kind cloudwatch-logs --request-size 256KiB --concurrency 1"
+  "cloudwatch-logs 1MiB|--kind cloudwatch-logs --request-size 1MiB --concurrency 1"
+  "cloudwatch-logs 4MiB|--kind cloudwatch-logs --request-size 4MiB --concurrency 1"
+  "cloudwatch-logs 16MiB|--kind cloudwatch-logs --request-size 16MiB --concurrency 1 --pool-size 2"
+  "cloudwatch-logs 64MiB|--kind cloudwatch-logs --request-size 64MiB --concurrency 1 --pool-size 1"
+  "raw JSON 500 records of 1KiB|--kind raw-json --records 500 --record-size 1KiB --concurrency 1"
+  "raw JSON 10,000 records of 1KiB|--kind raw-json --records 10000 --record-size 1KiB --concurrency 1"
+)
 
-printf '| workload | sink | requests/s | events/s | body MB/s | p50 ms | p99 ms | CPU s per GB of body | peak RSS MiB |\n'
-printf '|---|---|---|---|---|---|---|---|---|\n'
-for sink in discard file; do
-  for entry in "${workloads[@]}"; do
-    name=${entry%%|*}
-    args=${entry#*|}
-    rm -rf "$work/data"
-    "$hydrant" --config "$work/$sink.toml" --data-dir "$work/data" --access-key "m=$KEY" \
-      --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN 2> "$work/hydrant.log" &
-    pid=$!
-    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
-    # shellcheck disable=SC2086
-    "$loadtest" --url "http://127.0.0.1:$PORT/matrix" --access-key "$KEY" $args \
-      --duration "${SECONDS_PER_RUN}s" --warmup 2s --json > "$work/report.json"
-    ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
-    hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-    kill -TERM $pid; wait $pid || true
-    python3 - "$work/report.json" "$ticks" "$(getconf CLK_TCK)" "$hwm" "$name" "$sink" <<'PY'
+# Runs one workload against a fresh Hydrant and prints its table row.
+run() {
+  local name=$1 sink=$2 args=$3
+  rm -rf "$work/data"
+  "$hydrant" --config "$work/$sink.toml" --data-dir "$work/data" --access-key "m=$KEY" \
+    --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN 2> "$work/hydrant.log" &
+  local pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+  # shellcheck disable=SC2086
+  "$loadtest" --url "http://127.0.0.1:$PORT/matrix" --access-key "$KEY" $args \
+    --duration "${SECONDS_PER_RUN}s" --warmup 2s --json > "$work/report.json"
+  local ticks hwm
+  ticks=$(awk '{print $14 + $15}' "/proc/$pid/stat")
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+  kill -TERM $pid; wait $pid || true
+  python3 - "$work/report.json" "$ticks" "$(getconf CLK_TCK)" "$hwm" "$name" "$sink" <<'PY'
 import json, sys
 report = json.load(open(sys.argv[1]))
 ticks, hz, hwm_kib, name, sink = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
@@ -69,5 +77,21 @@ print(f"| {name} | {sink} | {rates['requests_per_s']:.1f} | {rates['events_per_s
       f"{rates['body_mb_per_s']:.1f} | {latency['p50'] / 1000:.1f} | {latency['p99'] / 1000:.1f} | "
       f"{cpu_s / gigabytes:.1f} | {hwm_kib / 1024:.0f}{note} |")
 PY
+}
+
+header() {
+  printf '| workload | sink | requests/s | events/s | body MB/s | p50 ms | p99 ms | CPU s per GB of body | peak RSS MiB |\n'
+  printf '|---|---|---|---|---|---|---|---|---|\n'
+}
+
+header
+for sink in discard file; do
+  for entry in "${workloads[@]}"; do
+    run "${entry%%|*}" "$sink" "${entry#*|}"
   done
+done
+printf '\nScaling (one sender, discard sink):\n\n'
+header
+for entry in "${scaling[@]}"; do
+  run "${entry%%|*}" discard "${entry#*|}"
 done
