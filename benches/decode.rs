@@ -263,7 +263,8 @@ fn pieces(c: &mut Criterion) {
                     message,
                     format: "text",
                     parsed: None,
-                    aws: hydrant::event::Aws::Fields(hydrant::event::LogSource::default()),
+                    aws: hydrant::event::AwsHead::none(),
+                    event_id: None,
                 };
                 let facts = hydrant::event::Facts {
                     format: Some("text"),

@@ -83,41 +83,39 @@ pub struct LogEvent<'a> {
     pub format: &'static str,
     /// The parsed message for every format but `text`.
     pub parsed: Option<Parsed<'a>>,
-    /// Where CloudWatch Logs says the event comes from.
-    pub aws: Aws<'a>,
+    /// Where CloudWatch Logs says the event comes from: the `aws` object but for
+    /// its `event_id`, which follows.
+    pub aws: &'a AwsHead,
+    /// CloudWatch's id of the log event as it came (a JSON string token, or a bare
+    /// number); `None` for bare message lines.
+    pub event_id: Option<&'a str>,
 }
 
-/// The `aws` object of a log event, as fields or already rendered.
-#[derive(Debug)]
-pub enum Aws<'a> {
-    /// Fields to write.
-    Fields(LogSource<'a>),
-    /// The fields an envelope's events share, rendered once per envelope (an
-    /// envelope holds up to 10,000 events), and this event's id.
-    Shared {
-        /// The envelope's fields.
-        head: &'a AwsHead,
-        /// The event's `id` as it came: a JSON string, or a bare number.
-        event_id: &'a str,
-    },
-}
-
-/// A [`LogSource`] rendered as JSON up to and including `"event_id":`.
+/// A [`LogSource`] rendered once as the start of an `aws` object, up to and
+/// including `"event_id":`. All events of an envelope (up to 10,000) share it; only
+/// their ids differ.
 #[derive(Debug)]
 pub struct AwsHead(String);
 
 impl AwsHead {
-    /// Renders every field of `source` but its `event_id`.
+    /// Renders `source`.
     #[must_use]
     pub fn new(source: &LogSource<'_>) -> Self {
-        let source = LogSource {
-            event_id: None,
-            ..*source
-        };
-        let mut json = serde_json::to_string(&source).unwrap_or_default();
-        // `…,"event_id":null}` → `…,"event_id":`; `event_id` is the last field.
-        json.truncate(json.len().saturating_sub("null}".len()));
+        let mut json = serde_json::to_string(source).unwrap_or_else(|_| "{}".into());
+        json.pop(); // the closing brace
+        if json.len() > 1 {
+            json.push(',');
+        }
+        json.push_str(r#""event_id":"#);
         Self(json)
+    }
+
+    /// The source of bare message lines and direct VPC flow logs: every field `null`.
+    #[must_use]
+    pub fn none() -> &'static Self {
+        static NONE: std::sync::LazyLock<AwsHead> =
+            std::sync::LazyLock::new(|| AwsHead::new(&LogSource::default()));
+        &NONE
     }
 }
 
@@ -144,8 +142,9 @@ pub enum Parsed<'a> {
     Value(serde_json::Value),
 }
 
-/// The CloudWatch Logs origin of a log event; all `null` for bare message lines.
-#[derive(Debug, Default, Clone, Copy, Serialize)]
+/// The CloudWatch Logs origin of a log event, but for its id (see [`AwsHead`]);
+/// all `null` for bare message lines.
+#[derive(Debug, Default, Serialize)]
 pub struct LogSource<'a> {
     /// Account owning the log group (`owner`, or `@aws.account` for account-level
     /// subscriptions that extract it).
@@ -158,8 +157,6 @@ pub struct LogSource<'a> {
     pub log_stream: Option<&'a str>,
     /// Subscription filters that matched.
     pub subscription_filters: &'a [std::borrow::Cow<'a, str>],
-    /// CloudWatch's id of the log event (a long decimal string).
-    pub event_id: Option<&'a str>,
 }
 
 /// Statistic name to value, in the order given; serialised as a JSON object.
@@ -362,25 +359,21 @@ impl EventWriter {
             None => {}
         }
         out.extend_from_slice(br#","aws":"#);
-        match &log.aws {
-            Aws::Fields(source) => write_json(out, source),
-            Aws::Shared { head, event_id } => {
-                out.extend_from_slice(head.0.as_bytes());
-                if event_id.starts_with('"') {
-                    // A JSON string token, escapes and all: valid as it is.
-                    out.extend_from_slice(event_id.as_bytes());
-                } else if !event_id.is_empty() && event_id.bytes().all(|b| b.is_ascii_digit()) {
-                    // A bare number: kept as text, digit for digit (it does not fit
-                    // in a double).
-                    out.push(b'"');
-                    out.extend_from_slice(event_id.as_bytes());
-                    out.push(b'"');
-                } else {
-                    write_json(out, event_id);
-                }
-                out.push(b'}');
+        out.extend_from_slice(log.aws.0.as_bytes());
+        match log.event_id {
+            None => out.extend_from_slice(b"null"),
+            // A JSON string token, escapes and all: valid as it is.
+            Some(id) if id.starts_with('"') => out.extend_from_slice(id.as_bytes()),
+            // A bare number: kept as text, digit for digit (it does not fit in a
+            // double).
+            Some(id) if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) => {
+                out.push(b'"');
+                out.extend_from_slice(id.as_bytes());
+                out.push(b'"');
             }
+            Some(id) => write_json(out, id),
         }
+        out.push(b'}');
         self.end_line(record_index, "log", facts);
     }
 

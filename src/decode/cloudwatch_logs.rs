@@ -25,7 +25,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::{cloudtrail, vpc_flow};
-use crate::event::{Aws, AwsHead, EventWriter, Facts, LogEvent, LogSource, Parsed};
+use crate::event::{AwsHead, EventWriter, Facts, LogEvent, LogSource, Parsed};
 
 const DATA_MESSAGE: &str = "DATA_MESSAGE";
 const CONTROL_MESSAGE: &str = "CONTROL_MESSAGE";
@@ -98,7 +98,7 @@ pub fn decode(
         any = true;
         match envelope.message_type.as_ref() {
             DATA_MESSAGE => {
-                let head = AwsHead::new(&source(&envelope, None, None));
+                let head = AwsHead::new(&source(&envelope, None));
                 for event in &envelope.log_events {
                     write_event(&envelope, &head, event, record_index, writer, vpc_fields);
                     decoded.events += 1;
@@ -114,11 +114,11 @@ pub fn decode(
     Ok(decoded)
 }
 
-/// The `aws` object of an envelope's events, without their `event_id`.
+/// The `aws` object of an envelope's events, with what an event's extracted
+/// fields say of its account and region.
 fn source<'a>(
     envelope: &'a Envelope<'_>,
     extracted: Option<&'a serde_json::Map<String, Value>>,
-    event_id: Option<&'a str>,
 ) -> LogSource<'a> {
     let extracted = |name: &str| {
         extracted
@@ -131,7 +131,6 @@ fn source<'a>(
         log_group: envelope.log_group.as_deref(),
         log_stream: envelope.log_stream.as_deref(),
         subscription_filters: &envelope.subscription_filters,
-        event_id,
     }
 }
 
@@ -143,16 +142,11 @@ fn write_event(
     writer: &mut EventWriter,
     vpc_fields: Option<&[String]>,
 ) {
-    let id = event.id.get();
     // Account-level subscriptions name each event's account and region.
-    let aws = match &event.extracted_fields {
-        None => Aws::Shared { head, event_id: id },
-        Some(fields) => Aws::Fields(source(
-            envelope,
-            Some(fields),
-            Some(serde_json::from_str::<&str>(id).unwrap_or(id)),
-        )),
-    };
+    let own_head = event
+        .extracted_fields
+        .as_ref()
+        .map(|fields| AwsHead::new(&source(envelope, Some(fields))));
     let (format, parsed) = classify_message(&event.message, vpc_fields);
     let facts = Facts {
         format: Some(format),
@@ -164,7 +158,8 @@ fn write_event(
         message: &event.message,
         format,
         parsed,
-        aws,
+        aws: own_head.as_ref().unwrap_or(head),
+        event_id: Some(event.id.get()),
     };
     writer.log(record_index, facts, &log);
 }
@@ -192,7 +187,8 @@ pub fn decode_messages(
             message: line,
             format,
             parsed,
-            aws: Aws::Fields(LogSource::default()),
+            aws: AwsHead::none(),
+            event_id: None,
         };
         writer.log(
             record_index,

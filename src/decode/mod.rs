@@ -603,7 +603,8 @@ fn vpc_direct(
             parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
                 fields,
             ))),
-            aws: crate::event::Aws::Fields(crate::event::LogSource::default()),
+            aws: crate::event::AwsHead::none(),
+            event_id: None,
         };
         let facts = crate::event::Facts {
             format: Some("vpc_flow"),
