@@ -235,8 +235,7 @@ struct DeadLetter<'a> {
 /// several threads ([`decode_records_in_parallel`]). Firehose sends up to 64 MiB in
 /// one request; decoding that on one thread would leave the other cores idle for a
 /// second or more. Smaller deliveries are not split: several of them in flight
-/// already keep every core busy, and each split costs a thread start and a copy of
-/// its events.
+/// already keep every core busy, and each split costs a thread start.
 pub const PARALLEL_DECODE_MIN_BYTES: usize = 8 * crate::limits::MIB as usize;
 
 /// Decodes every record of a request into events carrying `delivery`'s facts, on
