@@ -296,7 +296,7 @@ fn pieces(c: &mut Criterion) {
         b.iter(|| {
             n += 1;
             let batch = hydrant::sink::file::Batch {
-                dedup_key: format!("bench {n}"),
+                dedup_key: hydrant::sink::dedup::DeliveryKey::new(None, &format!("bench {n}")),
                 lines: vec![lines.clone()],
                 events: 1,
                 dead_letters: Vec::new(),

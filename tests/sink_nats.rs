@@ -662,7 +662,7 @@ async fn without_a_stream_name_the_subjects_stream_is_used() {
             request_id: "req-1".into(),
             ..Delivery::default()
         }),
-        dedup_key: Arc::from("-|req-1"),
+        dedup_key: hydrant::sink::dedup::DeliveryKey::new(None, "req-1"),
         events: EventLines::single(
             Bytes::from_static(b"{\"kind\":\"record\"}\n"),
             vec![EventMeta {

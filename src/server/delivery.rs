@@ -29,6 +29,7 @@ use crate::limits::{gunzip_capped, gzip_size_hint};
 use crate::metrics::DeliveryOutcome;
 use crate::routing::RequestFacts;
 use crate::server::admission::Reservation;
+use crate::sink::dedup::DeliveryKey;
 use crate::sink::{Committed, EventLines, SinkBatch};
 
 /// What is learnt about a delivery as it is checked, for metrics and logs.
@@ -272,7 +273,7 @@ fn route(delivery: Delivery, decoded: crate::decode::Decoded, state: &AppState) 
         state.metrics.events_unrouted.inc_by(dropped as u64);
         tracing::debug!(dropped, "Events matched no route and were dropped.");
     }
-    let dedup_key: Arc<str> = Arc::from(dedup_key(&delivery));
+    let dedup_key = DeliveryKey::new(delivery.source_arn.as_deref(), &delivery.request_id);
     let delivery = Arc::new(delivery);
     let mut batches: Batches = Vec::new();
     let tables = events
@@ -291,7 +292,7 @@ fn route(delivery: Delivery, decoded: crate::decode::Decoded, state: &AppState) 
                     sink,
                     SinkBatch {
                         delivery: Arc::clone(&delivery),
-                        dedup_key: Arc::clone(&dedup_key),
+                        dedup_key,
                         events: EventLines::default(),
                         dead_letters: EventLines::default(),
                     },
@@ -307,16 +308,6 @@ fn route(delivery: Delivery, decoded: crate::decode::Decoded, state: &AppState) 
         }
     }
     batches
-}
-
-/// A delivery is identified across retries by its stream and its request id
-/// (Firehose keeps the id for retries of a batch).
-fn dedup_key(delivery: &Delivery) -> String {
-    format!(
-        "{} {}",
-        delivery.source_arn.as_deref().unwrap_or("-"),
-        delivery.request_id
-    )
 }
 
 /// Reads the body, refusing more than `max` bytes and reserving them as they come.

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::task::JoinSet;
 
-use super::dedup::DedupWindow;
+use super::dedup::{DedupWindow, DeliveryKey};
 use super::{Committed, Sink, SinkBatch, SinkError};
 use crate::clock::{duration_ms, now_ms};
 use crate::metrics::Metrics;
@@ -299,7 +299,7 @@ impl SinkHandle {
         self.metrics.up.set(0);
     }
 
-    fn has_committed(&self, key: &str) -> bool {
+    fn has_committed(&self, key: &DeliveryKey) -> bool {
         self.committed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -328,7 +328,7 @@ impl SinkHandle {
                     self.committed
                         .lock()
                         .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(&batch.dedup_key, now_ms());
+                        .insert(batch.dedup_key, now_ms());
                     match committed {
                         Committed::Written { .. } => {
                             self.metrics.events.inc_by(batch.len() as u64);
@@ -373,7 +373,7 @@ mod tests {
     fn batch(key: &str) -> SinkBatch {
         SinkBatch {
             delivery: Arc::new(Delivery::default()),
-            dedup_key: Arc::from(key),
+            dedup_key: DeliveryKey::new(None, key),
             events: EventLines::single(
                 bytes::Bytes::from_static(b"{}\n"),
                 vec![crate::sink::EventMeta {

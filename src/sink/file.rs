@@ -45,7 +45,7 @@ use tokio::sync::oneshot;
 
 use bytes::Bytes;
 
-use super::dedup::DedupWindow;
+use super::dedup::{DedupWindow, DeliveryKey};
 use super::{Committed, SinkError};
 use crate::clock::{UtcTime, duration_ms, now_ms};
 use crate::limits::MIB;
@@ -92,7 +92,7 @@ const SEGMENT_EXT: &str = ".ndjson";
 #[derive(Debug)]
 pub struct Batch {
     /// Identifies the delivery across Firehose's retries.
-    pub dedup_key: String,
+    pub dedup_key: DeliveryKey,
     /// Event lines, each ending in `\n`, in chunks of whole lines.
     pub lines: Vec<Bytes>,
     /// Number of events in `lines`.
@@ -215,7 +215,7 @@ impl FileSink {
     /// As [`FileSink::commit`].
     pub async fn commit_batch(&self, batch: &super::SinkBatch) -> Result<Committed, SinkError> {
         self.commit(Batch {
-            dedup_key: batch.dedup_key.to_string(),
+            dedup_key: batch.dedup_key,
             lines: batch.events.byte_chunks().cloned().collect(),
             events: batch.events.len(),
             dead_letters: batch.dead_letters.byte_chunks().cloned().collect(),
@@ -289,7 +289,12 @@ struct JournalEntry {
     segments: Vec<SegmentLength>,
     /// Commit time, ms since the epoch.
     at: u64,
-    /// Dedup keys of the deliveries committed.
+    /// Keys of the deliveries committed ([`DeliveryKey::to_hex`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    ids: Vec<String>,
+    /// Keys as journals written before keys were hashed name them (`"<ARN> <id>"`):
+    /// read, never written.
+    #[serde(default, skip_serializing)]
     keys: Vec<String>,
 }
 
@@ -416,7 +421,7 @@ impl Writer {
             DedupWindow::new(duration_ms(settings.dedup_window), settings.dedup_capacity);
         for (key, at) in journal.keys {
             if now.saturating_sub(at) <= duration_ms(settings.dedup_window) {
-                dedup.insert(&key, at);
+                dedup.insert(key, at);
             }
         }
 
@@ -532,7 +537,7 @@ impl Writer {
             tracing::error!(%error, deliveries = to_write.len(), "Storage commit failed; nothing of it is kept.");
         } else {
             for (batch, _) in &to_write {
-                self.dedup.insert(&batch.dedup_key, now);
+                self.dedup.insert(batch.dedup_key, now);
             }
             self.metrics
                 .write_seconds
@@ -595,10 +600,11 @@ impl Writer {
         let entry = JournalEntry {
             segments,
             at: now,
-            keys: group
+            ids: group
                 .iter()
-                .map(|(batch, _)| batch.dedup_key.clone())
+                .map(|(batch, _)| batch.dedup_key.to_hex())
                 .collect(),
+            keys: Vec::new(),
         };
         let mut line = serde_json::to_vec(&entry).map_err(io::Error::other)?;
         line.push(b'\n');
@@ -751,7 +757,8 @@ impl Writer {
                 &JournalEntry {
                     segments: Vec::new(),
                     at,
-                    keys: vec![key.to_owned()],
+                    ids: vec![key.to_hex()],
+                    keys: Vec::new(),
                 },
             )?;
         }
@@ -768,6 +775,7 @@ impl Writer {
             let entry = JournalEntry {
                 segments,
                 at: now_ms(),
+                ids: Vec::new(),
                 keys: Vec::new(),
             };
             write_entry(&mut out, &entry)?;
@@ -794,7 +802,7 @@ fn write_entry(out: &mut Vec<u8>, entry: &JournalEntry) -> io::Result<()> {
 #[derive(Debug, Default)]
 struct JournalState {
     committed_lengths: HashMap<String, u64>,
-    keys: Vec<(String, u64)>,
+    keys: Vec<(DeliveryKey, u64)>,
 }
 
 /// Reads the journal. A line that does not parse (a torn
@@ -813,9 +821,19 @@ fn read_journal(path: &Path) -> io::Result<JournalState> {
         for segment in entry.segments {
             state.committed_lengths.insert(segment.name, segment.len);
         }
-        state
-            .keys
-            .extend(entry.keys.into_iter().map(|key| (key, entry.at)));
+        state.keys.extend(
+            entry
+                .ids
+                .iter()
+                .filter_map(|id| DeliveryKey::from_hex(id))
+                .map(|key| (key, entry.at)),
+        );
+        state.keys.extend(
+            entry
+                .keys
+                .iter()
+                .map(|legacy| (DeliveryKey::from_legacy(legacy), entry.at)),
+        );
     }
     Ok(state)
 }
@@ -924,7 +942,7 @@ mod tests {
 
     fn batch(key: &str, lines: &str) -> Batch {
         Batch {
-            dedup_key: key.to_owned(),
+            dedup_key: DeliveryKey::new(None, key),
             lines: vec![Bytes::from(lines.as_bytes().to_vec())],
             events: lines.lines().count(),
             dead_letters: Vec::new(),
@@ -1202,12 +1220,43 @@ mod tests {
         writer.commit_group(vec![(batch("b", "two\n"), reply)]);
         assert!(matches!(answer.await.unwrap(), Err(SinkError::Write(_))));
         assert!(
-            !writer.dedup.contains("b", now_ms()),
+            !writer
+                .dedup
+                .contains(&DeliveryKey::new(None, "b"), now_ms()),
             "a failed delivery is not remembered"
         );
         let open = find_open_segments(&dir.path().join(EVENTS_DIR))
             .unwrap()
             .remove(0);
         assert_eq!(fs::read_to_string(open).unwrap(), "one\n");
+    }
+
+    /// A journal written before keys were hashed (`"<ARN> <id>"` in `keys`) still
+    /// makes a retry of its deliveries a duplicate.
+    #[tokio::test]
+    async fn reads_journals_written_with_the_old_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(STATE_DIR);
+        fs::create_dir_all(&state).unwrap();
+        let arn = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/old";
+        fs::write(
+            state.join(JOURNAL_FILE),
+            format!(
+                "{{\"at\":{},\"keys\":[\"{arn} r-1\",\"- r-2\"]}}\n",
+                now_ms()
+            ),
+        )
+        .unwrap();
+        let sink = FileSink::open(settings(dir.path()), storage_metrics()).unwrap();
+        assert_eq!(sink.recovery().deliveries_remembered, 2);
+        for key in [
+            DeliveryKey::new(Some(arn), "r-1"),
+            DeliveryKey::new(None, "r-2"),
+        ] {
+            let mut again = batch("unused", "x\n");
+            again.dedup_key = key;
+            assert_eq!(sink.commit(again).await, Ok(Committed::Duplicate));
+        }
+        sink.close().await;
     }
 }

@@ -933,7 +933,7 @@ mod tests {
                 received_at: 1_700_000_000_123,
                 ..Delivery::default()
             }),
-            dedup_key: Arc::from("k"),
+            dedup_key: crate::sink::dedup::DeliveryKey::new(None, "k"),
             events: EventLines::single(
                 bytes::Bytes::from_static(b"{\"a\":1}\n{\"b\":2}\n"),
                 vec![
@@ -993,7 +993,7 @@ mod tests {
             .expect("starts without a broker");
         let batch = SinkBatch {
             delivery: Arc::new(Delivery::default()),
-            dedup_key: Arc::from("k"),
+            dedup_key: crate::sink::dedup::DeliveryKey::new(None, "k"),
             events: EventLines::single(
                 bytes::Bytes::from_static(b"{}\n"),
                 vec![EventMeta {

@@ -237,7 +237,7 @@ pub struct SinkBatch {
     /// The delivery's facts (request id, stream, path, time…).
     pub delivery: Arc<Delivery>,
     /// Identifies the delivery across Firehose's retries (source ARN + request id).
-    pub dedup_key: Arc<str>,
+    pub dedup_key: dedup::DeliveryKey,
     /// Decoded events.
     pub events: EventLines,
     /// Records that could not be decoded.
