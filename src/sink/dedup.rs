@@ -7,7 +7,7 @@
 //! first. A retry that arrives after its id was forgotten is stored again (Firehose's
 //! at-least-once contract still holds; only the duplicate is not suppressed).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -64,16 +64,23 @@ impl DeliveryKey {
         }
     }
 
-    /// Reads the hex form written by [`DeliveryKey::to_hex`].
+    /// Reads the hex form written by [`DeliveryKey::to_hex`] (either case).
     #[must_use]
     pub fn from_hex(text: &str) -> Option<Self> {
+        fn nibble(digit: u8) -> Option<u8> {
+            match digit {
+                b'0'..=b'9' => Some(digit - b'0'),
+                b'a'..=b'f' => Some(digit - b'a' + 10),
+                b'A'..=b'F' => Some(digit - b'A' + 10),
+                _ => None,
+            }
+        }
         if text.len() != Self::HEX_LEN {
             return None;
         }
         let mut key = [0; Self::BYTES];
         for (byte, pair) in key.iter_mut().zip(text.as_bytes().chunks_exact(2)) {
-            let pair = std::str::from_utf8(pair).ok()?;
-            *byte = u8::from_str_radix(pair, 16).ok()?;
+            *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
         }
         Some(Self(key))
     }
@@ -81,12 +88,19 @@ impl DeliveryKey {
     /// The key as 32 lower-case hex digits.
     #[must_use]
     pub fn to_hex(&self) -> String {
-        use std::fmt::Write;
-        let mut text = String::with_capacity(Self::HEX_LEN);
+        let mut text = Vec::with_capacity(Self::HEX_LEN);
+        self.write_hex(&mut text);
+        String::from_utf8(text).expect("hex digits are ASCII")
+    }
+
+    /// Appends the key as 32 lower-case hex digits to `out` (journal lines are
+    /// written this way, without a `String` per key).
+    pub fn write_hex(&self, out: &mut Vec<u8>) {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         for byte in self.0 {
-            let _ = write!(text, "{byte:02x}");
+            out.push(DIGITS[usize::from(byte >> 4)]);
+            out.push(DIGITS[usize::from(byte & 0x0f)]);
         }
-        text
     }
 }
 
@@ -102,14 +116,46 @@ impl fmt::Display for DeliveryKey {
     }
 }
 
+/// Keys per chunk of a [`DedupWindow`]: 7/8 of 2^16, the most a hash set of 2^16
+/// buckets holds, so a full chunk fills its table exactly (~43 bytes per key with
+/// its queue entry). Small enough that the largest rehash the window ever does (a
+/// chunk growing) takes about a millisecond; large enough that a window of 1 M keys
+/// is 18 chunks, each probed once per lookup.
+const CHUNK_KEYS: usize = 57_344;
+
 /// Committed delivery keys with the time they were committed.
+///
+/// Keys are kept in insertion order and leave only from the oldest end (by age or
+/// capacity), so the keys remembered are always a contiguous run of insertion
+/// positions: [`DedupWindow::oldest_position`] up to [`DedupWindow::inserted`]. The
+/// file sink's journal uses those positions to know when every key of an old journal
+/// generation has been forgotten.
+///
+/// The keys are held in chunks of [`CHUNK_KEYS`], oldest first. New keys go into the
+/// newest chunk only and forgotten keys leave the oldest only, so a chunk stops
+/// growing once it is full and is dropped whole once empty. One big hash set under
+/// the same churn fills up with deleted slots and, every so many commits, rebuilds
+/// its whole table: at 1.8 M keys that took 100 ms on the writer thread.
 #[derive(Debug)]
 pub struct DedupWindow {
-    committed: HashMap<DeliveryKey, u64>,
-    /// Keys in commit order, for eviction.
-    order: VecDeque<(u64, DeliveryKey)>,
+    chunks: VecDeque<Chunk>,
+    /// Keys remembered.
+    len: usize,
     window_ms: u64,
     capacity: usize,
+    /// Keys inserted since the window was made (the position the next key gets).
+    inserted: u64,
+}
+
+/// Consecutively inserted keys.
+#[derive(Debug, Default)]
+struct Chunk {
+    /// The keys still remembered, for lookups.
+    keys: HashSet<DeliveryKey>,
+    /// Every key inserted into the chunk with its commit time, in insertion order.
+    order: Vec<(u64, DeliveryKey)>,
+    /// How many of `order` (from its start) are forgotten.
+    forgotten: usize,
 }
 
 impl DedupWindow {
@@ -117,27 +163,65 @@ impl DedupWindow {
     #[must_use]
     pub fn new(window_ms: u64, capacity: usize) -> Self {
         Self {
-            committed: HashMap::new(),
-            order: VecDeque::new(),
+            chunks: VecDeque::new(),
+            len: 0,
             window_ms,
             capacity,
+            inserted: 0,
         }
     }
 
     /// Whether `key` was committed within the window before `now_ms`.
     pub fn contains(&mut self, key: &DeliveryKey, now_ms: u64) -> bool {
-        self.evict(now_ms);
-        self.committed.contains_key(key)
+        self.expire(now_ms);
+        self.remembers(key)
     }
 
-    /// Records `key` as committed at `at_ms`.
-    pub fn insert(&mut self, key: DeliveryKey, at_ms: u64) {
-        if self.capacity == 0 || self.committed.contains_key(&key) {
-            return;
+    /// Whether `key` is remembered (newest chunks first: retries are mostly recent).
+    fn remembers(&self, key: &DeliveryKey) -> bool {
+        self.chunks
+            .iter()
+            .rev()
+            .any(|chunk| chunk.keys.contains(key))
+    }
+
+    /// Records `key` as committed at `at_ms`. Returns whether it is new (a key
+    /// already remembered keeps its place and time).
+    pub fn insert(&mut self, key: DeliveryKey, at_ms: u64) -> bool {
+        if self.capacity == 0 || self.remembers(&key) {
+            return false;
         }
-        self.committed.insert(key, at_ms);
-        self.order.push_back((at_ms, key));
-        while self.order.len() > self.capacity {
+        let chunk_keys = CHUNK_KEYS.min(self.capacity);
+        if self
+            .chunks
+            .back()
+            .is_none_or(|chunk| chunk.order.len() >= chunk_keys)
+        {
+            if let Some(full) = self.chunks.back_mut() {
+                full.order.shrink_to_fit();
+            }
+            self.chunks.push_back(Chunk::default());
+        }
+        let chunk = self.chunks.back_mut().expect("a chunk was just made");
+        chunk.keys.insert(key);
+        chunk.order.push((at_ms, key));
+        self.len += 1;
+        self.inserted += 1;
+        while self.len > self.capacity {
+            self.pop_oldest();
+        }
+        true
+    }
+
+    /// Forgets the keys committed more than the window before `now_ms`.
+    pub fn expire(&mut self, now_ms: u64) {
+        let horizon = now_ms.saturating_sub(self.window_ms);
+        while self
+            .chunks
+            .front()
+            .and_then(|chunk| chunk.order.get(chunk.forgotten))
+            .is_some_and(|(at, _)| *at < horizon)
+        {
             self.pop_oldest();
         }
     }
@@ -145,30 +229,47 @@ impl DedupWindow {
     /// Number of keys remembered.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.committed.len()
+        self.len
     }
 
     /// Whether no key is remembered.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.committed.is_empty()
+        self.len == 0
+    }
+
+    /// Number of keys ever inserted: the insertion position the next new key gets.
+    #[must_use]
+    pub fn inserted(&self) -> u64 {
+        self.inserted
+    }
+
+    /// Insertion position of the oldest key still remembered ([`Self::inserted`]
+    /// when none is): every key inserted before it has been forgotten.
+    #[must_use]
+    pub fn oldest_position(&self) -> u64 {
+        self.inserted - self.len as u64
     }
 
     /// The remembered keys with their commit times, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = (DeliveryKey, u64)> + '_ {
-        self.order.iter().map(|(at, key)| (*key, *at))
-    }
-
-    fn evict(&mut self, now_ms: u64) {
-        let horizon = now_ms.saturating_sub(self.window_ms);
-        while self.order.front().is_some_and(|(at, _)| *at < horizon) {
-            self.pop_oldest();
-        }
+        self.chunks
+            .iter()
+            .flat_map(|chunk| &chunk.order[chunk.forgotten..])
+            .map(|(at, key)| (*key, *at))
     }
 
     fn pop_oldest(&mut self) {
-        if let Some((_, key)) = self.order.pop_front() {
-            self.committed.remove(&key);
+        let Some(chunk) = self.chunks.front_mut() else {
+            return;
+        };
+        if let Some((_, key)) = chunk.order.get(chunk.forgotten) {
+            chunk.keys.remove(key);
+            chunk.forgotten += 1;
+            self.len -= 1;
+        }
+        if chunk.forgotten >= chunk.order.len() {
+            self.chunks.pop_front();
         }
     }
 }
@@ -216,6 +317,62 @@ mod tests {
         );
     }
 
+    /// The remembered keys are always the insertion positions from
+    /// `oldest_position` to `inserted`, whether keys leave by age or capacity.
+    #[test]
+    fn positions_track_what_is_forgotten() {
+        let mut window = DedupWindow::new(1_000, 3);
+        assert_eq!((window.oldest_position(), window.inserted()), (0, 0));
+        assert!(window.insert(k("a"), 10));
+        assert!(window.insert(k("b"), 20));
+        assert!(!window.insert(k("a"), 30), "already remembered");
+        assert_eq!((window.oldest_position(), window.inserted()), (0, 2));
+        window.insert(k("c"), 2_000);
+        window.insert(k("d"), 2_000);
+        assert_eq!((window.oldest_position(), window.inserted()), (1, 4));
+        window.expire(2_500);
+        assert_eq!((window.oldest_position(), window.inserted()), (2, 4));
+        window.expire(10_000);
+        assert!(window.is_empty());
+        assert_eq!((window.oldest_position(), window.inserted()), (4, 4));
+    }
+
+    /// Across chunk boundaries, by age and by capacity: exactly the newest keys are
+    /// remembered, in order, and forgotten chunks are dropped.
+    #[test]
+    fn keys_span_chunks() {
+        let capacity = 2 * CHUNK_KEYS + 10;
+        let mut window = DedupWindow::new(1_000, capacity);
+        let total = 3 * CHUNK_KEYS;
+        for n in 0..total {
+            assert!(window.insert(k(&n.to_string()), n as u64));
+        }
+        assert_eq!(window.len(), capacity);
+        assert_eq!(window.oldest_position(), (total - capacity) as u64);
+        for n in [0, total - capacity - 1] {
+            assert!(!window.remembers(&k(&n.to_string())), "{n}");
+        }
+        for n in [total - capacity, CHUNK_KEYS, total - 1] {
+            assert!(window.remembers(&k(&n.to_string())), "{n}");
+        }
+        let first = window.iter().next().unwrap();
+        assert_eq!(
+            first,
+            (
+                k(&(total - capacity).to_string()),
+                (total - capacity) as u64
+            )
+        );
+        assert_eq!(window.iter().count(), capacity);
+        assert!(window.chunks.len() <= 3);
+        // Expire all but the last 500 by age.
+        window.expire(total as u64 - 500 + 1_000);
+        assert_eq!(window.len(), 500);
+        assert_eq!(window.chunks.len(), 1);
+        assert!(!window.remembers(&k(&(total - 501).to_string())));
+        assert!(window.remembers(&k(&(total - 500).to_string())));
+    }
+
     #[test]
     fn zero_capacity_remembers_nothing() {
         let mut window = DedupWindow::new(u64::MAX, 0);
@@ -252,7 +409,17 @@ mod tests {
         );
         assert_eq!(key.to_hex().len(), DeliveryKey::HEX_LEN);
         assert_eq!(DeliveryKey::from_hex(&key.to_hex()), Some(key));
-        for bad in ["", "xyz", &"g".repeat(32), &key.to_hex()[1..]] {
+        assert_eq!(
+            DeliveryKey::from_hex(&key.to_hex().to_uppercase()),
+            Some(key)
+        );
+        for bad in [
+            "",
+            "xyz",
+            &"g".repeat(32),
+            &key.to_hex()[1..],
+            &format!("+{}", &key.to_hex()[1..]),
+        ] {
             assert_eq!(DeliveryKey::from_hex(bad), None, "{bad}");
         }
         assert_eq!(

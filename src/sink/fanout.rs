@@ -10,7 +10,8 @@
 //!   failed health probe, the sink is marked down and deliveries routed to it are
 //!   answered 503 at once instead of waiting for timeouts. A background prober
 //!   checks every sink each [`PROBE_INTERVAL`] and marks it up again once its
-//!   service answers. `/readyz` is ready only while every sink is up.
+//!   service answers. `/readyz` is ready only while every sink that gates
+//!   readiness is up ([`Sink::gates_readiness_by_default`]).
 //! - its metrics (labelled by sink name).
 //!
 //! The whole fan-out is bounded by the delivery deadline, so Firehose always gets an
@@ -27,6 +28,7 @@ use super::dedup::{DedupWindow, DeliveryKey};
 use super::{Committed, Sink, SinkBatch, SinkError};
 use crate::clock::{duration_ms, now_ms};
 use crate::metrics::Metrics;
+use crate::routing::SinkSet;
 
 /// Consecutive failed commits that mark a sink down.
 pub const BREAKER_THRESHOLD: u32 = 3;
@@ -36,8 +38,8 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 pub const DEFAULT_ATTEMPTS: u32 = 3;
 /// Default wait before the first retry; doubled for each further retry.
 pub const DEFAULT_BACKOFF: Duration = Duration::from_millis(250);
-/// Longest wait between two attempts.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Longest wait between two attempts (the configured first wait included).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Default time a delivery may take from the fan-out to the answer. Firehose gives up
 /// on an answer after 3 minutes; 60 s leaves room for its retry to come back quickly.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(60);
@@ -88,6 +90,33 @@ pub enum FanoutError {
     Deadline(Duration),
 }
 
+/// Name of a sink position that has no opened sink, in errors; routes never name
+/// such a position (see [`SinkSetup::sink`]).
+const NOT_OPENED: &str = "(not opened)";
+
+/// One configured sink, as the fan-out takes it.
+#[derive(Debug)]
+pub struct SinkSetup {
+    /// The configured name.
+    pub name: String,
+    /// The sink; `None` for a sink that no route names, which is not opened (a file
+    /// sink would otherwise lock a data directory nothing is written to).
+    pub sink: Option<Sink>,
+    /// Whether `/readyz` answers 503 while this sink is down.
+    pub gates_readiness: bool,
+}
+
+impl From<(String, Sink)> for SinkSetup {
+    /// An opened sink that gates readiness as its type does by default.
+    fn from((name, sink): (String, Sink)) -> Self {
+        Self {
+            gates_readiness: Sink::gates_readiness_by_default(sink.kind()),
+            name,
+            sink: Some(sink),
+        }
+    }
+}
+
 /// One sink with its name, breaker, committed window and metrics.
 #[derive(Debug)]
 pub struct SinkHandle {
@@ -95,6 +124,8 @@ pub struct SinkHandle {
     pub name: String,
     /// The sink itself.
     pub sink: Sink,
+    /// Whether `/readyz` answers 503 while this sink is down.
+    pub gates_readiness: bool,
     up: AtomicBool,
     failures: AtomicU32,
     committed: Mutex<DedupWindow>,
@@ -115,18 +146,36 @@ struct SinkMetrics {
 /// Every configured sink, in configuration order (routes refer to positions).
 #[derive(Debug)]
 pub struct Sinks {
-    handles: Vec<Arc<SinkHandle>>,
+    /// `None` where a configured sink was not opened.
+    handles: Vec<Option<Arc<SinkHandle>>>,
     settings: FanoutSettings,
 }
 
 impl Sinks {
-    /// Wraps the sinks, registering their metrics.
+    /// Wraps the sinks, registering their metrics: every series of an opened sink
+    /// starts at zero.
     #[must_use]
-    pub fn new(sinks: Vec<(String, Sink)>, settings: FanoutSettings, metrics: &Metrics) -> Self {
+    pub fn new(
+        sinks: Vec<impl Into<SinkSetup>>,
+        settings: FanoutSettings,
+        metrics: &Metrics,
+    ) -> Self {
         let handles = sinks
             .into_iter()
-            .map(|(name, sink)| {
+            .map(Into::into)
+            .map(|setup: SinkSetup| {
+                let SinkSetup {
+                    name,
+                    sink,
+                    gates_readiness,
+                } = setup;
+                let sink = sink?;
                 let labels = [name.as_str(), sink.kind()];
+                for action in sink.reshape_actions() {
+                    metrics
+                        .sink_reshaped
+                        .with_label_values(&[name.as_str(), sink.kind(), action]);
+                }
                 let sink_metrics = SinkMetrics {
                     write_seconds: metrics.sink_write_seconds.with_label_values(&labels),
                     events: metrics.sink_events.with_label_values(&labels),
@@ -137,9 +186,10 @@ impl Sinks {
                     up: metrics.sink_up.with_label_values(&labels),
                 };
                 sink_metrics.up.set(1);
-                Arc::new(SinkHandle {
+                Some(Arc::new(SinkHandle {
                     name,
                     sink,
+                    gates_readiness,
                     up: AtomicBool::new(true),
                     failures: AtomicU32::new(0),
                     committed: Mutex::new(DedupWindow::new(
@@ -147,13 +197,13 @@ impl Sinks {
                         settings.dedup_capacity,
                     )),
                     metrics: sink_metrics,
-                })
+                }))
             })
             .collect();
         Self { handles, settings }
     }
 
-    /// Number of sinks.
+    /// Number of configured sinks, opened or not.
     #[must_use]
     pub fn len(&self) -> usize {
         self.handles.len()
@@ -165,16 +215,51 @@ impl Sinks {
         self.handles.is_empty()
     }
 
-    /// The sink at `position`.
+    /// The sink at `position`, if it was opened.
     #[must_use]
     pub fn get(&self, position: usize) -> Option<&SinkHandle> {
-        self.handles.get(position).map(AsRef::as_ref)
+        self.handles.get(position)?.as_deref()
     }
 
-    /// Whether every sink is up.
+    /// The opened sinks.
+    fn opened(&self) -> impl Iterator<Item = &Arc<SinkHandle>> {
+        self.handles.iter().flatten()
+    }
+
+    /// Whether every opened sink is up.
     #[must_use]
     pub fn all_up(&self) -> bool {
-        self.handles.iter().all(|handle| handle.is_up())
+        self.opened().all(|handle| handle.is_up())
+    }
+
+    /// Whether every sink that gates readiness is up: what `/readyz` reports.
+    #[must_use]
+    pub fn ready(&self) -> bool {
+        self.opened()
+            .filter(|handle| handle.gates_readiness)
+            .all(|handle| handle.is_up())
+    }
+
+    /// Whether every sink of `candidates` (a delivery's possible destinations) has
+    /// committed the delivery `key` already, so that a retry can be answered
+    /// without decoding it; each then counts the duplicate. False for an empty set:
+    /// a delivery that goes nowhere was never committed.
+    #[must_use]
+    pub fn committed_everywhere(&self, candidates: SinkSet, key: &DeliveryKey) -> bool {
+        let handles: Option<Vec<&SinkHandle>> = candidates
+            .iter()
+            .map(|position| self.get(position))
+            .collect();
+        let Some(handles) = handles else {
+            return false;
+        };
+        if handles.is_empty() || !handles.iter().all(|handle| handle.has_committed(key)) {
+            return false;
+        }
+        for handle in handles {
+            handle.metrics.duplicates.inc();
+        }
+        true
     }
 
     /// Commits each `(sink position, batch)` and answers once all have.
@@ -189,15 +274,18 @@ impl Sinks {
         batches: Vec<(usize, SinkBatch)>,
     ) -> Result<Committed, FanoutError> {
         // Fail fast: a sink known to be down would only make Firehose wait.
-        for (position, batch) in &batches {
-            let handle = &self.handles[*position];
+        let mut routed = Vec::with_capacity(batches.len());
+        for (position, batch) in batches {
+            let Some(handle) = self.handles.get(position).and_then(Option::as_ref) else {
+                return Err(FanoutError::SinkDown(NOT_OPENED.to_owned()));
+            };
             if !handle.is_up() && !handle.has_committed(&batch.dedup_key) {
                 return Err(FanoutError::SinkDown(handle.name.clone()));
             }
+            routed.push((Arc::clone(handle), batch));
         }
         let mut tasks = JoinSet::new();
-        for (position, batch) in batches {
-            let handle = Arc::clone(&self.handles[position]);
+        for (handle, batch) in routed {
             let settings = self.settings;
             tasks.spawn(async move {
                 let result = handle.commit_with_retry(&batch, settings).await;
@@ -244,7 +332,7 @@ impl Sinks {
 
     /// Probes every sink once, marking each up or down.
     pub async fn probe_all(&self) {
-        for handle in &self.handles {
+        for handle in self.opened() {
             match handle.sink.probe().await {
                 Ok(()) => handle.mark_up(),
                 Err(error) => {
@@ -273,7 +361,7 @@ impl Sinks {
 
     /// Closes every sink (pending work finished).
     pub async fn close(&self) {
-        for handle in &self.handles {
+        for handle in self.opened() {
             handle.sink.close().await;
         }
     }
@@ -341,14 +429,22 @@ impl SinkHandle {
                 Err(error) => {
                     self.metrics.errors.inc();
                     let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
-                    if failures >= BREAKER_THRESHOLD && self.is_up() {
+                    if matches!(error, SinkError::Down(_)) && self.is_up() {
+                        // The sink knows it cannot take anything until it is
+                        // repaired: waiting for more failures would only make
+                        // Firehose wait, and /readyz should say so now.
+                        tracing::warn!(sink = %self.name, %error, "Sink reports its storage down; marking it down.");
+                        self.mark_down();
+                    } else if failures >= BREAKER_THRESHOLD && self.is_up() {
                         tracing::warn!(sink = %self.name, %error, failures, "Sink keeps failing; marking it down.");
                         self.mark_down();
                     }
                     let final_attempt =
                         attempt >= settings.attempts || error == SinkError::Closed || !self.is_up();
                     if final_attempt {
-                        tracing::warn!(sink = %self.name, %error, attempt, "Sink commit failed.");
+                        // The delivery's own line (a warning, with this error) tells
+                        // the operator; one line per refused delivery is enough.
+                        tracing::debug!(sink = %self.name, %error, attempt, "Sink commit failed.");
                         return Err(error);
                     }
                     tracing::debug!(sink = %self.name, %error, attempt, "Sink commit failed; retrying.");
@@ -410,13 +506,110 @@ mod tests {
         assert_eq!(again, Ok(Committed::Duplicate));
         let text = metrics.render();
         assert!(
-            text.contains(r#"hydrant_sink_events_total{sink="a",type="discard"} 1"#),
+            text.contains(r#"hydrant_sink_events_total{sink="a",sink_type="discard"} 1"#),
             "{text}"
         );
         assert!(
-            text.contains(r#"hydrant_sink_duplicates_total{sink="b",type="discard"} 1"#),
+            text.contains(r#"hydrant_sink_duplicates_total{sink="b",sink_type="discard"} 1"#),
             "{text}"
         );
+    }
+
+    /// `/readyz` follows only the sinks that gate it: by default the local ones,
+    /// and any sink whose setting says so.
+    #[tokio::test]
+    async fn readiness_follows_only_the_sinks_that_gate_it() {
+        let metrics = Metrics::new(10);
+        let setup = |name: &str, gates_readiness| SinkSetup {
+            name: name.into(),
+            sink: Some(Sink::Discard(DiscardSink)),
+            gates_readiness,
+        };
+        let sinks = Sinks::new(
+            vec![
+                setup("local", true),
+                setup("backbone", false),
+                SinkSetup {
+                    name: "unused".into(),
+                    sink: None,
+                    gates_readiness: true,
+                },
+            ],
+            fast(),
+            &metrics,
+        );
+        assert!(sinks.ready() && sinks.all_up());
+        assert!(
+            sinks.get(2).is_none(),
+            "a sink no route names is not opened"
+        );
+        sinks.get(1).unwrap().mark_down();
+        assert!(sinks.ready(), "a shared backbone down: still ready");
+        assert!(!sinks.all_up());
+        let result = sinks.deliver(vec![(1, batch("k"))]).await;
+        assert_eq!(result, Err(FanoutError::SinkDown("backbone".into())));
+        assert_eq!(
+            sinks.deliver(vec![(0, batch("k"))]).await,
+            Ok(Committed::Written { events: 1 }),
+            "streams routed elsewhere go on"
+        );
+        sinks.get(0).unwrap().mark_down();
+        assert!(!sinks.ready(), "its own sink down: not ready");
+        assert!(!metrics.render().contains("unused"), "no series for it");
+
+        assert!(Sink::gates_readiness_by_default("file"));
+        assert!(Sink::gates_readiness_by_default("stdout"));
+        for network in ["s3", "nats", "kafka"] {
+            assert!(!Sink::gates_readiness_by_default(network), "{network}");
+        }
+    }
+
+    /// A delivery counts as committed everywhere only when every candidate sink
+    /// has it; an empty candidate set never does.
+    #[tokio::test]
+    async fn committed_everywhere_needs_every_candidate() {
+        let metrics = Metrics::new(10);
+        let sinks = Sinks::new(
+            vec![
+                ("a".into(), Sink::Discard(DiscardSink)),
+                ("b".into(), Sink::Discard(DiscardSink)),
+            ],
+            fast(),
+            &metrics,
+        );
+        let key = DeliveryKey::new(None, "k");
+        let both = SinkSet::of(&[0, 1]);
+        assert!(!sinks.committed_everywhere(both, &key));
+        sinks.deliver(vec![(0, batch("k"))]).await.unwrap();
+        assert!(sinks.committed_everywhere(SinkSet::of(&[0]), &key));
+        assert!(!sinks.committed_everywhere(both, &key), "b has not");
+        assert!(!sinks.committed_everywhere(SinkSet::default(), &key));
+        assert!(!sinks.committed_everywhere(SinkSet::of(&[5]), &key));
+        sinks.deliver(vec![(1, batch("k"))]).await.unwrap();
+        assert!(sinks.committed_everywhere(both, &key));
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"hydrant_sink_duplicates_total{sink="b",sink_type="discard"} 1"#),
+            "{text}"
+        );
+    }
+
+    /// Puts files where the `events` partition folders of this minute's commits
+    /// go, so opening a segment fails; returns them.
+    fn block_partition_folders(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+        let mut blocked = Vec::new();
+        for at in [now_ms(), now_ms() + 60_000] {
+            let time = crate::clock::UtcTime::from_ms(at);
+            let folder = data_dir.join(format!(
+                "events/dt={:04}-{:02}-{:02}",
+                time.year, time.month, time.day
+            ));
+            if !blocked.contains(&folder) {
+                std::fs::write(&folder, b"x").unwrap();
+                blocked.push(folder);
+            }
+        }
+        blocked
     }
 
     /// A sink that fails is retried, counted, then marked down; the delivery fails
@@ -436,10 +629,10 @@ mod tests {
             fast(),
             &metrics,
         );
-        // Break the file sink: a file stands where its partition folders go.
-        let events = dir.path().join("events");
-        std::fs::remove_dir_all(&events).unwrap();
-        std::fs::write(&events, b"x").unwrap();
+        // Break the file sink's writes: a file stands where today's partition
+        // folder goes (the data directory itself is intact, so this is a plain write
+        // failure, not damage that stops the sink at once).
+        let blocked = block_partition_folders(dir.path());
         let result = sinks
             .deliver(vec![(0, batch("k1")), (1, batch("k1"))])
             .await;
@@ -459,7 +652,9 @@ mod tests {
         assert_eq!(result, Err(FanoutError::SinkDown("file".into())));
         assert!(started.elapsed() < Duration::from_millis(50), "fails fast");
 
-        std::fs::remove_file(&events).unwrap();
+        for file in &blocked {
+            std::fs::remove_file(file).unwrap();
+        }
         sinks.probe_all().await;
         assert!(sinks.all_up());
         let result = sinks
@@ -468,13 +663,91 @@ mod tests {
         assert_eq!(result, Ok(Committed::Written { events: 1 }));
         let text = metrics.render();
         assert!(
-            text.contains(r#"hydrant_sink_events_total{sink="ok",type="discard"} 1"#),
+            text.contains(r#"hydrant_sink_events_total{sink="ok",sink_type="discard"} 1"#),
             "the healthy sink got k1 once: {text}"
         );
         assert!(
-            text.contains(r#"hydrant_sink_retries_total{sink="file",type="file"} 2"#),
+            text.contains(r#"hydrant_sink_retries_total{sink="file",sink_type="file"} 2"#),
             "{text}"
         );
+        sinks.close().await;
+    }
+
+    /// A file sink whose data directory was deleted is marked down by its first
+    /// refused delivery, without retries and without waiting for three failures,
+    /// and up again once a probe has rebuilt the directory.
+    #[tokio::test]
+    async fn a_sink_that_reports_its_storage_down_is_marked_down_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let metrics = Metrics::new(10);
+        let file = FileSink::open(FileSinkSettings::new(&root), metrics.storage.clone()).unwrap();
+        let sinks = Sinks::new(vec![("file".into(), Sink::File(file))], fast(), &metrics);
+        std::fs::remove_dir_all(&root).unwrap();
+        let result = sinks.deliver(vec![(0, batch("k1"))]).await;
+        assert!(
+            matches!(
+                result,
+                Err(FanoutError::SinkFailed {
+                    error: SinkError::Down(_),
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
+        assert!(!sinks.all_up(), "down after one refusal");
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"hydrant_sink_retries_total{sink="file",sink_type="file"} 0"#),
+            "{text}"
+        );
+        sinks.probe_all().await;
+        assert!(sinks.all_up());
+        let result = sinks.deliver(vec![(0, batch("k1"))]).await;
+        assert_eq!(result, Ok(Committed::Written { events: 1 }));
+        sinks.close().await;
+    }
+
+    /// Identical deliveries that meet in one file-sink group whose write fails: none
+    /// is answered as a duplicate, and the fan-out's window does not remember the
+    /// delivery, so Firehose's retry is stored once the disk works again.
+    #[tokio::test]
+    async fn identical_deliveries_whose_write_failed_are_not_remembered() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::new(10);
+        let (file, release) =
+            FileSink::open_held(FileSinkSettings::new(dir.path()), metrics.storage.clone());
+        let sinks = Arc::new(Sinks::new(
+            vec![("file".into(), Sink::File(file))],
+            FanoutSettings {
+                attempts: 1,
+                ..fast()
+            },
+            &metrics,
+        ));
+        let blocked = block_partition_folders(dir.path());
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let sinks = Arc::clone(&sinks);
+                tokio::spawn(async move { sinks.deliver(vec![(0, batch("same"))]).await })
+            })
+            .collect();
+        // Every delivery queues before the writer takes them as one group.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release.send(()).unwrap();
+        for task in tasks {
+            let result = task.await.unwrap();
+            assert!(
+                matches!(result, Err(FanoutError::SinkFailed { .. })),
+                "{result:?}"
+            );
+        }
+        for file in &blocked {
+            std::fs::remove_file(file).unwrap();
+        }
+        sinks.probe_all().await;
+        let retry = sinks.deliver(vec![(0, batch("same"))]).await;
+        assert_eq!(retry, Ok(Committed::Written { events: 1 }));
         sinks.close().await;
     }
 }

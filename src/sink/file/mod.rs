@@ -1,0 +1,340 @@
+//! The file sink: NDJSON segment files under the data directory, the embedded default.
+//!
+//! # Layout
+//!
+//! ```text
+//! DATA_DIR/
+//!   events/dt=2026-11-21/hour=09/part-20261121T093012345Z-000001.ndjson         completed
+//!   events/dt=2026-11-21/hour=09/_part-20261121T095501002Z-000002.ndjson.open   being written
+//!   _hydrant/journal-000007.ndjson   commit journal, in generations (recovery, duplicates)
+//!   _hydrant/lock                    held while a Hydrant process uses the directory
+//! ```
+//!
+//! The `dt=`/`hour=` folders are Hive-style partitions of the UTC time a segment was
+//! opened, so Athena, DuckDB or Spark read the tree as a partitioned table. The open
+//! segment starts with `_` and ends in `.open`: query engines skip files starting with
+//! `_`, and globs on `*.ndjson` see completed segments only.
+//!
+//! # Durability
+//!
+//! One writer thread owns the open segments. Requests hand it their lines over a
+//! channel; it takes every batch that is waiting (a group commit), appends them, calls
+//! `fdatasync` once for the whole group, then appends one journal line naming the
+//! segments' new committed lengths and the deliveries in the group, and syncs the
+//! journal. Only then are the requests answered. So fsync cost is shared by all
+//! concurrent requests, and the journal always knows how much of each open segment is
+//! acknowledged. A delivery that comes twice in one group is written once, and both
+//! are answered only when that write is durable (or both fail).
+//!
+//! If any step fails, the segments and the journal are cut back to their last
+//! committed lengths, so a failed request leaves nothing behind that its retry would
+//! duplicate. After a crash, startup cuts each open segment back to the length the
+//! journal last committed (which also removes a torn last line), seals it, and
+//! reloads the window of committed deliveries, so a retry of a delivery acknowledged
+//! just before the crash is recognised and not written again.
+//!
+//! The journal is kept in generations ([`journal`]), so that forgetting old
+//! deliveries never means rewriting the journal. The directory is checked before and
+//! after every group commit and on every health probe ([`layout`]): if it was
+//! deleted, replaced or changed by hand, the group is refused, the sink is down, and
+//! the next probe rebuilds the directory.
+
+mod journal;
+mod layout;
+mod segment;
+mod writer;
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::dedup::DeliveryKey;
+use super::{Committed, SinkError};
+use crate::limits::MIB;
+use crate::metrics::StorageMetrics;
+use writer::{Message, Writer};
+
+/// Default size past which a segment is completed and a new one started. Large
+/// enough that query engines see few files, small enough to upload or scan quickly.
+pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 128 * MIB;
+
+/// Default age past which a segment is completed, even if small. Matches Firehose's
+/// own default buffering interval (300 s), so data becomes visible to readers of
+/// completed segments about as fast as Firehose delivers it.
+pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// Default time a committed delivery is remembered for duplicate detection. Firehose
+/// retries a failed batch for at most 7200 s (`RetryOptions.DurationInSeconds`), so a
+/// two-hour window covers every retry Firehose can make.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7200);
+
+/// Default number of committed deliveries remembered. 100,000 cover two hours at
+/// ~14 deliveries per second; busier servers should raise it. A remembered delivery
+/// costs about 45 bytes of memory in each window that holds it (measured by
+/// `benches/journal.rs`: 42.8 MiB for 1 M; the file sink keeps one window and the
+/// fan-out one per sink) and, at one delivery per commit, about 170 bytes of journal
+/// on disk.
+pub const DEFAULT_DEDUP_CAPACITY: usize = 100_000;
+
+/// A group commit takes waiting batches up to this many bytes, so one fsync never
+/// waits behind an unbounded amount of writing.
+const GROUP_MAX_BYTES: usize = 64 * MIB as usize;
+
+/// How often an idle writer checks whether the open segment is due for completion.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// A health probe not answered within this time reports the sink unavailable: the
+/// writer is stuck (a hung disk). A probe waits behind the group commit in progress,
+/// which at most 64 MiB makes well under a second on a working disk, or behind a
+/// rebuild, which writes every remembered key once (~40 MB for 1 M).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const EVENTS_DIR: &str = "events";
+const DEAD_LETTER_DIR: &str = "dead_letter";
+
+/// One delivery's lines for the file sink.
+#[derive(Debug)]
+pub struct Batch {
+    /// Identifies the delivery across Firehose's retries.
+    pub dedup_key: DeliveryKey,
+    /// Event lines, each ending in `\n`, in chunks of whole lines.
+    pub lines: Vec<Bytes>,
+    /// Number of events in `lines`.
+    pub events: usize,
+    /// Dead-letter lines, in chunks of whole lines.
+    pub dead_letters: Vec<Bytes>,
+}
+
+impl Batch {
+    /// Bytes of event lines.
+    fn byte_len(&self) -> usize {
+        self.lines.iter().map(Bytes::len).sum()
+    }
+}
+
+/// Settings of the file sink.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSinkSettings {
+    /// Root of the layout above.
+    pub data_dir: PathBuf,
+    /// Complete a segment once it reaches this size.
+    pub segment_max_bytes: u64,
+    /// Complete a segment once it is this old.
+    pub segment_max_age: Duration,
+    /// Remember committed deliveries this long.
+    pub dedup_window: Duration,
+    /// Remember at most this many committed deliveries.
+    pub dedup_capacity: usize,
+}
+
+impl FileSinkSettings {
+    /// Default settings rooted at `data_dir`.
+    #[must_use]
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            segment_max_bytes: DEFAULT_SEGMENT_MAX_BYTES,
+            segment_max_age: DEFAULT_SEGMENT_MAX_AGE,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            dedup_capacity: DEFAULT_DEDUP_CAPACITY,
+        }
+    }
+}
+
+/// Why the file sink could not open its data directory.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// Another process holds the directory's lock.
+    #[error("data directory {0} is in use by another Hydrant process")]
+    Locked(PathBuf),
+    /// The directory could not be created, read or recovered.
+    #[error("cannot use data directory {path}: {source}")]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// What crash recovery found when the sink opened.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// Open segments found and completed.
+    pub segments_recovered: usize,
+    /// Bytes of unacknowledged data cut from them.
+    pub bytes_truncated: u64,
+    /// Committed deliveries reloaded into the duplicate window.
+    pub deliveries_remembered: usize,
+}
+
+/// Handle to the file sink's writer thread.
+#[derive(Debug)]
+pub struct FileSink {
+    sender: mpsc::Sender<Message>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    recovery: Recovery,
+}
+
+impl FileSink {
+    /// Locks and recovers the data directory, then starts the writer thread.
+    ///
+    /// # Errors
+    ///
+    /// [`OpenError`] when the directory is locked by another process, cannot be
+    /// created, or recovery cannot read or repair it.
+    pub fn open(settings: FileSinkSettings, metrics: StorageMetrics) -> Result<Self, OpenError> {
+        let (writer, recovery) = Writer::open(settings, metrics)?;
+        Self::start(writer, recovery, None)
+    }
+
+    /// Opens the sink with its writer held until the returned sender sends (or is
+    /// dropped): messages sent meanwhile queue up and become one group commit.
+    #[cfg(test)]
+    pub(crate) fn open_held(
+        settings: FileSinkSettings,
+        metrics: StorageMetrics,
+    ) -> (Self, mpsc::Sender<()>) {
+        let (writer, recovery) = Writer::open(settings, metrics).unwrap();
+        let (release, held) = mpsc::channel();
+        (Self::start(writer, recovery, Some(held)).unwrap(), release)
+    }
+
+    fn start(
+        writer: Writer,
+        recovery: Recovery,
+        held: Option<mpsc::Receiver<()>>,
+    ) -> Result<Self, OpenError> {
+        let (sender, receiver) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("hydrant-file-sink".into())
+            .spawn(move || {
+                if let Some(held) = held {
+                    let _ = held.recv();
+                }
+                writer.run(&receiver);
+            })
+            .map_err(|source| OpenError::Io {
+                path: PathBuf::from("<writer thread>"),
+                source,
+            })?;
+        Ok(Self {
+            sender,
+            thread: Mutex::new(Some(thread)),
+            recovery,
+        })
+    }
+
+    /// What recovery did when the sink opened.
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// Commits a delivery's batch: events to the `events` table, dead letters to the
+    /// `dead_letter` table.
+    ///
+    /// # Errors
+    ///
+    /// As [`FileSink::commit`].
+    pub async fn commit_batch(&self, batch: &super::SinkBatch) -> Result<Committed, SinkError> {
+        self.commit(Batch {
+            dedup_key: batch.dedup_key,
+            lines: batch.events.byte_chunks().cloned().collect(),
+            events: batch.events.len(),
+            dead_letters: batch.dead_letters.byte_chunks().cloned().collect(),
+        })
+        .await
+    }
+
+    /// Commits a batch, resolving once it is durable (or known to be a duplicate of
+    /// a delivery that is).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when writing or syncing failed (nothing of the batch is
+    /// kept), [`SinkError::Down`] when the data directory was found damaged (the sink
+    /// takes nothing until a [`FileSink::probe`] rebuilds it), [`SinkError::Closed`]
+    /// after [`FileSink::close`].
+    pub async fn commit(&self, batch: Batch) -> Result<Committed, SinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Message::Commit(batch, reply))
+            .map_err(|_| SinkError::Closed)?;
+        answer.await.unwrap_or(Err(SinkError::Closed))
+    }
+
+    /// Checks the data directory: every folder, the lock, the journal and the open
+    /// segments are still where and what the writer opened, and files can still be
+    /// created. Damage found here stops the sink (as it does during a commit); once
+    /// stopped, a probe rebuilds the directory and succeeds if it could.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Down`] while the directory is damaged or cannot be rebuilt,
+    /// [`SinkError::Unavailable`] when the writer does not answer within
+    /// [`PROBE_TIMEOUT`], [`SinkError::Closed`] after [`FileSink::close`].
+    pub async fn probe(&self) -> Result<(), SinkError> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(Message::Probe(reply))
+            .map_err(|_| SinkError::Closed)?;
+        match tokio::time::timeout(PROBE_TIMEOUT, answer).await {
+            Ok(answer) => answer.unwrap_or(Err(SinkError::Closed)),
+            Err(_) => Err(SinkError::Unavailable(format!(
+                "the storage writer did not answer a probe within {PROBE_TIMEOUT:?}"
+            ))),
+        }
+    }
+
+    /// Finishes pending commits, completes the open segment and stops the writer.
+    pub async fn close(&self) {
+        let (reply, done) = oneshot::channel();
+        if self.sender.send(Message::Close(reply)).is_ok() {
+            let _ = done.await;
+        }
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+/// The tables a batch writes to, each with its own folder and open segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Table {
+    /// Decoded events.
+    Events,
+    /// Records that could not be decoded, with their reasons.
+    DeadLetter,
+}
+
+const TABLES: [Table; 2] = [Table::Events, Table::DeadLetter];
+
+impl Table {
+    fn dir(self) -> &'static str {
+        match self {
+            Self::Events => EVENTS_DIR,
+            Self::DeadLetter => DEAD_LETTER_DIR,
+        }
+    }
+
+    fn lines(self, batch: &Batch) -> &[Bytes] {
+        match self {
+            Self::Events => &batch.lines,
+            Self::DeadLetter => &batch.dead_letters,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
