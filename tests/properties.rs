@@ -1,5 +1,6 @@
 //! Property tests: random events are encoded the way AWS encodes them, decoded by
-//! Hydrant, and must come back field for field.
+//! Hydrant, and must come back field for field. JSON sent by users must come back
+//! token for token: the same numbers, keys and strings, as written.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -11,6 +12,9 @@ use hydrant::decode::{DecodeSettings, Format, decode_records};
 use hydrant::event::Delivery;
 use proptest::prelude::*;
 use serde_json::{Value, json};
+
+mod json_tokens;
+use json_tokens::{Token, member, span, tokenize};
 
 fn decode(records: &[Vec<u8>], format: Format) -> (Vec<Value>, usize) {
     let encoded: Vec<Cow<'_, str>> = records
@@ -329,5 +333,406 @@ mod otel {
         let mut request = Vec::new();
         bytes_field(&mut request, 1, &resource_metrics);
         request
+    }
+}
+
+/// A JSON value as text: scalars keep their exact source text.
+#[derive(Debug, Clone)]
+enum Json {
+    Scalar(String),
+    Array(Vec<Json>),
+    Object(Vec<(String, Json)>),
+}
+
+/// Numbers no double holds exactly, or at all, and plain ones.
+fn json_number() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "-?(0|[1-9][0-9]{0,30})(\\.[0-9]{1,30})?([eE][+-]?[0-9]{1,4})?",
+        prop::sample::select(vec![
+            "1e400",
+            "-1E+400",
+            "-0.0e-7",
+            "-0",
+            "123456789012345678901234567890",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "0.1000000000000000055511151231257827",
+            "4.9e-325",
+        ])
+        .prop_map(String::from),
+    ]
+}
+
+/// A string token: raw non-ASCII, every escape, `\u` escapes (surrogate pairs and
+/// lone surrogates alike), as source text with its quotes.
+fn json_string() -> impl Strategy<Value = String> {
+    let piece = prop_oneof![
+        any::<char>()
+            .prop_filter("escaped in JSON", |c| *c >= ' ' && *c != '"' && *c != '\\')
+            .prop_map(String::from),
+        prop::sample::select(vec![
+            "\\\"",
+            "\\\\",
+            "\\/",
+            "\\b",
+            "\\f",
+            "\\n",
+            "\\r",
+            "\\t",
+            "\\u00e9",
+            "\\uD83D\\uDE00",
+            "\\u0000",
+            "\\ud800",
+            "é",
+            "漢",
+            "😀",
+            " ",
+        ])
+        .prop_map(String::from),
+        "\\\\u[0-9a-fA-F]{4}",
+    ];
+    prop::collection::vec(piece, 0..8).prop_map(|pieces| format!("\"{}\"", pieces.concat()))
+}
+
+/// Keys: often the same few, so objects get duplicate keys.
+fn json_key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec!["\"a\"", "\"b\"", "\"a\\u0062\""]).prop_map(String::from),
+        json_string(),
+    ]
+}
+
+fn json_value() -> impl Strategy<Value = Json> {
+    let leaf = prop_oneof![
+        json_number(),
+        json_string(),
+        prop::sample::select(vec!["true", "false", "null"]).prop_map(String::from),
+    ]
+    .prop_map(Json::Scalar);
+    leaf.prop_recursive(4, 48, 6, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Json::Array),
+            prop::collection::vec((json_key(), inner), 0..6).prop_map(Json::Object),
+        ]
+    })
+}
+
+fn json_object() -> impl Strategy<Value = Json> {
+    prop::collection::vec((json_key(), json_value()), 0..6).prop_map(Json::Object)
+}
+
+fn json_container() -> impl Strategy<Value = Json> {
+    prop_oneof![
+        json_object(),
+        prop::collection::vec(json_value(), 0..6).prop_map(Json::Array),
+    ]
+}
+
+/// Whitespace put between tokens: none, spaces, tabs, and line breaks of every kind.
+fn json_gaps() -> impl Strategy<Value = Vec<&'static str>> {
+    prop::collection::vec(
+        prop::sample::select(vec![
+            "", "", "", " ", "\t", "\n", "\r\n", "\r", "\n    ", " \t\r\n ",
+        ]),
+        1..32,
+    )
+}
+
+/// Writes `value` with the whitespace of `gaps` (taken in turn) between its tokens.
+fn render(value: &Json, gaps: &mut impl Iterator<Item = &'static str>, out: &mut String) {
+    match value {
+        Json::Scalar(text) => out.push_str(text),
+        Json::Array(items) => {
+            out.push('[');
+            for (index, item) in items.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(gaps.next().unwrap_or_default());
+                    out.push(',');
+                }
+                out.push_str(gaps.next().unwrap_or_default());
+                render(item, gaps, out);
+            }
+            out.push_str(gaps.next().unwrap_or_default());
+            out.push(']');
+        }
+        Json::Object(members) => {
+            out.push('{');
+            for (index, (key, item)) in members.iter().enumerate() {
+                if index > 0 {
+                    out.push_str(gaps.next().unwrap_or_default());
+                    out.push(',');
+                }
+                out.push_str(gaps.next().unwrap_or_default());
+                out.push_str(key);
+                out.push_str(gaps.next().unwrap_or_default());
+                out.push(':');
+                out.push_str(gaps.next().unwrap_or_default());
+                render(item, gaps, out);
+            }
+            out.push_str(gaps.next().unwrap_or_default());
+            out.push('}');
+        }
+    }
+}
+
+fn rendered(value: &Json, gaps: &[&'static str]) -> String {
+    let mut out = String::new();
+    render(value, &mut gaps.iter().copied().cycle(), &mut out);
+    out
+}
+
+/// The stored lines of `records` decoded as `format`, checked to be valid JSON
+/// (without building a value, which would reject lone surrogates in escapes) and one
+/// line each, and the number of dead letters.
+fn decode_lines(records: &[Vec<u8>], format: Format) -> (Vec<String>, usize) {
+    let encoded: Vec<Cow<'_, str>> = records
+        .iter()
+        .map(|record| STANDARD.encode(record).into())
+        .collect();
+    let settings = DecodeSettings {
+        default_format: format,
+        ..DecodeSettings::default()
+    };
+    let decoded = decode_records(&encoded, &Delivery::default(), &settings).unwrap();
+    let text = String::from_utf8(decoded.events.concat()).unwrap();
+    assert!(!text.contains('\r'), "no raw CR in stored lines: {text:?}");
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    for line in &lines {
+        serde_json::from_str::<serde::de::IgnoredAny>(line)
+            .unwrap_or_else(|error| panic!("stored line is not JSON ({error}): {line}"));
+    }
+    (lines, decoded.dead_letters.len())
+}
+
+/// The exact text of the top-level member `key` of a stored line.
+fn stored<'a>(line: &'a str, key: &str) -> &'a str {
+    let tokens = tokenize(line).unwrap();
+    span(
+        line,
+        member(&tokens, key).unwrap_or_else(|| panic!("no {key} in {line}")),
+    )
+}
+
+/// Whether two JSON texts hold the same tokens, numbers and strings as written.
+fn same_tokens(stored: &str, sent: &str) -> Result<(), String> {
+    let (stored_tokens, sent_tokens) = (tokenize(stored)?, tokenize(sent)?);
+    if stored_tokens == sent_tokens {
+        return Ok(());
+    }
+    let first_difference = stored_tokens
+        .iter()
+        .zip(&sent_tokens)
+        .position(|(a, b)| a != b)
+        .unwrap_or(stored_tokens.len().min(sent_tokens.len()));
+    let around = |tokens: &[Token<'_>]| {
+        let from = first_difference.saturating_sub(2);
+        tokens[from..tokens.len().min(first_difference + 3)]
+            .iter()
+            .map(|token| token.text.to_owned())
+            .collect::<Vec<_>>()
+    };
+    Err(format!(
+        "token {first_difference} differs: stored {:?}, sent {:?}\nstored: {stored}\nsent:   {sent:?}",
+        around(&stored_tokens),
+        around(&sent_tokens)
+    ))
+}
+
+/// Whether `text` spans lines, which is what makes Hydrant remove its whitespace.
+fn spans_lines(text: &str) -> bool {
+    text.contains(['\n', '\r'])
+}
+
+/// Sends `record` as a raw record; checks the stored `data` keeps every token and,
+/// when the record was on one line, every byte. Returns the stored `data`.
+fn check_raw_record(record: &str) -> Result<String, String> {
+    let (lines, dead) = decode_lines(&[record.as_bytes().to_vec()], Format::Raw);
+    if dead != 0 || lines.len() != 1 {
+        return Err(format!("{dead} dead letters, {} lines", lines.len()));
+    }
+    if stored(&lines[0], "format") != "\"json\"" {
+        return Err(format!("not stored as JSON: {}", lines[0]));
+    }
+    let data = stored(&lines[0], "data");
+    same_tokens(data, record)?;
+    let sent = record.trim_matches([' ', '\t', '\n', '\r']);
+    if !spans_lines(sent) && data != sent {
+        return Err(format!("one-line JSON changed: {data} for {sent}"));
+    }
+    Ok(data.to_owned())
+}
+
+/// The EventBridge event around `detail`, with `gaps` between its tokens.
+fn eventbridge_event(detail: &Json, gaps: &[&'static str]) -> String {
+    let field =
+        |name: &str, value: &str| (format!("\"{name}\""), Json::Scalar(format!("\"{value}\"")));
+    let event = Json::Object(vec![
+        field("version", "0"),
+        field("id", "6a7e8feb-b491-4cf7-a9f1-bf3703467718"),
+        field("detail-type", "Order Placed"),
+        field("source", "com.example.orders"),
+        field("account", "111122223333"),
+        field("time", "2024-01-01T00:00:00Z"),
+        field("region", "eu-west-1"),
+        (
+            "\"resources\"".into(),
+            Json::Array(vec![Json::Scalar("\"arn:aws:x\"".into())]),
+        ),
+        ("\"detail\"".into(), detail.clone()),
+    ]);
+    rendered(&event, gaps)
+}
+
+/// Sends `event` as an EventBridge record; checks `data` keeps every token of the
+/// event (every byte when it was on one line), `detail` those of `detail`, and the
+/// lifted fields. Returns the stored `data`.
+fn check_eventbridge(event: &str, detail: &str) -> Result<String, String> {
+    let (lines, dead) = decode_lines(&[event.as_bytes().to_vec()], Format::Eventbridge);
+    if dead != 0 || lines.len() != 1 {
+        return Err(format!("{dead} dead letters, {} lines", lines.len()));
+    }
+    let line = &lines[0];
+    let data = stored(line, "data");
+    same_tokens(data, event)?;
+    if !spans_lines(event) && data != event {
+        return Err(format!("one-line event changed: {data} for {event}"));
+    }
+    let data_tokens = tokenize(data)?;
+    let stored_detail = span(data, member(&data_tokens, "detail").ok_or("no detail")?);
+    same_tokens(stored_detail, detail)?;
+    let lifted = stored(line, "eventbridge");
+    let expected = r#"{"id":"6a7e8feb-b491-4cf7-a9f1-bf3703467718","source":"com.example.orders","detail_type":"Order Placed","account":"111122223333","region":"eu-west-1","time":"2024-01-01T00:00:00Z","resources":["arn:aws:x"]}"#;
+    if lifted != expected || stored(line, "format") != "\"eventbridge\"" {
+        return Err(format!("lifted fields changed: {line}"));
+    }
+    Ok(data.to_owned())
+}
+
+/// Sends `message` as a CloudWatch Logs message; checks `parsed` keeps every token
+/// (every byte when the message is one line of JSON and nothing else), and that the
+/// logged text is there byte for byte, as `message` or as `parsed`. Returns the
+/// stored `parsed`.
+fn check_log_message(message: &str) -> Result<String, String> {
+    let envelope = json!({
+        "messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "g",
+        "logStream": "s", "subscriptionFilters": ["f"],
+        "logEvents": [{"id": "1", "timestamp": 5, "message": message}],
+    });
+    let (lines, dead) = decode_lines(&[envelope.to_string().into_bytes()], Format::CloudwatchLogs);
+    if dead != 0 || lines.len() != 1 {
+        return Err(format!("{dead} dead letters, {} lines", lines.len()));
+    }
+    let line = &lines[0];
+    if stored(line, "format") != "\"json\"" {
+        return Err(format!("not parsed as JSON: {line}"));
+    }
+    let parsed = stored(line, "parsed");
+    same_tokens(parsed, message)?;
+    let tokens = tokenize(line)?;
+    match member(&tokens, "message") {
+        Some(text) => {
+            let logged: String =
+                serde_json::from_str(span(line, text)).map_err(|error| error.to_string())?;
+            if logged != message {
+                return Err(format!("message changed: {logged:?} for {message:?}"));
+            }
+            if parsed == message {
+                return Err("message written twice".into());
+            }
+        }
+        None if parsed != message => {
+            return Err(format!("message dropped though parsed differs: {line}"));
+        }
+        None => {}
+    }
+    Ok(parsed.to_owned())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Any JSON, with any whitespace between its tokens, comes back token for token
+    /// whether it is sent as a raw record, as an EventBridge event's `detail`, or as
+    /// a CloudWatch Logs message; one-line JSON comes back byte for byte.
+    #[test]
+    fn json_is_stored_as_sent(
+        container in json_container(),
+        object in json_object(),
+        detail in json_value(),
+        gaps in json_gaps(),
+        around in prop::sample::select(vec![("", ""), ("", "\n"), (" ", "\r\n"), ("\n", "\n\n")]),
+    ) {
+        let record = format!("{}{}{}", around.0, rendered(&container, &gaps), around.1);
+        check_raw_record(&record).map_err(TestCaseError::fail)?;
+
+        let detail_text = rendered(&detail, &gaps);
+        let event = eventbridge_event(&detail, &gaps);
+        check_eventbridge(&event, &detail_text).map_err(TestCaseError::fail)?;
+
+        let message = format!("{}{}{}", around.0, rendered(&object, &gaps), around.1);
+        check_log_message(&message).map_err(TestCaseError::fail)?;
+    }
+}
+
+/// Numbers no double holds, duplicate keys and key order survive every path, on one
+/// line or several: each case is stored exactly as the minified text.
+#[test]
+fn json_regressions_are_stored_exactly() {
+    // (JSON as sent, as stored)
+    let table: &[(&str, &str)] = &[
+        (
+            "{\n  \"n\": 123456789012345678901234567890\n}",
+            r#"{"n":123456789012345678901234567890}"#,
+        ),
+        (
+            "{\n  \"n\": 18446744073709551616\n}",
+            r#"{"n":18446744073709551616}"#,
+        ),
+        (
+            "{\n  \"n\": 0.1000000000000000055511151231257827\n}",
+            r#"{"n":0.1000000000000000055511151231257827}"#,
+        ),
+        ("{\n \"a\": 1,\n \"a\": 2\n}", r#"{"a":1,"a":2}"#),
+        ("{\n \"b\": 1,\n \"a\": 2\n}", r#"{"b":1,"a":2}"#),
+        ("{\n  \"n\": 1e400\n}", r#"{"n":1e400}"#),
+        ("{\"n\": 1e400}", r#"{"n": 1e400}"#),
+        ("{\r\n\t\"n\":\t-0.0e-7\r}", r#"{"n":-0.0e-7}"#),
+        (
+            "[\n \"say \\\"hi\\\" \\\\ \\u00e9 é\",\n  {\"k\" : \"a b\"}\n]",
+            r#"["say \"hi\" \\ \u00e9 é",{"k":"a b"}]"#,
+        ),
+        (
+            r#"{"n":123456789012345678901234567890,"m":18446744073709551616,"a":1,"a":2}"#,
+            r#"{"n":123456789012345678901234567890,"m":18446744073709551616,"a":1,"a":2}"#,
+        ),
+    ];
+    for &(sent, expected) in table {
+        assert_eq!(
+            check_raw_record(sent).unwrap_or_else(|error| panic!("raw {sent:?}: {error}")),
+            expected,
+            "raw record {sent:?}"
+        );
+        // Log messages are parsed when they are objects.
+        if sent.starts_with('{') {
+            assert_eq!(
+                check_log_message(sent).unwrap_or_else(|error| panic!("message {sent:?}: {error}")),
+                expected,
+                "log message {sent:?}"
+            );
+        }
+        // The event is minified as a whole when any of it spans lines: on one line
+        // around the detail, the stored detail is the expected text; pretty-printed,
+        // its tokens are checked.
+        let detail = Json::Scalar(sent.to_owned());
+        for gaps in [&[""][..], &["\n  "][..]] {
+            let event = eventbridge_event(&detail, gaps);
+            let data = check_eventbridge(&event, sent)
+                .unwrap_or_else(|error| panic!("event {event:?}: {error}"));
+            if gaps == [""] {
+                let data_tokens = tokenize(&data).unwrap();
+                let stored_detail = span(&data, member(&data_tokens, "detail").unwrap());
+                assert_eq!(stored_detail, expected, "EventBridge detail {event:?}");
+            }
+        }
     }
 }

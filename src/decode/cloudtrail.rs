@@ -5,26 +5,16 @@
 //!
 //! Record fields: <https://docs.aws.amazon.com/awscloudtrail/latest/userguide/cloudtrail-event-reference-record-contents.html>.
 
-use serde_json::{Map, Value};
-
 /// EventBridge's `detail-type` for CloudTrail API events.
 pub const EVENTBRIDGE_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 
-/// Fields every CloudTrail record carries (`eventVersion` names the schema version).
-const REQUIRED_FIELDS: [&str; 4] = ["eventVersion", "eventSource", "eventName", "eventTime"];
-
-/// Whether a JSON object is a CloudTrail record.
-#[must_use]
-pub fn is_cloudtrail(object: &Map<String, Value>) -> bool {
-    REQUIRED_FIELDS
-        .iter()
-        .all(|field| object.get(*field).is_some_and(Value::is_string))
-}
-
-/// Whether a JSON object's text is a CloudTrail record, without building a parse
-/// tree: the four fields are read as strings, everything else is skipped.
+/// Whether a JSON text is a CloudTrail record (an object), without building a parse
+/// tree: the four fields are read as strings, everything else is skipped, so no
+/// number is converted.
 #[must_use]
 pub fn is_cloudtrail_json(object: &str) -> bool {
+    /// The fields every CloudTrail record carries (`eventVersion` names the schema
+    /// version).
     #[derive(serde::Deserialize)]
     struct Probe<'a> {
         #[serde(rename = "eventVersion", borrow)]
@@ -37,7 +27,10 @@ pub fn is_cloudtrail_json(object: &str) -> bool {
         event_time: Option<std::borrow::Cow<'a, str>>,
     }
     // Most messages are not CloudTrail: a substring check spares them the parse.
-    if memchr::memmem::find(object.as_bytes(), b"\"eventVersion\"").is_none() {
+    // The probe would read an array of four strings as well: only objects count.
+    if !object.trim_start().starts_with('{')
+        || memchr::memmem::find(object.as_bytes(), b"\"eventVersion\"").is_none()
+    {
         return false;
     }
     serde_json::from_str::<Probe<'_>>(object).is_ok_and(|probe| {
@@ -68,10 +61,16 @@ mod tests {
                 false,
             ),
             (r#"{"level":"info","msg":"hello"}"#, false),
+            (
+                "{\"eventVersion\": \"1.08\",\n \"eventSource\": \"s3.amazonaws.com\", \"eventName\": \"GetObject\", \"eventTime\": \"2024-01-01T00:00:00Z\", \"bytes\": 1e400}",
+                true,
+            ),
+            (
+                r#"["eventVersion","s3.amazonaws.com","GetObject","2024-01-01T00:00:00Z"]"#,
+                false,
+            ),
         ];
         for (json, expected) in table {
-            let object: Map<String, Value> = serde_json::from_str(json).unwrap();
-            assert_eq!(is_cloudtrail(&object), expected, "{json}");
             assert_eq!(is_cloudtrail_json(json), expected, "{json}");
         }
     }

@@ -3,15 +3,20 @@
 //! Envelope: `version`, `id`, `detail-type`, `source`, `account`, `time`, `region`,
 //! `resources`, `detail`
 //! (<https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-events-structure.html>).
-//! The event is kept whole as `data`, and its identifying fields are lifted into an
+//! The event is kept whole as `data`, exactly as sent (on one line if it spanned
+//! lines, see [`super::json`]), and its identifying fields are lifted into an
 //! `eventbridge` object so routes can match on `source` and `detail_type` (alarm
 //! state changes, AWS Health, CloudTrail API calls…). CloudTrail API events
 //! (`detail-type` "AWS API Call via CloudTrail") are marked `format: "cloudtrail"`.
 
-use serde::Serialize;
-use serde_json::Value;
+use std::borrow::Cow;
+use std::fmt;
 
-use super::cloudtrail;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::{cloudtrail, json};
 use crate::event::{EventWriter, Facts};
 
 /// Whether a record looks like an EventBridge event.
@@ -24,7 +29,8 @@ pub fn looks_like_event(bytes: &[u8]) -> bool {
 #[derive(Serialize)]
 struct Record<'a> {
     format: &'static str,
-    data: &'a Value,
+    /// The event as sent (see [`json::one_line`]).
+    data: &'a RawValue,
     eventbridge: Lifted<'a>,
 }
 
@@ -39,7 +45,92 @@ struct Lifted<'a> {
     resources: Vec<&'a str>,
 }
 
+/// The envelope members of an event, each only delimited (as the text of its
+/// value), everything else skipped: no value tree is built, so no number is
+/// converted. A member given twice takes its last value, as a value tree (and most
+/// JSON readers) would.
+#[derive(Default)]
+struct Envelope<'a> {
+    id: Option<&'a RawValue>,
+    source: Option<&'a RawValue>,
+    detail_type: Option<&'a RawValue>,
+    account: Option<&'a RawValue>,
+    region: Option<&'a RawValue>,
+    time: Option<&'a RawValue>,
+    resources: Option<&'a RawValue>,
+    detail: Option<&'a RawValue>,
+}
+
+impl<'de> Deserialize<'de> for Envelope<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvelopeVisitor;
+
+        impl<'de> Visitor<'de> for EnvelopeVisitor {
+            type Value = Envelope<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("an EventBridge event object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut envelope = Envelope::default();
+                while let Some(Text(key)) = map.next_key()? {
+                    let member = match key.as_ref() {
+                        "id" => &mut envelope.id,
+                        "source" => &mut envelope.source,
+                        "detail-type" => &mut envelope.detail_type,
+                        "account" => &mut envelope.account,
+                        "region" => &mut envelope.region,
+                        "time" => &mut envelope.time,
+                        "resources" => &mut envelope.resources,
+                        "detail" => &mut envelope.detail,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *member = Some(map.next_value()?);
+                }
+                Ok(envelope)
+            }
+        }
+
+        deserializer.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+/// A JSON string's text, borrowed from the input unless it holds escapes.
+#[derive(Deserialize)]
+#[serde(transparent)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// The string `raw` holds; `None` when it holds another kind of value.
+fn text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let raw = raw.filter(|raw| raw.get().starts_with('"'))?;
+    serde_json::from_str::<Text<'_>>(raw.get())
+        .ok()
+        .map(|text| text.0)
+}
+
+/// The strings of the array `raw` holds, other elements skipped; none when it holds
+/// another kind of value.
+fn texts(raw: Option<&RawValue>) -> Vec<Cow<'_, str>> {
+    raw.filter(|raw| raw.get().starts_with('['))
+        .and_then(|raw| serde_json::from_str::<Vec<&RawValue>>(raw.get()).ok())
+        .map(|items| {
+            items
+                .into_iter()
+                .filter_map(|item| text(Some(item)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Writes the event in `bytes` as a `record` event with its fields lifted.
+///
+/// The event is stored exactly as sent (on one line if it spanned lines): it is
+/// never rebuilt from a value tree, so its numbers, keys and key order are kept,
+/// and numbers no double holds (`1e400`) are no reason to refuse it.
 ///
 /// # Errors
 ///
@@ -50,39 +141,46 @@ pub fn decode(
     record_index: usize,
     writer: &mut EventWriter,
 ) -> Result<&'static str, String> {
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|error| format!("invalid EventBridge event: {error}"))?;
-    let object = value
-        .as_object()
-        .ok_or("EventBridge event is not a JSON object")?;
-    let text = |name: &str| object.get(name).and_then(Value::as_str);
+    let invalid = |error: serde_json::Error| format!("invalid EventBridge event: {error}");
+    // Two passes, neither building a tree: the first checks the whole event (UTF-8
+    // included) and delimits it, the second reads the envelope from its text.
+    let raw: &RawValue = serde_json::from_slice(bytes).map_err(invalid)?;
+    if !raw.get().starts_with('{') {
+        return Err("EventBridge event is not a JSON object".into());
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(invalid)?;
+    let (source, detail_type) = (text(envelope.source), text(envelope.detail_type));
     let (Some(source), Some(detail_type), Some(detail)) =
-        (text("source"), text("detail-type"), object.get("detail"))
+        (source.as_deref(), detail_type.as_deref(), envelope.detail)
     else {
         return Err("EventBridge event lacks source, detail-type or detail".into());
     };
     let is_cloudtrail = detail_type == cloudtrail::EVENTBRIDGE_DETAIL_TYPE
-        || detail.as_object().is_some_and(cloudtrail::is_cloudtrail);
+        || cloudtrail::is_cloudtrail_json(detail.get());
     let format = if is_cloudtrail {
         "cloudtrail"
     } else {
         "eventbridge"
     };
+    let data = json::one_line(raw).ok_or("EventBridge event cannot be put on one line")?;
+    let (id, account, region, time) = (
+        text(envelope.id),
+        text(envelope.account),
+        text(envelope.region),
+        text(envelope.time),
+    );
+    let resources = texts(envelope.resources);
     let record = Record {
         format,
-        data: &value,
+        data: &data,
         eventbridge: Lifted {
-            id: text("id"),
+            id: id.as_deref(),
             source,
             detail_type,
-            account: text("account"),
-            region: text("region"),
-            time: text("time"),
-            resources: object
-                .get("resources")
-                .and_then(Value::as_array)
-                .map(|resources| resources.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default(),
+            account: account.as_deref(),
+            region: region.as_deref(),
+            time: time.as_deref(),
+            resources: resources.iter().map(AsRef::as_ref).collect(),
         },
     };
     let facts = Facts {
@@ -97,6 +195,8 @@ pub fn decode(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::*;
     use crate::event::Delivery;
 
@@ -137,6 +237,75 @@ mod tests {
         assert_eq!(format, "cloudtrail");
         assert_eq!(written["format"], "cloudtrail");
         assert_eq!(written["data"]["detail"]["eventName"], "PutObject");
+        // Recognised by its `detail` too, which must be an object.
+        let trail = r#"{"eventVersion":"1.08","eventSource":"s3.amazonaws.com","eventName":"PutObject","eventTime":"2024-01-01T00:00:00Z","n":1e400}"#;
+        let array = r#"["eventVersion","s3.amazonaws.com","PutObject","2024-01-01T00:00:00Z"]"#;
+        for (detail, format) in [(trail, "cloudtrail"), (array, "eventbridge")] {
+            let event = format!(
+                r#"{{"detail-type":"Object Created","source":"aws.s3","detail":{detail}}}"#
+            );
+            let mut writer = EventWriter::new(&Delivery::default(), 0);
+            assert_eq!(
+                decode(event.as_bytes(), 0, &mut writer),
+                Ok(format),
+                "{detail}"
+            );
+        }
+    }
+
+    /// The stored line of `event`, and its `data` as written.
+    fn stored(event: &[u8]) -> (String, String) {
+        let mut writer = EventWriter::new(&Delivery::default(), 0);
+        decode(event, 0, &mut writer).unwrap();
+        let line = String::from_utf8(writer.finish().concat()).unwrap();
+        let start = line.find(r#""data":"#).unwrap() + r#""data":"#.len();
+        let end = line.rfind(r#","eventbridge":"#).unwrap();
+        let data = line[start..end].to_owned();
+        (line, data)
+    }
+
+    /// The event is stored as sent, never rebuilt: numbers no double holds, key
+    /// order and duplicate keys are kept, and JSON spanning lines only loses the
+    /// whitespace between its tokens.
+    #[test]
+    fn events_are_stored_exactly() {
+        // (event as sent, `data` as stored)
+        let table: &[(&str, &str)] = &[
+            (
+                r#"{"source":"s","detail-type":"t","detail":{"n":123456789012345678901234567890,"m":18446744073709551616}}"#,
+                r#"{"source":"s","detail-type":"t","detail":{"n":123456789012345678901234567890,"m":18446744073709551616}}"#,
+            ),
+            (
+                r#"{"source":"s", "detail-type":"t", "detail":{"x": 1e400, "b":1, "a":2, "a":3, "f":0.1000000000000000055511151231257827}}"#,
+                r#"{"source":"s", "detail-type":"t", "detail":{"x": 1e400, "b":1, "a":2, "a":3, "f":0.1000000000000000055511151231257827}}"#,
+            ),
+            (
+                "{\n  \"source\": \"s\",\r\n  \"detail-type\": \"t\",\n  \"detail\": {\n    \"n\": -0.0e-7,\n    \"s\": \"a \\\" b\"\n  }\n}\n",
+                r#"{"source":"s","detail-type":"t","detail":{"n":-0.0e-7,"s":"a \" b"}}"#,
+            ),
+        ];
+        for &(event, data) in table {
+            let (line, stored_data) = stored(event.as_bytes());
+            assert_eq!(stored_data, data, "{event}");
+            assert!(line.ends_with("}\n") && !line.trim_end().contains(['\n', '\r']));
+        }
+    }
+
+    /// The lifted fields are read from the event's text: escapes decoded, fields of
+    /// another type absent, the last of duplicate fields taken.
+    #[test]
+    fn lifted_fields_tolerate_odd_events() {
+        let event = br#"{"source":"first","id":7,"source":"a\"b","detail-type":"t\u00e9","account":null,"region":["r"],"time":{"t":1},"resources":["x",1,"y\\z",null],"detail":[1]}"#;
+        let (_, written) = run(event).unwrap();
+        let lifted = &written["eventbridge"];
+        assert_eq!(lifted["source"], "a\"b");
+        assert_eq!(lifted["detail_type"], "té");
+        assert!(lifted["id"].is_null() && lifted["account"].is_null());
+        assert!(lifted["region"].is_null() && lifted["time"].is_null());
+        assert_eq!(lifted["resources"], serde_json::json!(["x", "y\\z"]));
+        let (_, written) =
+            run(br#"{"source":"s","detail-type":"t","resources":"r","detail":{}}"#).unwrap();
+        assert_eq!(written["eventbridge"]["resources"], serde_json::json!([]));
     }
 
     #[test]
@@ -145,6 +314,8 @@ mod tests {
             &b"[]"[..],
             br#"{"source":"x","detail-type":"y"}"#,
             br#"{"detail-type":1,"source":"x","detail":{}}"#,
+            br#"{"detail-type":"y","source":"x","detail":{}} {}"#,
+            br#"{"detail-type":"y","source":"x","detail":{"a":tru}}"#,
             b"{",
         ] {
             assert!(run(bad).is_err(), "{}", String::from_utf8_lossy(bad));

@@ -4,9 +4,13 @@
 //! whitespace, such as the trailing newline producers often add, is allowed). JSON
 //! scalars are left as `text`: a record reading `42` or `true` is far more often a
 //! line of text than a document. Valid UTF-8 is `text`; anything else is `binary`.
+//!
+//! JSON is stored exactly as sent: only when it spans lines is the whitespace between
+//! its tokens removed, so that it fits on one NDJSON line ([`super::json`]).
 
 use serde_json::value::RawValue;
 
+use super::json;
 use crate::event::RecordData;
 
 /// Classifies one decoded record. `base64` is the record as Firehose sent it, reused
@@ -28,21 +32,14 @@ fn as_json(bytes: &[u8]) -> Option<RecordData<'_>> {
         return None;
     }
     let raw: &RawValue = serde_json::from_slice(bytes).ok()?;
-    // A line break inside the value (pretty-printed JSON) would split the NDJSON
-    // line; such values are re-serialised compactly. JSON strings cannot hold raw
-    // line breaks, so any found here are whitespace between tokens.
-    if raw.get().bytes().any(|byte| byte == b'\n' || byte == b'\r') {
-        return serde_json::from_str(raw.get())
-            .ok()
-            .map(RecordData::JsonValue);
-    }
-    Some(RecordData::Json(raw))
+    // Kept as sent; on one line only if it spanned lines (see `json::one_line`).
+    json::one_line(raw).map(RecordData::Json)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::RecordFormat;
+    use crate::event::{Delivery, EventWriter, RecordFormat};
 
     #[test]
     fn classifies_records() {
@@ -72,19 +69,50 @@ mod tests {
         }
     }
 
-    #[test]
-    fn pretty_json_becomes_one_line() {
-        match classify(b"{\n  \"a\": [1,\r\n 2]\n}", "") {
-            RecordData::JsonValue(value) => assert_eq!(value, serde_json::json!({"a": [1, 2]})),
-            other => panic!("expected re-serialised JSON, got {other:?}"),
-        }
+    /// The `data` of the line `classify` makes of `bytes`, as stored.
+    fn stored_data(bytes: &[u8]) -> String {
+        let mut writer = EventWriter::new(&Delivery::default(), 0);
+        writer.record(0, &classify(bytes, ""));
+        let line = String::from_utf8(writer.finish().concat()).unwrap();
+        let start = line.find(r#""data":"#).unwrap() + r#""data":"#.len();
+        let end = line.rfind(r#","firehose":"#).unwrap();
+        line[start..end].to_owned()
     }
 
+    /// JSON is stored as sent; JSON spanning lines loses only the whitespace between
+    /// its tokens, never a digit of a number, a duplicate key or the key order.
     #[test]
-    fn compact_json_is_kept_verbatim() {
-        match classify(b" {\"b\":1,\"a\":2} \n", "") {
-            RecordData::Json(raw) => assert_eq!(raw.get(), r#"{"b":1,"a":2}"#),
-            other => panic!("expected raw JSON, got {other:?}"),
+    fn json_is_stored_exactly() {
+        // (record, stored data)
+        let table: &[(&[u8], &str)] = &[
+            (b"{\n  \"a\": [1,\r\n 2]\n}", r#"{"a":[1,2]}"#),
+            (b" {\"b\":1,\"a\":2} \n", r#"{"b":1,"a":2}"#),
+            (
+                b"{\n \"n\": 123456789012345678901234567890,\n \"m\": 18446744073709551616\n}",
+                r#"{"n":123456789012345678901234567890,"m":18446744073709551616}"#,
+            ),
+            (
+                b"{\n \"n\": 0.1000000000000000055511151231257827\n}",
+                r#"{"n":0.1000000000000000055511151231257827}"#,
+            ),
+            (
+                b"{\n \"b\": 1,\n \"a\": 2,\n \"a\": 3\n}",
+                r#"{"b":1,"a":2,"a":3}"#,
+            ),
+            (b"[\n 1e400,\n -0.0e-7\n]", "[1e400,-0.0e-7]"),
+            (
+                b"[1e400, -0.0e-7, {\"a\":1,\"a\":2}]",
+                "[1e400, -0.0e-7, {\"a\":1,\"a\":2}]",
+            ),
+            (
+                b"[\"a \\\"b\\\" \\\\\",\n \"\\u00e9 \xc3\xa9\"]",
+                r#"["a \"b\" \\","\u00e9 é"]"#,
+            ),
+        ];
+        for &(record, data) in table {
+            let text = String::from_utf8_lossy(record);
+            assert_eq!(classify(record, "").format(), RecordFormat::Json, "{text}");
+            assert_eq!(stored_data(record), data, "{text}");
         }
     }
 
