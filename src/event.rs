@@ -6,6 +6,7 @@
 //! request, so [`EventWriter`] serialises them once per request and splices the bytes
 //! into each line instead of serialising them again per record.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
+use crate::limits::DecodeBudget;
 use crate::routing::SinkSet;
 use crate::server::contract::CommonAttributes;
 use crate::sink::{CHUNK_BYTES, EventLines, EventMeta, LineChunk};
@@ -135,10 +137,12 @@ impl LogEvent<'_> {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Parsed<'a> {
-    /// A JSON message on one line, written as it came: no parse tree is built and
-    /// its strings are not escaped a second time.
-    Json(&'a RawValue),
-    /// A message made into a value (VPC flow fields, or JSON that spanned lines).
+    /// A JSON message, written exactly as logged: no parse tree is built, its
+    /// strings are not escaped a second time, its numbers and keys are untouched.
+    /// Borrowed when the message is on one line; owned when it spanned lines and had
+    /// the whitespace between its tokens removed ([`crate::decode::json::one_line`]).
+    Json(Cow<'a, RawValue>),
+    /// VPC flow log fields by name.
     Value(serde_json::Value),
 }
 
@@ -211,10 +215,10 @@ impl RecordFormat {
 /// The `data` of a raw record event.
 #[derive(Debug)]
 pub enum RecordData<'a> {
-    /// A JSON object or array whose text has no line breaks, written as it came.
-    Json(&'a RawValue),
-    /// A JSON object or array that had to be re-serialised to fit on one line.
-    JsonValue(serde_json::Value),
+    /// A JSON object or array, written exactly as sent: borrowed when it is on one
+    /// line; owned when it spanned lines and had the whitespace between its tokens
+    /// removed ([`crate::decode::json::one_line`]).
+    Json(Cow<'a, RawValue>),
     /// UTF-8 text.
     Text(&'a str),
     /// Binary data, already in standard base64 (the record's text as Firehose sent it).
@@ -226,7 +230,7 @@ impl RecordData<'_> {
     #[must_use]
     pub fn format(&self) -> RecordFormat {
         match self {
-            Self::Json(_) | Self::JsonValue(_) => RecordFormat::Json,
+            Self::Json(_) => RecordFormat::Json,
             Self::Text(_) => RecordFormat::Text,
             Self::Binary(_) => RecordFormat::Binary,
         }
@@ -251,8 +255,14 @@ pub struct Facts<'a> {
 /// Writes the events of one request as NDJSON lines into chunks of about
 /// [`CHUNK_BYTES`], with one [`EventMeta`] per line; routing later splits them per
 /// sink.
+///
+/// Every line and its metadata are counted against the delivery's
+/// [`DecodeBudget`] as they are written. Once the budget stops, the line that
+/// passed it is taken back and every later write does nothing, so the decoders
+/// need no checks of their own; the caller learns why from the budget.
 #[derive(Debug)]
 pub struct EventWriter {
+    budget: Arc<DecodeBudget>,
     /// `"request_id":…,…}`: the `firehose` object without its opening brace and
     /// without `record_index`, which differs per event and is written first.
     firehose_tail: Vec<u8>,
@@ -267,11 +277,23 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// Starts the events of `delivery`, reserving `capacity_hint` bytes.
+    /// Starts the events of `delivery`, reserving `capacity_hint` bytes, with no
+    /// limit on what they may take.
     #[must_use]
     pub fn new(delivery: &Delivery, capacity_hint: usize) -> Self {
+        Self::with_budget(delivery, capacity_hint, Arc::new(DecodeBudget::unlimited()))
+    }
+
+    /// Starts the events of `delivery`, counting them against `budget`.
+    #[must_use]
+    pub fn with_budget(
+        delivery: &Delivery,
+        capacity_hint: usize,
+        budget: Arc<DecodeBudget>,
+    ) -> Self {
         let object = serde_json::to_vec(delivery).unwrap_or_else(|_| b"{}".to_vec());
         Self {
+            budget,
             firehose_tail: object[1..].to_vec(),
             sealed: Vec::new(),
             lines: Vec::with_capacity(capacity_hint.min(CHUNK_CAPACITY)),
@@ -282,6 +304,10 @@ impl EventWriter {
 
     /// Appends one `record` event.
     pub fn record(&mut self, record_index: usize, data: &RecordData<'_>) {
+        if self.budget.stopped() {
+            return;
+        }
+        let start = self.lines.len();
         let out = &mut self.lines;
         let format = data.format().as_str();
         out.extend_from_slice(br#"{"kind":"record","format":""#);
@@ -289,7 +315,6 @@ impl EventWriter {
         out.extend_from_slice(br#"","data":"#);
         match data {
             RecordData::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
-            RecordData::JsonValue(value) => write_json(out, value),
             RecordData::Text(text) => write_json(out, text),
             RecordData::Binary(base64) => {
                 // Standard base64 needs no JSON escaping.
@@ -299,6 +324,7 @@ impl EventWriter {
             }
         }
         self.end_line(
+            start,
             record_index,
             "record",
             Facts {
@@ -323,6 +349,9 @@ impl EventWriter {
             #[serde(flatten)]
             body: &'a T,
         }
+        if self.budget.stopped() {
+            return;
+        }
         let start = self.lines.len();
         if serde_json::to_writer(&mut self.lines, &Tagged { kind, body }).is_err() {
             // Only a map with non-string keys can fail; such a body is a bug.
@@ -330,13 +359,17 @@ impl EventWriter {
             return;
         }
         self.lines.pop(); // the closing brace
-        self.end_line(record_index, kind, facts);
+        self.end_line(start, record_index, kind, facts);
     }
 
     /// Appends one `log` event. Written by hand rather than through serde's
     /// `flatten`: this is the hottest line shape (CloudWatch Logs), and the generic
     /// path buffers and escapes more than it needs to.
     pub fn log(&mut self, record_index: usize, facts: Facts<'_>, log: &LogEvent<'_>) {
+        if self.budget.stopped() {
+            return;
+        }
+        let start = self.lines.len();
         let out = &mut self.lines;
         out.extend_from_slice(br#"{"kind":"log","timestamp":"#);
         out.extend_from_slice(itoa::Buffer::new().format(log.timestamp).as_bytes());
@@ -374,7 +407,7 @@ impl EventWriter {
             Some(id) => write_json(out, id),
         }
         out.push(b'}');
-        self.end_line(record_index, "log", facts);
+        self.end_line(start, record_index, "log", facts);
     }
 
     /// Appends one `metric` event.
@@ -386,8 +419,15 @@ impl EventWriter {
         self.event(record_index, "metric", facts, metric);
     }
 
-    /// Closes the current line with the `firehose` object and records its metadata.
-    fn end_line(&mut self, record_index: usize, kind: &'static str, facts: Facts<'_>) {
+    /// Closes the line begun at `start` with the `firehose` object and records its
+    /// metadata, or takes it back if the budget cannot afford it.
+    fn end_line(
+        &mut self,
+        start: usize,
+        record_index: usize,
+        kind: &'static str,
+        facts: Facts<'_>,
+    ) {
         // Writing into a Vec cannot fail.
         let _ = write!(
             self.lines,
@@ -395,6 +435,11 @@ impl EventWriter {
         );
         self.lines.extend_from_slice(&self.firehose_tail);
         self.lines.extend_from_slice(b"}\n");
+        let cost = self.lines.len() - start + std::mem::size_of::<EventMeta>();
+        if !self.budget.spend(cost as u64) {
+            self.lines.truncate(start);
+            return;
+        }
         let record_index = u32::try_from(record_index).unwrap_or(u32::MAX);
         let event_index = match self.metas.last() {
             Some(last) if last.record_index == record_index => last.event_index + 1,
@@ -461,6 +506,13 @@ impl EventWriter {
         let metas = self.metas.len().saturating_mul(lines) / self.lines.len().max(1);
         self.lines.reserve(lines.saturating_sub(self.lines.len()));
         self.metas.reserve(metas.saturating_sub(self.metas.len()));
+    }
+
+    /// Whether the budget has stopped this delivery's decoding: further writes do
+    /// nothing, so a decoder may as well stop reading its input.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.budget.stopped()
     }
 
     /// Number of events written so far.
@@ -542,10 +594,11 @@ mod tests {
     fn writes_one_line_per_event_with_the_firehose_object() {
         let mut writer = EventWriter::new(&delivery(), 0);
         let raw: Box<RawValue> = serde_json::from_str(r#"{"a":[1,2]}"#).unwrap();
-        writer.record(0, &RecordData::Json(&raw));
+        writer.record(0, &RecordData::Json(Cow::Borrowed(&raw)));
         writer.record(1, &RecordData::Text("line \"one\"\nline two"));
         writer.record(2, &RecordData::Binary("AAEC"));
-        writer.record(3, &RecordData::JsonValue(serde_json::json!([true])));
+        let owned = RawValue::from_string("[true]".into()).unwrap();
+        writer.record(3, &RecordData::Json(Cow::Owned(owned)));
         assert_eq!(writer.events(), 4);
         let events = lines(writer);
         assert_eq!(events.len(), 4);
@@ -694,5 +747,30 @@ mod tests {
             event["firehose"]["common_attributes"],
             serde_json::json!({})
         );
+    }
+
+    /// Past its budget a writer takes back the line that passed it and writes
+    /// nothing more; the budget says why.
+    #[test]
+    fn a_writer_stops_at_its_budget() {
+        let budget = Arc::new(DecodeBudget::new(4096, Box::new(|_| true)));
+        let mut writer = EventWriter::with_budget(&delivery(), 0, Arc::clone(&budget));
+        let mut written = 0;
+        for record in 0..100 {
+            writer.record(record, &RecordData::Text("some text of a record"));
+            if !writer.is_stopped() {
+                written += 1;
+            }
+        }
+        assert!(writer.is_stopped());
+        assert!(written > 1 && written < 100, "{written}");
+        assert_eq!(writer.events(), written);
+        assert_eq!(
+            budget.check(),
+            Err(crate::limits::DecodeStop::TooLarge { limit: 4096 })
+        );
+        let lines = writer.finish();
+        assert!(lines.byte_len() <= 4096);
+        assert_eq!(crate::testing::parse_lines(&lines.concat()).len(), written);
     }
 }

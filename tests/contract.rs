@@ -783,7 +783,7 @@ async fn admin_serves_metrics_and_health_without_secrets() {
         "hydrant_ack_latency_seconds_count",
         "hydrant_storage_write_seconds_count 1",
         "hydrant_in_flight_bytes 0",
-        "hydrant_build_info{version=",
+        "hydrant_build_info{features=",
     ] {
         assert!(
             metrics.contains(expected),
@@ -809,4 +809,422 @@ async fn a_one_mebibyte_500_record_delivery() {
     let events = server.events();
     assert_eq!(events.len(), 500);
     assert_eq!(events[499]["data"]["n"], 499);
+}
+
+/// Every header Hydrant reads is refused with a 400 naming it when it is not
+/// UTF-8 or is sent more than once, instead of being read as absent (or as one of
+/// its copies) and acted on.
+#[tokio::test]
+async fn unreadable_or_repeated_headers_get_400_naming_them() {
+    type Edit = fn(&mut axum::http::HeaderMap);
+    fn set(headers: &mut axum::http::HeaderMap, name: &'static str, value: &[u8]) {
+        headers.insert(name, header::HeaderValue::from_bytes(value).unwrap());
+    }
+    fn add(headers: &mut axum::http::HeaderMap, name: &'static str, value: &str) {
+        headers.append(name, value.parse().unwrap());
+    }
+    let table: Vec<(&str, Edit, &str)> = vec![
+        (
+            "source ARN not UTF-8",
+            |h| {
+                set(
+                    h,
+                    "x-amz-firehose-source-arn",
+                    b"arn:aws:firehose:eu-west-1:123456789012:deliverystream/s\xff",
+                );
+            },
+            "invalid x-amz-firehose-source-arn header: not valid UTF-8",
+        ),
+        (
+            "protocol version not UTF-8",
+            |h| set(h, "x-amz-firehose-protocol-version", b"1.0\xff"),
+            "invalid x-amz-firehose-protocol-version header: not valid UTF-8",
+        ),
+        (
+            "request id not UTF-8",
+            |h| set(h, "x-amz-firehose-request-id", b"r-hdr\xff"),
+            "invalid x-amz-firehose-request-id header: not valid UTF-8",
+        ),
+        (
+            "common attributes not UTF-8 in a field that is not read",
+            |h| {
+                set(
+                    h,
+                    "x-amz-firehose-common-attributes",
+                    b"{\"commonAttributes\":{\"env\":\"test\"},\"x\":\"\xff\"}",
+                );
+            },
+            "invalid x-amz-firehose-common-attributes header: not valid UTF-8",
+        ),
+        (
+            "content encoding not UTF-8",
+            |h| set(h, "content-encoding", b"gzip\xff"),
+            "invalid content-encoding header: not valid UTF-8",
+        ),
+        (
+            "content length not UTF-8",
+            |h| set(h, "content-length", b"9\xff"),
+            "invalid content-length header: not valid UTF-8",
+        ),
+        (
+            "content length not a number",
+            |h| set(h, "content-length", b"+12"),
+            "invalid content-length header: not a decimal number",
+        ),
+        (
+            "source ARN twice",
+            |h| {
+                add(
+                    h,
+                    "x-amz-firehose-source-arn",
+                    "arn:aws:firehose:us-east-1:210987654321:deliverystream/other",
+                );
+            },
+            "invalid x-amz-firehose-source-arn header: sent more than once",
+        ),
+        (
+            "request id twice",
+            |h| add(h, "x-amz-firehose-request-id", "r-other"),
+            "invalid x-amz-firehose-request-id header: sent more than once",
+        ),
+        (
+            "content encoding twice",
+            |h| {
+                add(h, "content-encoding", "identity");
+                add(h, "content-encoding", "gzip");
+            },
+            "invalid content-encoding header: sent more than once",
+        ),
+    ];
+    let body = body_of("r-hdr", &[b"{}"]);
+    let mut wrong = Vec::new();
+    for (name, edit, message) in table {
+        let server = TestServer::new();
+        let mut request = delivery("r-hdr", body.clone());
+        edit(request.headers_mut());
+        let echo =
+            String::from_utf8_lossy(request.headers()["x-amz-firehose-request-id"].as_bytes())
+                .into_owned();
+        let reply = server.send(request).await;
+        if (reply.status, reply.error_message()) != (StatusCode::BAD_REQUEST, message) {
+            wrong.push(format!(
+                "{name}: {} {:?}",
+                reply.status,
+                reply.error_message()
+            ));
+            continue;
+        }
+        assert_contract_reply(&reply, &echo);
+        assert!(server.events().is_empty(), "{name}: nothing may be stored");
+    }
+    assert!(
+        wrong.is_empty(),
+        "not refused as expected:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A header value in UTF-8 beyond ASCII is read as the text it is, not dropped.
+#[tokio::test]
+async fn headers_in_utf8_beyond_ascii_are_read_not_dropped() {
+    let server = TestServer::new();
+    // A stream name beyond ASCII is no AWS stream name: refused, naming the
+    // header, instead of being read as "no ARN" and stored with null facts.
+    let arn = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/flöde";
+    let mut request = delivery("r-utf8", body_of("r-utf8", &[b"{}"]));
+    request.headers_mut().insert(
+        "x-amz-firehose-source-arn",
+        header::HeaderValue::from_bytes(arn.as_bytes()).unwrap(),
+    );
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(
+        reply.error_message().contains("Source-Arn"),
+        "{}",
+        reply.error_message()
+    );
+    // Common attributes may hold any text: kept as sent.
+    let mut request = delivery("r-utf8", body_of("r-utf8", &[b"{}"]));
+    request.headers_mut().insert(
+        "x-amz-firehose-common-attributes",
+        header::HeaderValue::from_bytes(r#"{"commonAttributes":{"équipe":"flöde"}}"#.as_bytes())
+            .unwrap(),
+    );
+    let reply = server.send(request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let events = server.events();
+    assert_eq!(
+        events[0]["firehose"]["common_attributes"]["équipe"],
+        "flöde"
+    );
+}
+
+/// JSON text is UTF-8 (RFC 8259 section 8.1): a body that is not, even where
+/// only a field Hydrant ignores holds the bad bytes, gets 400, plain or gzip'd.
+#[tokio::test]
+async fn bodies_that_are_not_utf8_get_400() {
+    let record = STANDARD.encode(b"{}");
+    // `text` as the value of an ignored field, top-level or inside a record.
+    let top_level = |text: &[u8]| {
+        let head = format!(
+            r#"{{"requestId":"r-u","timestamp":1,"records":[{{"data":"{record}"}}],"note":""#
+        );
+        [head.as_bytes(), text, b"\"}"].concat()
+    };
+    let in_a_record = |text: &[u8]| {
+        let head =
+            format!(r#"{{"requestId":"r-u","timestamp":1,"records":[{{"data":"{record}","note":""#);
+        [head.as_bytes(), text, b"\"}]}"].concat()
+    };
+    let table: Vec<(&str, Vec<u8>, bool)> = vec![
+        ("a lone 0xff in an ignored field", top_level(b"\xff"), false),
+        ("the same, gzip'd", gzip(&top_level(b"\xff")), true),
+        (
+            "a truncated sequence in a record's ignored field",
+            in_a_record(b"\xc3("),
+            false,
+        ),
+    ];
+    for (name, body, gzipped) in table {
+        let server = TestServer::new();
+        let mut request = delivery("r-u", body);
+        if gzipped {
+            request
+                .headers_mut()
+                .insert(header::CONTENT_ENCODING, "gzip".parse().unwrap());
+        }
+        let reply = server.send(request).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{name}");
+        assert!(
+            reply.error_message().contains("not UTF-8 at byte"),
+            "{name}: {}",
+            reply.error_message()
+        );
+        assert_contract_reply(&reply, "r-u");
+        assert!(server.events().is_empty(), "{name}");
+    }
+    // Valid UTF-8 beyond ASCII in the same places is fine.
+    for body in [
+        top_level("flöde".as_bytes()),
+        in_a_record("flöde".as_bytes()),
+    ] {
+        let server = TestServer::new();
+        let reply = server.send(delivery("r-u", body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    }
+}
+
+/// A method a path does not take gets 405 with a JSON error and the `Allow` of
+/// that path; an unknown admin path gets 404 with a JSON error.
+#[tokio::test]
+async fn wrong_methods_and_paths_get_a_json_error_and_the_right_allow() {
+    use hydrant::server::admin_router;
+    use tower::ServiceExt;
+    let server = TestServer::new();
+    let check = |reply: &common::Reply, status: StatusCode, allow: Option<&str>, what: &str| {
+        assert_eq!(reply.status, status, "{what}");
+        assert_eq!(
+            reply
+                .headers
+                .get(header::ALLOW)
+                .map(|v| v.to_str().unwrap()),
+            allow,
+            "{what}"
+        );
+        assert_eq!(
+            reply.headers[header::CONTENT_TYPE],
+            "application/json",
+            "{what}"
+        );
+        assert!(!reply.error_message().is_empty(), "{what}: {:?}", reply.raw);
+    };
+    for method in ["PUT", "DELETE", "PATCH"] {
+        let request = Request::builder()
+            .method(method)
+            .uri("/healthz")
+            .body(Body::empty())
+            .unwrap();
+        let reply = server.send(request).await;
+        check(
+            &reply,
+            StatusCode::METHOD_NOT_ALLOWED,
+            Some("GET, HEAD, POST"),
+            &format!("{method} /healthz"),
+        );
+    }
+    let reply = server
+        .send(Request::get("/firehose").body(Body::empty()).unwrap())
+        .await;
+    check(
+        &reply,
+        StatusCode::METHOD_NOT_ALLOWED,
+        Some("POST"),
+        "GET on a delivery path",
+    );
+    let head = server
+        .send(Request::head("/healthz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+
+    let admin = |request: Request<Body>| async {
+        let response = admin_router(server.state.clone())
+            .oneshot(request)
+            .await
+            .unwrap();
+        common::Reply::read(response).await
+    };
+    for path in ["/metrics", "/healthz", "/readyz"] {
+        let reply = admin(Request::post(path).body(Body::empty()).unwrap()).await;
+        check(
+            &reply,
+            StatusCode::METHOD_NOT_ALLOWED,
+            Some("GET, HEAD"),
+            &format!("POST {path} on the admin listener"),
+        );
+    }
+    let reply = admin(Request::get("/nothing").body(Body::empty()).unwrap()).await;
+    check(&reply, StatusCode::NOT_FOUND, None, "unknown admin path");
+}
+
+/// A bad record of a stream fixed to one OpenTelemetry version names that
+/// version's format, in the dead letter and in the metric.
+#[tokio::test]
+async fn an_opentelemetry_dead_letter_names_the_configured_format() {
+    let server = TestServer::with_settings(settings_with(|decode| {
+        decode.default_format = hydrant::decode::Format::MetricStreamOtel10;
+    }));
+    let body = fixture("victoriametrics/firehose_metric_stream_otel07_request.json");
+    let reply = server.send(delivery(&request_id_of(&body), body)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let dead = common::dead_letters(server.dir.path());
+    assert_eq!(dead.len(), 2);
+    assert!(
+        dead.iter()
+            .all(|line| line["format"] == "metric_stream_otel10"),
+        "{dead:?}"
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(r#"hydrant_dead_letter_records_total{format="metric_stream_otel10"} 2"#),
+        "{metrics}"
+    );
+}
+
+/// The lines of the decode metrics (records decoded, dead letters, control
+/// messages), to compare before and after a retry.
+fn decode_metrics(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("hydrant_records_decoded_total")
+                || line.starts_with("hydrant_dead_letter_records_total")
+                || line.starts_with("hydrant_control_messages_total")
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A Firehose retry of a delivery every sink has stored is answered 200 before
+/// it is decoded: the decode metrics do not move, nothing is written again, and
+/// it is counted as a duplicate (for the delivery and for each sink).
+#[tokio::test]
+async fn a_retry_of_a_stored_delivery_is_not_decoded_again() {
+    let server = TestServer::new();
+    let id = "retry-no-decode";
+    let good = STANDARD.encode(br#"{"a":1}"#);
+    let body = format!(
+        r#"{{"requestId":"{id}","timestamp":1,"records":[{{"data":"{good}"}},{{"data":"not base64!"}}]}}"#
+    );
+    let reply = server.send(delivery(id, body.clone())).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let (_, before) = server.admin("/metrics").await;
+    assert!(
+        before.contains(r#"hydrant_dead_letter_records_total{format="base64"} 1"#),
+        "{before}"
+    );
+    let reply = server.send(delivery(id, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    assert_contract_reply(&reply, id);
+    let (_, after) = server.admin("/metrics").await;
+    assert_eq!(decode_metrics(&before), decode_metrics(&after));
+    assert!(
+        after.contains(
+            r#"hydrant_duplicate_deliveries_total{access_key="test-sender",delivery_stream="test-stream"} 1"#
+        ),
+        "{after}"
+    );
+    assert!(
+        after.contains(r#"hydrant_sink_duplicates_total{sink="file",sink_type="file"} 1"#),
+        "{after}"
+    );
+    assert_eq!(server.events().len(), 1);
+    assert_eq!(common::dead_letters(server.dir.path()).len(), 1);
+}
+
+/// With routes that depend on the events, a retry is answered without decoding
+/// once every sink a route could send it to (and the default) has it; while one
+/// of them never got it, the retry is decoded and still stored once.
+#[tokio::test]
+async fn a_retry_with_event_routes_is_recognised_by_its_candidate_sinks() {
+    use hydrant::routing::{Match, Route, Router, SinkSet};
+    use hydrant::sink::Sink;
+    use hydrant::sink::discard::DiscardSink;
+    let mut settings = settings_with(|_| {});
+    settings.router = Router {
+        routes: vec![Route {
+            name: "metrics".into(),
+            matcher: Match {
+                kinds: vec!["metric".into()],
+                ..Match::default()
+            },
+            sinks: SinkSet::of(&[1]),
+            continue_matching: false,
+        }],
+        default_sinks: SinkSet::of(&[0]),
+    };
+    let server = TestServer::with_sinks(settings, |_, _| {
+        vec![("null".to_owned(), Sink::Discard(DiscardSink))]
+    });
+    let metric: Value = serde_json::from_slice(&fixture("telegraf/record.json")).unwrap();
+    let metric = metric["records"][0]["data"].as_str().unwrap().to_owned();
+    let raw = STANDARD.encode(br#"{"a":1}"#);
+    let both = format!(
+        r#"{{"requestId":"both","timestamp":1,"records":[{{"data":"{metric}"}},{{"data":"{raw}"}}]}}"#
+    );
+    let raw_only = format!(r#"{{"requestId":"raw","timestamp":1,"records":[{{"data":"{raw}"}}]}}"#);
+
+    for (id, body) in [("both", &both), ("raw", &raw_only)] {
+        let reply = server.send(delivery(id, body.clone())).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{id}: {}",
+            reply.error_message()
+        );
+    }
+    let (_, before) = server.admin("/metrics").await;
+    let reply = server.send(delivery("both", both)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let (_, after) = server.admin("/metrics").await;
+    assert_eq!(
+        decode_metrics(&before),
+        decode_metrics(&after),
+        "both candidate sinks have it"
+    );
+
+    let reply = server.send(delivery("raw", raw_only)).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let (_, decoded) = server.admin("/metrics").await;
+    assert_ne!(
+        decode_metrics(&after),
+        decode_metrics(&decoded),
+        "the metric route's sink never had it: decoded, to be sure"
+    );
+    assert!(
+        decoded.contains(
+            r#"hydrant_duplicate_deliveries_total{access_key="test-sender",delivery_stream="test-stream"} 2"#
+        ),
+        "{decoded}"
+    );
+    assert_eq!(server.events().len(), 2, "each raw record stored once");
 }

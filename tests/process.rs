@@ -29,10 +29,28 @@ struct Hydrant {
     logs: Arc<Mutex<String>>,
     /// What the process wrote to standard output (the `stdout` sink).
     output: Arc<Mutex<String>>,
+    /// Standard error's pipe, kept open and never read ([`Stderr::Unread`]).
+    _unread: Option<std::io::Lines<BufReader<std::process::ChildStderr>>>,
+}
+
+/// What the test does with the process's standard error once it listens.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stderr {
+    /// Reads every line into [`Hydrant::logs`].
+    Read,
+    /// Closes its end of the pipe: every later write fails.
+    Close,
+    /// Keeps the pipe open and reads nothing: once the pipe is full, a write
+    /// would wait for ever.
+    Unread,
 }
 
 impl Hydrant {
     fn start(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with(data_dir, extra, Stderr::Read)
+    }
+
+    fn start_with(data_dir: &Path, extra: &[&str], stderr: Stderr) -> Self {
         let mut child = hydrant()
             .args([
                 "--listen",
@@ -83,20 +101,28 @@ impl Hydrant {
                 }
             }
         }
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                let mut logs = sink.lock().unwrap();
-                logs.push_str(&line);
-                logs.push('\n');
+        let mut unread = None;
+        match stderr {
+            Stderr::Read => {
+                let sink = Arc::clone(&logs);
+                std::thread::spawn(move || {
+                    for line in lines.map_while(Result::ok) {
+                        let mut logs = sink.lock().unwrap();
+                        logs.push_str(&line);
+                        logs.push('\n');
+                    }
+                });
             }
-        });
+            Stderr::Close => drop(lines),
+            Stderr::Unread => unread = Some(lines),
+        }
         Self {
             child,
             ingest: ingest.unwrap(),
             admin: admin.unwrap(),
             logs,
             output,
+            _unread: unread,
         }
     }
 
@@ -137,8 +163,27 @@ fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<(u16, String)> {
+    http_within(
+        address,
+        method,
+        path,
+        headers,
+        body,
+        Duration::from_secs(60),
+    )
+}
+
+/// [`http`], waiting at most `timeout` for the answer.
+fn http_within(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+    stream.set_read_timeout(Some(timeout))?;
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
@@ -430,9 +475,43 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
+/// A gzip'd CloudWatch Logs envelope of `events` empty log events in `log_group`:
+/// a few kilobytes that decode into one line per event, each carrying the log
+/// group and the delivery's facts.
+fn empty_log_events(log_group: &str, events: usize) -> Vec<u8> {
+    let event = r#"{"id":"1","timestamp":1,"message":""}"#;
+    let envelope = format!(
+        r#"{{"messageType":"DATA_MESSAGE","owner":"123456789012","logGroup":"{log_group}","logStream":"s","subscriptionFilters":["f"],"logEvents":[{}]}}"#,
+        vec![event; events].join(",")
+    );
+    gzip(envelope.as_bytes())
+}
+
+/// One kind of request the flood sends.
+struct Shape {
+    body: Vec<u8>,
+    /// `Content-Encoding: gzip` (the body's request id is then fixed).
+    gzipped: bool,
+    /// An `X-Amz-Firehose-Common-Attributes` header.
+    attributes: Option<String>,
+}
+
+impl Shape {
+    fn plain(body: String) -> Self {
+        Self {
+            body: body.into_bytes(),
+            gzipped: false,
+            attributes: None,
+        }
+    }
+}
+
 /// Peak memory stays within the documented bound — the in-flight budget, plus one
-/// inflated record per core being decoded, plus a constant — under a flood of large
-/// deliveries, whole-body gzip bombs and per-record gzip bombs from 16 senders.
+/// inflated record per core being decoded, plus a constant — under a flood from
+/// 16 senders of large deliveries, whole-body and per-record gzip bombs, and small
+/// requests that decode into far more than their size: tiny records of thousands
+/// of empty log events, a huge log group name repeated in every event, and common
+/// attributes repeated in every line.
 #[test]
 #[expect(
     clippy::print_stderr,
@@ -458,32 +537,70 @@ fn peak_memory_stays_bounded_under_a_flood() {
             "12MiB",
             "--max-record-inflated-bytes",
             &mib(RECORD_CAP),
+            "--max-decoded-bytes",
+            "16MiB",
         ],
     );
     let big_text = vec![b'x'; 1_000_000];
-    let plain = body_of("flood", &[&big_text[..]; 8]).into_bytes();
     let zeros = vec![0u8; 64 * MIB as usize];
     let record_bomb = gzip(&zeros);
-    let record_bombs = body_of("flood", &vec![&record_bomb[..]; 16]).into_bytes();
     let whole_bomb = gzip(body_of("flood", &[&zeros[..20 * MIB as usize]]).as_bytes());
-    assert!(whole_bomb.len() < MIB as usize && record_bombs.len() < 4 * MIB as usize);
-    let bodies = Arc::new([(plain, false), (record_bombs, false), (whole_bomb, true)]);
+    // A few kilobytes of request that would decode into ~90 MB of lines.
+    let tiny = empty_log_events(&"g".repeat(500), 80_000);
+    // A 4 KB record: a 128 KiB log group in each of 4,000 empty events.
+    let named = empty_log_events(&"g".repeat(128 * 1024), 4_000);
+    // ~456 KiB of body: records of 20,000 empty events each.
+    let many_tiny = empty_log_events("/aws/lambda/app", 20_000);
+    let attribute = |count: usize, value: usize| {
+        let map: serde_json::Map<String, serde_json::Value> = (0..count)
+            .map(|n| (format!("attribute-{n}"), "v".repeat(value).into()))
+            .collect();
+        serde_json::json!({ "commonAttributes": map }).to_string()
+    };
+    let shapes = vec![
+        Shape::plain(body_of("flood", &[&big_text[..]; 8])),
+        Shape::plain(body_of("flood", &vec![&record_bomb[..]; 16])),
+        Shape {
+            body: whole_bomb,
+            gzipped: true,
+            attributes: None,
+        },
+        Shape::plain(body_of("flood", &[&tiny[..]])),
+        Shape::plain(body_of("flood", &[&named[..]])),
+        Shape::plain(body_of(
+            "flood",
+            &vec![&many_tiny[..]; 456 * 1024 / (many_tiny.len() * 4 / 3)],
+        )),
+        // Firehose's largest common attributes (50 of 1,024 characters) on 10,000
+        // empty records, and a 97 KiB header past those limits.
+        Shape {
+            attributes: Some(attribute(50, 1024)),
+            ..Shape::plain(body_of("flood", &vec![&b""[..]; 10_000]))
+        },
+        Shape {
+            attributes: Some(attribute(1, 97 * 1024)),
+            ..Shape::plain(body_of("flood", &[b"x"]))
+        },
+    ];
+    assert!(shapes[2].body.len() < MIB as usize && shapes[1].body.len() < 4 * MIB as usize);
+    assert!(shapes[3].body.len() < 16 * 1024, "{}", shapes[3].body.len());
+    let shapes = Arc::new(shapes);
 
     let statuses = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, u32>::new()));
     let deadline = Instant::now() + Duration::from_secs(8);
     let senders: Vec<_> = (0..16)
         .map(|sender| {
-            let (bodies, statuses, address) =
-                (Arc::clone(&bodies), Arc::clone(&statuses), server.ingest);
+            let (shapes, statuses, address) =
+                (Arc::clone(&shapes), Arc::clone(&statuses), server.ingest);
             std::thread::spawn(move || {
                 let mut n = sender;
                 while Instant::now() < deadline {
-                    let (body, gzipped) = &bodies[n % bodies.len()];
+                    let shape = &shapes[n % shapes.len()];
                     let id = format!("flood-{sender}-{n}");
-                    let body = if *gzipped {
-                        body.clone()
+                    let body = if shape.gzipped {
+                        shape.body.clone()
                     } else {
-                        String::from_utf8_lossy(body)
+                        String::from_utf8_lossy(&shape.body)
                             .replace("\"flood\"", &format!("\"{id}\""))
                             .into_bytes()
                     };
@@ -491,12 +608,15 @@ fn peak_memory_stays_bounded_under_a_flood() {
                         ("X-Amz-Firehose-Protocol-Version", "1.0"),
                         (
                             "X-Amz-Firehose-Request-Id",
-                            if *gzipped { "flood" } else { id.as_str() },
+                            if shape.gzipped { "flood" } else { id.as_str() },
                         ),
                         ("X-Amz-Firehose-Access-Key", KEY),
                     ];
-                    if *gzipped {
+                    if shape.gzipped {
                         headers.push(("Content-Encoding", "gzip"));
+                    }
+                    if let Some(attributes) = &shape.attributes {
+                        headers.push(("X-Amz-Firehose-Common-Attributes", attributes));
                     }
                     if let Ok((status, _)) = http(address, "POST", "/flood", &headers, &body) {
                         *statuses.lock().unwrap().entry(status).or_default() += 1;
@@ -535,7 +655,11 @@ fn peak_memory_stays_bounded_under_a_flood() {
     assert!(statuses.get(&200).copied().unwrap_or(0) > 0, "{statuses:?}");
     assert!(
         statuses.get(&413).copied().unwrap_or(0) > 0,
-        "whole-body bombs are refused: {statuses:?}"
+        "whole-body bombs and floods of lines are refused: {statuses:?}"
+    );
+    assert!(
+        statuses.get(&400).copied().unwrap_or(0) > 0,
+        "headers past Firehose's limits are refused: {statuses:?}"
     );
 }
 
@@ -594,4 +718,347 @@ fn a_second_process_on_the_same_data_dir_is_refused() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("in use by another Hydrant process"));
     let (status, _) = first.terminate();
     assert!(status.success());
+}
+
+/// Sends `signal` (a `kill` name such as `HUP`) to the process.
+fn send_signal(child: &Child, signal: &str) {
+    assert!(
+        Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+}
+
+/// The value of the first sample of `metrics` whose line starts with `series`.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))?
+        .rsplit(' ')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// SIGHUP (a reload request, or a closed terminal) neither stops Hydrant nor
+/// loses anything: it is logged, and deliveries before and after it are stored.
+#[test]
+fn sighup_does_not_stop_hydrant() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Hydrant::start(dir.path(), &[]);
+    let (status, body) = deliver(server.ingest, "hup-1", KEY).unwrap();
+    assert_eq!(status, 200, "{body}");
+    send_signal(&server.child, "HUP");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP stopped the process"
+    );
+    let (status, body) = deliver(server.ingest, "hup-2", KEY).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    let (status, logs) = server.terminate();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        logs.lines()
+            .any(|line| line.contains("SIGHUP") && line.contains("nothing is reloaded")),
+        "{logs}"
+    );
+    assert_each_record_once(
+        stored_events(dir.path()),
+        &["hup-1".to_owned(), "hup-2".to_owned()],
+    );
+}
+
+/// Deliveries, metrics and a clean stop with standard error closed: lines that
+/// cannot be written are dropped and counted, never a panic.
+#[test]
+fn a_closed_stderr_loses_no_delivery_and_does_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hydrant::start_with(dir.path(), &[], Stderr::Close);
+    let ids: Vec<String> = (0..5).map(|n| format!("closed-{n}")).collect();
+    for id in &ids {
+        let (status, body) = deliver(server.ingest, id, KEY).unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = deliver(server.ingest, "closed-wrong-key", "wrong").unwrap();
+    assert_eq!(status, 401, "{body}");
+    let (_, metrics) = http(server.admin, "GET", "/metrics", &[], b"").unwrap();
+    let dropped = sample(&metrics, "hydrant_log_lines_dropped_total").unwrap();
+    assert!(dropped > 0.0, "{metrics}");
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert_each_record_once(stored_events(dir.path()), &ids);
+}
+
+/// With standard error full (a pipe nobody reads), deliveries go on being
+/// answered at once: lines that do not fit are dropped and counted, and the
+/// process still stops cleanly.
+#[test]
+fn a_full_stderr_does_not_stall_deliveries() {
+    // Unauthenticated requests: cheap to answer, and each logs several lines at
+    // debug level, so the pipe and then the log queue fill up quickly.
+    const REQUESTS: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Hydrant::start_with(dir.path(), &[], Stderr::Unread);
+    let (status, body) = deliver(server.ingest, "full-0", KEY).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let address = server.ingest;
+            std::thread::spawn(move || {
+                for n in 0..REQUESTS / 4 {
+                    let id = format!("full-{sender}-{n}");
+                    let headers = [
+                        ("X-Amz-Firehose-Protocol-Version", "1.0"),
+                        ("X-Amz-Firehose-Request-Id", id.as_str()),
+                        ("X-Amz-Firehose-Access-Key", "wrong"),
+                    ];
+                    let (status, _) = http_within(
+                        address,
+                        "POST",
+                        "/full",
+                        &headers,
+                        b"{}",
+                        Duration::from_secs(10),
+                    )
+                    .expect("answered while standard error is full");
+                    assert_eq!(status, 401);
+                }
+            })
+        })
+        .collect();
+    for sender in senders {
+        sender.join().unwrap();
+    }
+    let elapsed = started.elapsed();
+    let (status, body) = deliver(server.ingest, "full-1", KEY).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (_, metrics) = http(server.admin, "GET", "/metrics", &[], b"").unwrap();
+    let dropped = sample(&metrics, "hydrant_log_lines_dropped_total").unwrap();
+    assert!(dropped > 0.0, "{metrics}");
+    let stopping = Instant::now();
+    let (status, _) = server.terminate();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        stopping.elapsed()
+    );
+    assert!(elapsed < Duration::from_secs(60), "{elapsed:?}");
+    assert_each_record_once(
+        stored_events(dir.path()),
+        &["full-0".to_owned(), "full-1".to_owned()],
+    );
+}
+
+/// A free loopback port nothing listens on.
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A NATS backbone that is down (here: nothing listens) leaves the node ready by
+/// default, as it is down for every node: deliveries routed to it get 503 at
+/// once, the others are stored. With `gates_readiness = true` it takes the node
+/// out.
+#[cfg(feature = "nats")]
+#[test]
+fn a_down_backbone_does_not_take_the_node_out_unless_it_gates_readiness() {
+    for (gates, ready) in [("", 200), ("gates_readiness = true\n", 503)] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[sinks]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n{gates}\
+                 [[routes]]\npath = \"/bus\"\nsinks = [\"bus\"]\n",
+                dead_port()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+        let (status, body) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
+        assert_eq!(status, ready, "{gates:?}: {body}");
+        let (status, body) = deliver(server.ingest, "to-file", KEY).unwrap();
+        assert_eq!(status, 200, "{gates:?}: {body}");
+        let body_of_bus = body_of("to-bus", &[b"x"]);
+        let (status, body) = http(
+            server.ingest,
+            "POST",
+            "/bus",
+            &[
+                ("X-Amz-Firehose-Protocol-Version", "1.0"),
+                ("X-Amz-Firehose-Request-Id", "to-bus"),
+                ("X-Amz-Firehose-Access-Key", KEY),
+            ],
+            body_of_bus.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(status, 503, "{gates:?}: {body}");
+        assert!(body.contains(r#"sink \"bus\""#), "{body}");
+        let (status, _) = server.terminate();
+        assert!(status.success());
+    }
+}
+
+/// A sink no route names is not opened: the embedded file sink then neither
+/// creates nor locks its data directory.
+#[test]
+fn a_file_sink_nothing_routes_to_is_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hydrant.toml");
+    std::fs::write(
+        &config,
+        "[[sinks]]\nname = \"out\"\ntype = \"stdout\"\n[routing]\ndefault_sinks = [\"out\"]\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+    let (status, body) = deliver(server.ingest, "stdout-only", KEY).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    assert!(!data.exists(), "the data directory was created");
+    let output = Arc::clone(&server.output);
+    let (status, logs) = server.terminate();
+    assert!(status.success());
+    assert_eq!(output.lock().unwrap().lines().count(), RECORDS_PER_DELIVERY);
+    assert!(logs.contains("not opened"), "{logs}");
+}
+
+/// Right after startup `/metrics` has the process metrics, the build's version,
+/// revision and features, and every series whose labels are known at startup at
+/// zero, each family with its HELP and TYPE; and the README's metrics table names
+/// exactly the `hydrant_` families served.
+#[test]
+fn metrics_are_complete_from_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("hydrant.toml");
+    // A NATS sink (nothing listens) so that a network sink's series are there too.
+    let nats = if cfg!(feature = "nats") {
+        format!(
+            "[[sinks]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"nats://127.0.0.1:{}\"\n\
+             [[routes]]\npath = \"/bus\"\nsinks = [\"bus\"]\n",
+            dead_port()
+        )
+    } else {
+        String::new()
+    };
+    std::fs::write(&config, nats).unwrap();
+    let server = Hydrant::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap()],
+    );
+    let (status, metrics) = http(server.admin, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    let (status, _) = server.terminate();
+    assert!(status.success());
+
+    for name in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {name} ")),
+            "{name}:\n{metrics}"
+        );
+    }
+    let features: Vec<&str> = [
+        ("kafka", cfg!(feature = "kafka")),
+        ("nats", cfg!(feature = "nats")),
+        ("s3", cfg!(feature = "s3")),
+    ]
+    .iter()
+    .filter(|(_, on)| *on)
+    .map(|(name, _)| *name)
+    .collect();
+    let build = metrics
+        .lines()
+        .find(|line| line.starts_with("hydrant_build_info{"))
+        .unwrap();
+    assert!(
+        build.contains(&format!(r#"features="{}""#, features.join(",")))
+            && build.contains(&format!(r#"version="{}""#, env!("CARGO_PKG_VERSION")))
+            && build.ends_with(" 1"),
+        "{build}"
+    );
+    let revision = build
+        .split("revision=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let git = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|output| output.status.success())
+        .map(|output| String::from_utf8(output.stdout).unwrap().trim().to_owned());
+    match git {
+        Some(head) => assert_eq!(revision, head, "{build}"),
+        None => assert_eq!(revision, "unknown", "{build}"),
+    }
+
+    let mut zeros = vec![
+        r#"hydrant_requests_total{access_key="(none)",delivery_stream="(none)",outcome="storage_error"} 0"#,
+        r#"hydrant_requests_total{access_key="(none)",delivery_stream="(none)",outcome="ok"} 0"#,
+        r#"hydrant_ack_latency_seconds_count{delivery_stream="(none)",outcome="overloaded"} 0"#,
+        r#"hydrant_duplicate_deliveries_total{access_key="(none)",delivery_stream="(none)"} 0"#,
+        r#"hydrant_records_decoded_total{format="cloudtrail"} 0"#,
+        r#"hydrant_dead_letter_records_total{format="base64"} 0"#,
+        r#"hydrant_storage_errors_total{operation="journal"} 0"#,
+        r#"hydrant_sink_errors_total{sink="file",sink_type="file"} 0"#,
+        r#"hydrant_sink_up{sink="file",sink_type="file"} 1"#,
+        r#"hydrant_connections_timed_out_total{listener="ingest",reason="idle"} 0"#,
+        r#"hydrant_connections_refused_total{listener="admin"} 0"#,
+        "hydrant_log_lines_dropped_total 0",
+        "hydrant_control_messages_total 0",
+    ];
+    if cfg!(feature = "nats") {
+        zeros.push(
+            r#"hydrant_sink_reshaped_total{action="split_event",sink="bus",sink_type="nats"} 0"#,
+        );
+        zeros.push(r#"hydrant_sink_retries_total{sink="bus",sink_type="nats"} 0"#);
+    }
+    for series in zeros {
+        assert!(metrics.contains(series), "{series}:\n{metrics}");
+    }
+
+    // The README's table: one row per metric, its name in backticks first.
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let mut documented: Vec<String> = readme
+        .lines()
+        .filter(|line| line.starts_with("| `hydrant_"))
+        .flat_map(|line| {
+            let names = line.split('|').nth(1).unwrap();
+            names
+                .split(',')
+                .map(|name| name.trim().trim_matches('`').to_owned())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    documented.sort();
+    let mut served: Vec<String> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE hydrant_"))
+        .map(|rest| format!("hydrant_{}", rest.split(' ').next().unwrap()))
+        .collect();
+    served.sort();
+    if !cfg!(feature = "nats") {
+        documented.retain(|name| name != "hydrant_sink_reshaped_total");
+    }
+    assert_eq!(documented, served, "the README's metrics table");
 }

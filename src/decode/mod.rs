@@ -7,7 +7,8 @@
 //!   and 1.0) → `metric` events;
 //! - [`eventbridge`]: EventBridge events → `record` events with lifted fields;
 //! - [`cloudtrail`], [`vpc_flow`]: recognising and parsing what log messages hold;
-//! - [`raw`]: anything else, as a `json`, `text` or `binary` record.
+//! - [`raw`]: anything else, as a `json`, `text` or `binary` record;
+//! - [`json`]: keeping users' JSON exactly as sent, on one line.
 //!
 //! The format is fixed per URL path or delivery stream by [`DecoderRule`]s, or
 //! sniffed (`auto`) in this order: gzip (inflated, size-capped) → CloudWatch Logs
@@ -19,6 +20,7 @@
 pub mod cloudtrail;
 pub mod cloudwatch_logs;
 pub mod eventbridge;
+pub mod json;
 pub mod metric_json;
 pub mod otel;
 pub mod raw;
@@ -34,7 +36,9 @@ use serde::Serialize;
 
 use crate::event::{Delivery, EventWriter, RecordData};
 use crate::glob::Glob;
-use crate::limits::{gunzip_capped, is_gzip};
+use std::sync::Arc;
+
+use crate::limits::{DecodeBudget, DecodeStop, gunzip_capped, is_gzip};
 use crate::sink::EventLines;
 
 /// Default cap on one record's inflated size. CloudWatch Logs puts at most ~1 MiB of
@@ -191,10 +195,10 @@ impl DecodeSettings {
     }
 }
 
-/// Why a request's records were refused (only with [`BadRecords::Reject`]).
+/// Why a request's records were refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
-    /// A record could not be decoded.
+    /// A record could not be decoded (only with [`BadRecords::Reject`]).
     #[error("record {index}: {reason}")]
     Record {
         /// Position of the record in the request.
@@ -202,6 +206,9 @@ pub enum DecodeError {
         /// What was wrong.
         reason: String,
     },
+    /// The delivery's [`DecodeBudget`] stopped decoding.
+    #[error("{0}")]
+    Stopped(#[from] DecodeStop),
 }
 
 /// The events of one request, as NDJSON lines ready to be routed to sinks.
@@ -250,25 +257,29 @@ pub fn decode_records(
     delivery: &Delivery,
     settings: &DecodeSettings,
 ) -> Result<Decoded, DecodeError> {
-    decode_records_in_parallel(records, delivery, settings, 1)
+    let budget = Arc::new(DecodeBudget::unlimited());
+    decode_records_in_parallel(records, delivery, settings, 1, &budget)
 }
 
-/// [`decode_records`] with the records cut into up to `threads` contiguous runs of
-/// about equal size, decoded side by side (the caller's thread and `threads - 1`
-/// scoped ones). The events come out in record order all the same.
+/// [`decode_records`] with every event counted against `budget`, and the records
+/// cut into up to `threads` contiguous runs of about equal size, decoded side by
+/// side (the caller's thread and `threads - 1` scoped ones). The events come out
+/// in record order all the same.
 ///
 /// # Errors
 ///
-/// As [`decode_records`]: the first bad record in request order, when refused.
+/// As [`decode_records`]: the first bad record in request order, when refused;
+/// [`DecodeError::Stopped`] when the budget stopped decoding.
 pub fn decode_records_in_parallel(
     records: &[Cow<'_, str>],
     delivery: &Delivery,
     settings: &DecodeSettings,
     threads: usize,
+    budget: &Arc<DecodeBudget>,
 ) -> Result<Decoded, DecodeError> {
     let runs = split_runs(records, threads);
     let mut parts = if runs.len() <= 1 {
-        vec![decode_run(records, 0, delivery, settings)]
+        vec![decode_run(records, 0, delivery, settings, budget)]
     } else {
         std::thread::scope(|scope| {
             let (first, rest) = runs.split_first().expect("several runs");
@@ -277,11 +288,17 @@ pub fn decode_records_in_parallel(
                 .map(|run| {
                     let run = run.clone();
                     scope.spawn(move || {
-                        decode_run(&records[run.clone()], run.start, delivery, settings)
+                        decode_run(&records[run.clone()], run.start, delivery, settings, budget)
                     })
                 })
                 .collect();
-            let mut parts = vec![decode_run(&records[first.clone()], 0, delivery, settings)];
+            let mut parts = vec![decode_run(
+                &records[first.clone()],
+                0,
+                delivery,
+                settings,
+                budget,
+            )];
             parts.extend(handles.into_iter().map(|handle| {
                 handle
                     .join()
@@ -291,8 +308,12 @@ pub fn decode_records_in_parallel(
         })
     }
     .into_iter();
+    // A stopped budget fails the whole delivery, whichever run met it.
+    budget.check()?;
     // The runs are in record order, so the first error met is the first bad record.
-    let mut whole = parts.next().unwrap_or_else(|| Ok(Part::new(delivery, 0)))?;
+    let mut whole = parts
+        .next()
+        .unwrap_or_else(|| Ok(Part::new(delivery, 0, budget)))?;
     for part in parts {
         let part = part?;
         whole.writer.append(part.writer);
@@ -351,9 +372,9 @@ struct Part {
 }
 
 impl Part {
-    fn new(delivery: &Delivery, capacity: usize) -> Self {
+    fn new(delivery: &Delivery, capacity: usize, budget: &Arc<DecodeBudget>) -> Self {
         Self {
-            writer: EventWriter::new(delivery, capacity),
+            writer: EventWriter::with_budget(delivery, capacity, Arc::clone(budget)),
             dead_letters: None,
             stats: Decoded::default(),
         }
@@ -369,11 +390,12 @@ fn decode_run(
     first: usize,
     delivery: &Delivery,
     settings: &DecodeSettings,
+    budget: &Arc<DecodeBudget>,
 ) -> Result<Part, DecodeError> {
     let (format, vpc_fields) = settings.choose(&delivery.path, delivery.delivery_stream.as_deref());
     let encoded: usize = records.iter().map(|record| record.len()).sum();
     // Decoded records are ~3/4 of their base64; each line adds the firehose object.
-    let mut part = Part::new(delivery, encoded + records.len() * 512);
+    let mut part = Part::new(delivery, encoded + records.len() * 512, budget);
     let mut scratch = Vec::new();
     let context = Context {
         format,
@@ -383,6 +405,8 @@ fn decode_run(
     };
     let (writer, decoded) = (&mut part.writer, &mut part.stats);
     for (done, (index, record)) in (first..).zip(records).enumerate() {
+        // Once the budget stops, nothing more is written: stop reading too.
+        budget.check()?;
         if done == RECORDS_BEFORE_SIZING {
             // The events of the first records show how much the rest will make
             // (CloudWatch Logs makes ~6 bytes per byte of base64, raw JSON ~1):
@@ -419,7 +443,9 @@ fn decode_run(
                     data: record,
                 };
                 part.dead_letters
-                    .get_or_insert_with(|| EventWriter::new(delivery, 0))
+                    .get_or_insert_with(|| {
+                        EventWriter::with_budget(delivery, 0, Arc::clone(budget))
+                    })
                     .event(
                         index,
                         "dead_letter",
@@ -432,6 +458,7 @@ fn decode_run(
             }
         }
     }
+    budget.check()?;
     Ok(part)
 }
 
@@ -557,7 +584,12 @@ fn metrics_otel(
 ) -> Result<&'static str, Failure> {
     let mut metrics = Vec::new();
     otel::decode(content, version, &mut metrics).map_err(|error| Failure {
-        format: "metric_stream_otel",
+        // The format the record was read as: the configured one, when it is.
+        format: match version {
+            otel::OtelVersion::V07 => "metric_stream_otel07",
+            otel::OtelVersion::V10 => "metric_stream_otel10",
+            otel::OtelVersion::Any => "metric_stream_otel",
+        },
         reason: error.to_string(),
     })?;
     for metric in &metrics {
@@ -719,9 +751,13 @@ mod tests {
             ..Delivery::default()
         };
         let settings = DecodeSettings::default();
-        let one = decode_records_in_parallel(&encoded, &delivery, &settings, 1).unwrap();
+        let unlimited = Arc::new(DecodeBudget::unlimited());
+        let one =
+            decode_records_in_parallel(&encoded, &delivery, &settings, 1, &unlimited).unwrap();
         for threads in [2, 3, 8] {
-            let many = decode_records_in_parallel(&encoded, &delivery, &settings, threads).unwrap();
+            let many =
+                decode_records_in_parallel(&encoded, &delivery, &settings, threads, &unlimited)
+                    .unwrap();
             // The chunks may be cut elsewhere; the lines and their facts are the same.
             let flat = |lines: &EventLines| {
                 let metas: Vec<_> = lines
@@ -763,7 +799,8 @@ mod tests {
         };
         for threads in [1, 2, 3] {
             let error =
-                decode_records_in_parallel(&encoded, &delivery, &reject, threads).unwrap_err();
+                decode_records_in_parallel(&encoded, &delivery, &reject, threads, &unlimited)
+                    .unwrap_err();
             assert!(
                 matches!(error, DecodeError::Record { index: 3, .. }),
                 "{threads} threads: {error:?}"
@@ -809,6 +846,54 @@ mod tests {
         assert_eq!(
             events(&decoded.events.concat())[0]["data"],
             STANDARD.encode(&binary)
+        );
+    }
+
+    /// A delivery of tiny records whose lines outgrow the budget stops with the
+    /// budget's reason, on one thread or several; within the budget it decodes.
+    #[test]
+    fn decoding_stops_at_the_budget() {
+        let envelope = serde_json::json!({
+            "messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g".repeat(500),
+            "logStream": "s", "subscriptionFilters": [],
+            "logEvents": vec![serde_json::json!({"id": "1", "timestamp": 1, "message": ""}); 400],
+        })
+        .to_string();
+        let record = gzip(envelope.as_bytes());
+        let encoded: Vec<Cow<'_, str>> =
+            std::iter::repeat_n(STANDARD.encode(&record).into(), 8).collect();
+        let delivery = Delivery::default();
+        let settings = DecodeSettings::default();
+        let unlimited = Arc::new(DecodeBudget::unlimited());
+        let all =
+            decode_records_in_parallel(&encoded, &delivery, &settings, 1, &unlimited).unwrap();
+        let needed = unlimited.used();
+        assert_eq!(all.events.len(), 3200);
+        assert!(
+            needed > 100 * (record.len() as u64 * 8),
+            "the shape amplifies: {needed} bytes from {}",
+            record.len() * 8
+        );
+        for threads in [1, 2] {
+            let budget = Arc::new(DecodeBudget::new(needed / 3, Box::new(|_| true)));
+            let result =
+                decode_records_in_parallel(&encoded, &delivery, &settings, threads, &budget);
+            assert_eq!(
+                result.unwrap_err(),
+                DecodeError::Stopped(DecodeStop::TooLarge { limit: needed / 3 }),
+                "{threads} threads"
+            );
+            assert!(budget.used() < needed / 3 + 4096, "stopped early");
+            let enough = Arc::new(DecodeBudget::new(needed, Box::new(|_| true)));
+            let decoded =
+                decode_records_in_parallel(&encoded, &delivery, &settings, threads, &enough)
+                    .unwrap();
+            assert_eq!(decoded.events.concat(), all.events.concat());
+        }
+        let busy = Arc::new(DecodeBudget::new(u64::MAX, Box::new(|_| false)));
+        assert_eq!(
+            decode_records_in_parallel(&encoded, &delivery, &settings, 1, &busy).unwrap_err(),
+            DecodeError::Stopped(DecodeStop::Overloaded)
         );
     }
 

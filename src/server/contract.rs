@@ -32,6 +32,47 @@ pub const PROTOCOL_VERSION: &str = "1.0";
 /// Firehose accepts an `errorMessage` of at most 8192 characters.
 pub const MAX_ERROR_MESSAGE_CHARS: usize = 8192;
 
+/// Longest request id accepted. Firehose's are GUIDs (36 characters); the id goes
+/// into every event line, the logs and sink keys, so a sender must not be able to
+/// make it long.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Longest URL path accepted. A Firehose HTTP endpoint URL is at most 1,000
+/// characters (`HttpEndpointConfiguration.Url`); the path goes into every event line.
+pub const MAX_PATH_BYTES: usize = 1024;
+
+/// Most common attributes a stream can have (`CommonAttributes`: 0–50 items).
+pub const MAX_COMMON_ATTRIBUTES: usize = 50;
+/// Longest common attribute name (`AttributeName`: 1–256 characters).
+pub const MAX_ATTRIBUTE_NAME_CHARS: usize = 256;
+/// Longest common attribute value (`AttributeValue`: 0–1024 characters).
+pub const MAX_ATTRIBUTE_VALUE_CHARS: usize = 1024;
+
+/// Longest delivery stream name (`DeliveryStreamName`: 1–64 characters of
+/// `[a-zA-Z0-9_.-]`).
+pub const MAX_STREAM_NAME_CHARS: usize = 64;
+
+/// Checks a request id: 1 to [`MAX_REQUEST_ID_BYTES`] visible ASCII characters.
+/// Firehose sends a GUID; anything else that is short and printable is accepted
+/// from other senders. Spaces and control characters are refused: the id is
+/// written into logs and keys.
+///
+/// # Errors
+///
+/// A short reason.
+pub fn check_request_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("empty");
+    }
+    if id.len() > MAX_REQUEST_ID_BYTES {
+        return Err("longer than 128 characters (Firehose sends a 36-character GUID)");
+    }
+    if !id.bytes().all(|byte| byte.is_ascii_graphic()) {
+        return Err("not printable ASCII without spaces");
+    }
+    Ok(())
+}
+
 /// A delivery request body (`FirehoseCustomHttpsEndpointRequest`), borrowing from the
 /// raw body. Base64 never needs JSON escapes, so records are borrowed, not copied.
 #[derive(Debug, PartialEq, Eq)]
@@ -67,7 +108,16 @@ impl<'a> DeliveryRequest<'a> {
     /// [`EnvelopeError::TooManyRecords`] past the limit, otherwise
     /// [`EnvelopeError::Invalid`] with serde's description of what is wrong.
     pub fn parse(body: &'a [u8], max_records: usize) -> Result<Self, EnvelopeError> {
-        let mut deserializer = serde_json::Deserializer::from_slice(body);
+        // JSON text is UTF-8 (RFC 8259 §8.1). serde_json checks the strings it
+        // reads but not those of fields it skips, so the whole body is checked first
+        // (cheap: the ASCII fast path covers base64), and then parsed as text.
+        let text = std::str::from_utf8(body).map_err(|error| {
+            EnvelopeError::Invalid(format!(
+                "not UTF-8 at byte {} (JSON text must be UTF-8, RFC 8259 section 8.1)",
+                error.valid_up_to()
+            ))
+        })?;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let parsed = EnvelopeSeed { max_records }
             .deserialize(&mut deserializer)
             .and_then(|request| deserializer.end().map(|()| request));
@@ -255,6 +305,30 @@ impl SourceArn {
         if name.is_empty() || region.is_empty() || account.is_empty() {
             return Err("incomplete delivery stream ARN");
         }
+        // Each part goes into every event line and into metric labels and sink keys:
+        // they are held to the shapes AWS gives them, which also bounds their length.
+        let plain = |text: &str, max: usize| {
+            text.len() <= max
+                && text
+                    .bytes()
+                    .all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit() || byte == b'-')
+        };
+        if !plain(partition, 32) {
+            return Err("partition is not an AWS partition name");
+        }
+        if !plain(region, 32) {
+            return Err("region is not an AWS region name");
+        }
+        if account.len() != 12 || !account.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err("account is not a 12-digit AWS account id");
+        }
+        if name.len() > MAX_STREAM_NAME_CHARS
+            || !name
+                .bytes()
+                .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b'-'))
+        {
+            return Err("delivery stream name is not 1-64 characters of [a-zA-Z0-9_.-]");
+        }
         Ok(Self {
             arn: arn.to_owned(),
             region: region.to_owned(),
@@ -280,14 +354,32 @@ pub fn parse_common_attributes(header: &[u8]) -> Result<CommonAttributes, String
         common_attributes: serde_json::Map<String, serde_json::Value>,
     }
     let wrapper: Wrapper = serde_json::from_slice(header).map_err(|error| error.to_string())?;
-    if let Some((key, _)) = wrapper
-        .common_attributes
-        .iter()
-        .find(|(_, value)| !value.is_string())
-    {
-        return Err(format!("attribute {key:?} is not a string"));
+    let attributes = wrapper.common_attributes;
+    // Firehose's own limits: the attributes go into every event line, so a sender
+    // must not be able to make them large.
+    if attributes.len() > MAX_COMMON_ATTRIBUTES {
+        return Err(format!(
+            "more than {MAX_COMMON_ATTRIBUTES} attributes ({})",
+            attributes.len()
+        ));
     }
-    Ok(wrapper.common_attributes)
+    for (key, value) in &attributes {
+        let name_chars = key.chars().count();
+        if name_chars == 0 || name_chars > MAX_ATTRIBUTE_NAME_CHARS {
+            return Err(format!(
+                "attribute names must be 1-{MAX_ATTRIBUTE_NAME_CHARS} characters; one has {name_chars}"
+            ));
+        }
+        let Some(value) = value.as_str() else {
+            return Err(format!("attribute {key:?} is not a string"));
+        };
+        if value.chars().count() > MAX_ATTRIBUTE_VALUE_CHARS {
+            return Err(format!(
+                "attribute {key:?} is longer than {MAX_ATTRIBUTE_VALUE_CHARS} characters"
+            ));
+        }
+    }
+    Ok(attributes)
 }
 
 #[cfg(test)]
@@ -327,6 +419,10 @@ mod tests {
             (
                 "trailing garbage",
                 br#"{"requestId":"a","timestamp":1,"records":[]} x"#,
+            ),
+            (
+                "not UTF-8 in an ignored field",
+                b"{\"requestId\":\"a\",\"timestamp\":1,\"records\":[],\"x\":\"\xff\"}",
             ),
         ];
         for (name, body) in table {
@@ -405,8 +501,25 @@ mod tests {
             SourceArn::parse("arn:aws-cn:firehose:cn-north-1:123456789012:deliverystream/a")
                 .unwrap();
         assert_eq!(china.region, "cn-north-1");
+        let longest = format!(
+            "arn:aws-us-gov:firehose:us-gov-west-1:123456789012:deliverystream/{}",
+            "a.b_c-9".repeat(10).get(..64).unwrap()
+        );
+        assert_eq!(
+            SourceArn::parse(&longest).unwrap().delivery_stream.len(),
+            64
+        );
         for bad in [
             "",
+            "arn:aws:firehose:us-east-1:123456789012:deliverystream/colX b",
+            "arn:aws:firehose:us-east-1:123456789012:deliverystream/a|b",
+            &format!(
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/{}",
+                "s".repeat(65)
+            ),
+            "arn:aws:firehose:us-east-1:12345678901:deliverystream/x",
+            "arn:aws:firehose:us-east-1:1234567890123:deliverystream/x",
+            "arn:aws:firehose:US EAST:123456789012:deliverystream/x",
             "arn:aws:s3:::bucket",
             "arn:aws:firehose:us-east-1:123456789012:stream/x",
             "arn:aws:firehose:us-east-1:123456789012:deliverystream/",
@@ -428,8 +541,45 @@ mod tests {
             br#"{"commonAttributes":{"n":1}}"#,
             br#"{"commonAttributes":[]}"#,
             b"not json",
+            br#"{"commonAttributes":{"":"empty name"}}"#,
         ] {
             assert!(parse_common_attributes(bad).is_err());
+        }
+        let many = |count: usize, name_len: usize, value_len: usize| {
+            let attributes: serde_json::Map<String, serde_json::Value> = (0..count)
+                .map(|n| {
+                    let name = format!("{n:0>name_len$}");
+                    (name, "v".repeat(value_len).into())
+                })
+                .collect();
+            serde_json::json!({ "commonAttributes": attributes }).to_string()
+        };
+        // At Firehose's limits: accepted; one past any of them: refused.
+        assert_eq!(
+            parse_common_attributes(many(50, 256, 1024).as_bytes())
+                .unwrap()
+                .len(),
+            50
+        );
+        for (count, name, value) in [(51, 3, 1), (1, 257, 1), (1, 3, 1025)] {
+            let error = parse_common_attributes(many(count, name, value).as_bytes()).unwrap_err();
+            assert!(!error.is_empty(), "{count} {name} {value}");
+        }
+    }
+
+    #[test]
+    fn request_ids_are_short_printable_ascii() {
+        let guid = "6a7e8feb-b491-4cf7-a9f1-bf3703467718";
+        assert_eq!(check_request_id(guid), Ok(()));
+        assert_eq!(check_request_id(&"x".repeat(MAX_REQUEST_ID_BYTES)), Ok(()));
+        for bad in [
+            String::new(),
+            "x".repeat(MAX_REQUEST_ID_BYTES + 1),
+            "b c".into(),
+            "tab\there".into(),
+            "é".into(),
+        ] {
+            assert!(check_request_id(&bad).is_err(), "{bad:?}");
         }
     }
 }

@@ -10,7 +10,7 @@
 use axum::http::StatusCode;
 
 use crate::decode::DecodeError;
-use crate::limits::InflateError;
+use crate::limits::{DecodeStop, InflateError};
 use crate::server::contract::EnvelopeError;
 use crate::sink::fanout::FanoutError;
 
@@ -18,6 +18,32 @@ use crate::sink::fanout::FanoutError;
 pub const OUTCOME_OK: &str = "ok";
 /// Outcome label of a retried delivery that was already stored.
 pub const OUTCOME_DUPLICATE: &str = "duplicate";
+/// Outcome label of a malformed request (400).
+pub const OUTCOME_BAD_REQUEST: &str = "bad_request";
+/// Outcome label of a missing or wrong access key (401).
+pub const OUTCOME_UNAUTHORIZED: &str = "unauthorized";
+/// Outcome label of a body over a size limit (413).
+pub const OUTCOME_TOO_LARGE: &str = "too_large";
+/// Outcome label of a body that arrived too slowly (408).
+pub const OUTCOME_TOO_SLOW: &str = "too_slow";
+/// Outcome label of a delivery refused at the in-flight limit (503).
+pub const OUTCOME_OVERLOADED: &str = "overloaded";
+/// Outcome label of a delivery refused during shutdown (503).
+pub const OUTCOME_SHUTTING_DOWN: &str = "shutting_down";
+/// Outcome label of a delivery a sink did not store (503).
+pub const OUTCOME_STORAGE_ERROR: &str = "storage_error";
+/// Every outcome label value, for metrics that start at zero.
+pub const OUTCOMES: [&str; 9] = [
+    OUTCOME_OK,
+    OUTCOME_DUPLICATE,
+    OUTCOME_BAD_REQUEST,
+    OUTCOME_UNAUTHORIZED,
+    OUTCOME_TOO_LARGE,
+    OUTCOME_TOO_SLOW,
+    OUTCOME_OVERLOADED,
+    OUTCOME_SHUTTING_DOWN,
+    OUTCOME_STORAGE_ERROR,
+];
 
 /// Why a delivery was not accepted. The `Display` text is the reply's `errorMessage`:
 /// it must help the sender and must never contain a secret or a local path.
@@ -35,6 +61,15 @@ pub enum ApiError {
     /// No usable `X-Amz-Firehose-Request-Id` header.
     #[error("missing or unreadable X-Amz-Firehose-Request-Id header")]
     MissingRequestId,
+    /// The request id is too long or holds characters ids never have.
+    #[error("invalid X-Amz-Firehose-Request-Id: {0}")]
+    InvalidRequestId(&'static str),
+    /// The URL path is longer than any Firehose endpoint URL.
+    #[error("URL path is longer than {limit} bytes")]
+    PathTooLong {
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// The body's `requestId` differs from the header's.
     #[error("body requestId does not match the X-Amz-Firehose-Request-Id header")]
     RequestIdMismatch,
@@ -67,6 +102,19 @@ pub enum ApiError {
     /// The body could not be read from the connection.
     #[error("could not read the request body: {0}")]
     BodyRead(String),
+    /// A header Hydrant reads is not usable as sent (not UTF-8, repeated, or not
+    /// the kind of value it must be), so it is neither ignored nor guessed at.
+    #[error("invalid {name} header: {reason}")]
+    InvalidHeader {
+        /// The header's name.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The body arrived too slowly (see `server::listener`); the connection is
+    /// closed after the answer.
+    #[error("{0}; connection closed, retry later")]
+    BodyTooSlow(String),
     /// The body is not a delivery request.
     #[error("{0}")]
     Envelope(String),
@@ -79,6 +127,14 @@ pub enum ApiError {
     /// A record could not be decoded.
     #[error("{0}")]
     Record(String),
+    /// The records decode into more than the delivery may make.
+    #[error(
+        "records decode into more than the limit of {limit} bytes of events for a delivery this size; lower the stream's buffer size or raise max-decoded-bytes"
+    )]
+    DecodedTooLarge {
+        /// The delivery's allowance in bytes.
+        limit: u64,
+    },
     /// Admission control: too many bytes in flight.
     #[error("server is at its in-flight limit; retry later")]
     Overloaded,
@@ -87,8 +143,14 @@ pub enum ApiError {
     ShuttingDown,
     /// A sink the delivery was routed to failed after its retries; sinks that did
     /// commit it will not be written again on Firehose's retry.
-    #[error("sink {0:?} did not store the delivery; retry later")]
-    SinkFailed(String),
+    #[error("sink {name:?} did not store the delivery; retry later")]
+    SinkFailed {
+        /// The sink's name.
+        name: String,
+        /// What the sink said: for the log only, as it may name local paths or
+        /// hosts ([`ApiError::log_detail`]).
+        cause: String,
+    },
     /// A sink the delivery was routed to is marked down by its circuit breaker.
     #[error("sink {0:?} is unavailable; retry later")]
     SinkDown(String),
@@ -105,21 +167,26 @@ impl ApiError {
             Self::MissingAccessKey | Self::InvalidAccessKey => StatusCode::UNAUTHORIZED,
             Self::ProtocolVersion(_)
             | Self::MissingRequestId
+            | Self::InvalidRequestId(_)
+            | Self::PathTooLong { .. }
             | Self::RequestIdMismatch
             | Self::SourceArn(_)
             | Self::CommonAttributes(_)
             | Self::ContentEncoding(_)
             | Self::Gzip(_)
             | Self::BodyRead(_)
+            | Self::InvalidHeader { .. }
             | Self::Envelope(_)
             | Self::TooManyRecords { .. }
             | Self::Record(_) => StatusCode::BAD_REQUEST,
-            Self::BodyTooLarge { .. } | Self::InflatedTooLarge { .. } => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::BodyTooLarge { .. }
+            | Self::InflatedTooLarge { .. }
+            | Self::DecodedTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            // Firehose retries every status but 413, so a slow body comes back.
+            Self::BodyTooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded
             | Self::ShuttingDown
-            | Self::SinkFailed(_)
+            | Self::SinkFailed { .. }
             | Self::SinkDown(_)
             | Self::SinkDeadline(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -129,12 +196,28 @@ impl ApiError {
     #[must_use]
     pub fn outcome(&self) -> &'static str {
         match self {
-            Self::MissingAccessKey | Self::InvalidAccessKey => "unauthorized",
-            Self::BodyTooLarge { .. } | Self::InflatedTooLarge { .. } => "too_large",
-            Self::Overloaded => "overloaded",
-            Self::ShuttingDown => "shutting_down",
-            Self::SinkFailed(_) | Self::SinkDown(_) | Self::SinkDeadline(_) => "storage_error",
-            _ => "bad_request",
+            Self::MissingAccessKey | Self::InvalidAccessKey => OUTCOME_UNAUTHORIZED,
+            Self::BodyTooLarge { .. }
+            | Self::InflatedTooLarge { .. }
+            | Self::DecodedTooLarge { .. } => OUTCOME_TOO_LARGE,
+            Self::Overloaded => OUTCOME_OVERLOADED,
+            Self::BodyTooSlow(_) => OUTCOME_TOO_SLOW,
+            Self::ShuttingDown => OUTCOME_SHUTTING_DOWN,
+            Self::SinkFailed { .. } | Self::SinkDown(_) | Self::SinkDeadline(_) => {
+                OUTCOME_STORAGE_ERROR
+            }
+            _ => OUTCOME_BAD_REQUEST,
+        }
+    }
+
+    /// What the log line of this failure adds to its `Display` text: the failing
+    /// sink's own error, which the sender must not see (it may name local paths or
+    /// hosts) but the operator needs.
+    #[must_use]
+    pub fn log_detail(&self) -> Option<&str> {
+        match self {
+            Self::SinkFailed { cause, .. } => Some(cause),
+            _ => None,
         }
     }
 }
@@ -159,7 +242,11 @@ impl From<EnvelopeError> for ApiError {
 
 impl From<DecodeError> for ApiError {
     fn from(error: DecodeError) -> Self {
-        Self::Record(error.to_string())
+        match error {
+            DecodeError::Record { .. } => Self::Record(error.to_string()),
+            DecodeError::Stopped(DecodeStop::TooLarge { limit }) => Self::DecodedTooLarge { limit },
+            DecodeError::Stopped(DecodeStop::Overloaded) => Self::Overloaded,
+        }
     }
 }
 
@@ -169,7 +256,10 @@ impl From<FanoutError> for ApiError {
         // and the sender learns which sink failed.
         match error {
             FanoutError::SinkDown(name) => Self::SinkDown(name),
-            FanoutError::SinkFailed { name, .. } => Self::SinkFailed(name),
+            FanoutError::SinkFailed { name, error } => Self::SinkFailed {
+                name,
+                cause: error.to_string(),
+            },
             FanoutError::Deadline(deadline) => Self::SinkDeadline(deadline.as_secs()),
         }
     }
@@ -187,6 +277,9 @@ mod tests {
             (ApiError::InvalidAccessKey, 401, "unauthorized"),
             (ApiError::ProtocolVersion("2.0".into()), 400, "bad_request"),
             (ApiError::MissingRequestId, 400, "bad_request"),
+            (ApiError::InvalidRequestId("empty"), 400, "bad_request"),
+            (ApiError::PathTooLong { limit: 1 }, 400, "bad_request"),
+            (ApiError::DecodedTooLarge { limit: 1 }, 413, "too_large"),
             (ApiError::RequestIdMismatch, 400, "bad_request"),
             (ApiError::SourceArn("not an ARN"), 400, "bad_request"),
             (ApiError::CommonAttributes("x".into()), 400, "bad_request"),
@@ -195,18 +288,35 @@ mod tests {
             (ApiError::InflatedTooLarge { limit: 1 }, 413, "too_large"),
             (ApiError::Gzip("x".into()), 400, "bad_request"),
             (ApiError::BodyRead("x".into()), 400, "bad_request"),
+            (
+                ApiError::InvalidHeader {
+                    name: "content-length".into(),
+                    reason: "not a number",
+                },
+                400,
+                "bad_request",
+            ),
+            (ApiError::BodyTooSlow("x".into()), 408, "too_slow"),
             (ApiError::Envelope("x".into()), 400, "bad_request"),
             (ApiError::TooManyRecords { limit: 1 }, 400, "bad_request"),
             (ApiError::Record("x".into()), 400, "bad_request"),
             (ApiError::Overloaded, 503, "overloaded"),
             (ApiError::ShuttingDown, 503, "shutting_down"),
-            (ApiError::SinkFailed("s3".into()), 503, "storage_error"),
+            (
+                ApiError::SinkFailed {
+                    name: "s3".into(),
+                    cause: "x".into(),
+                },
+                503,
+                "storage_error",
+            ),
             (ApiError::SinkDown("nats".into()), 503, "storage_error"),
             (ApiError::SinkDeadline(60), 503, "storage_error"),
         ];
         for (error, status, outcome) in table {
             assert_eq!(error.status().as_u16(), status, "{error:?}");
             assert_eq!(error.outcome(), outcome, "{error:?}");
+            assert!(OUTCOMES.contains(&outcome), "{outcome} starts at zero");
         }
     }
 
@@ -224,11 +334,36 @@ mod tests {
             ApiError::from(EnvelopeError::TooManyRecords { limit: 2 }),
             ApiError::TooManyRecords { limit: 2 }
         );
+        assert_eq!(
+            ApiError::from(DecodeError::Stopped(DecodeStop::TooLarge { limit: 9 })),
+            ApiError::DecodedTooLarge { limit: 9 }
+        );
+        assert_eq!(
+            ApiError::from(DecodeError::Stopped(DecodeStop::Overloaded)),
+            ApiError::Overloaded
+        );
+        assert_eq!(
+            ApiError::from(DecodeError::Record {
+                index: 3,
+                reason: "x".into()
+            })
+            .status(),
+            StatusCode::BAD_REQUEST
+        );
         let failed = FanoutError::SinkFailed {
             name: "file".into(),
             error: crate::sink::SinkError::Write("disk".into()),
         };
-        assert_eq!(ApiError::from(failed), ApiError::SinkFailed("file".into()));
+        let converted = ApiError::from(failed);
+        assert!(
+            matches!(&converted, ApiError::SinkFailed { name, .. } if name == "file"),
+            "{converted:?}"
+        );
+        assert_eq!(
+            converted.log_detail(),
+            Some("storage write failed: disk"),
+            "the log keeps what the sink said"
+        );
         assert_eq!(
             ApiError::from(FanoutError::Deadline(std::time::Duration::from_secs(60))).status(),
             StatusCode::SERVICE_UNAVAILABLE
@@ -243,5 +378,12 @@ mod tests {
         })
         .to_string();
         assert!(!message.contains("/var/lib"));
+        assert_eq!(
+            OUTCOMES.len(),
+            OUTCOMES
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+        );
     }
 }

@@ -3,12 +3,17 @@
 //! Ingest listener:
 //! - `POST /<any path>`: a Firehose delivery ([`delivery`]). Each stream can have
 //!   its own path; the path is kept in every event.
-//! - `GET /healthz`: 200, for load balancer probes. Other methods and paths: 405.
+//! - `GET /healthz`: 200, for load balancer probes. Other methods and paths: 405
+//!   with a JSON error and the methods that are allowed.
 //!
 //! Admin listener (loopback by default):
 //! - `GET /metrics`: Prometheus text ([`crate::metrics`]).
 //! - `GET /healthz`: 200 while serving; `GET /readyz`: 200 once storage is open
-//!   and every sink is up.
+//!   and every sink that gates readiness is up. Other methods: 405, other paths:
+//!   404, each with a JSON error.
+//!
+//! Both listeners run the accept loop of [`listener`], which caps open connections
+//! and times out clients that send slowly or not at all.
 
 pub mod admission;
 pub mod auth;
@@ -16,6 +21,7 @@ pub mod contract;
 mod delivery;
 pub mod error;
 pub mod health;
+pub mod listener;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,7 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -40,6 +46,7 @@ use admission::InFlight;
 use auth::Auth;
 use contract::HEADER_REQUEST_ID;
 use health::Readiness;
+use listener::{ConnectionSettings, Listener};
 
 /// Longest request id kept in a log span; Firehose's are 36-character GUIDs, and a
 /// client must not be able to write unbounded text into the logs.
@@ -139,27 +146,69 @@ impl AppState {
     }
 }
 
+/// `Allow` of the ingest listener's `/healthz`: probes `GET` (and so `HEAD`) it, and
+/// a stream may deliver to it like to any other path.
+const ALLOW_HEALTHZ: &str = "GET, HEAD, POST";
+/// `Allow` of the admin listener's paths.
+const ALLOW_ADMIN: &str = "GET, HEAD";
+
 /// The ingest listener's routes.
 pub fn ingest_router(state: AppState) -> Router {
     Router::new()
-        .route("/healthz", get(health::live).post(delivery::deliver))
+        .route(
+            "/healthz",
+            get(health::live)
+                .post(delivery::deliver)
+                .fallback(|| async {
+                    method_not_allowed(
+                        ALLOW_HEALTHZ,
+                        "/healthz takes GET (health checks) or POST (deliveries)",
+                    )
+                }),
+        )
         .fallback(delivery::deliver)
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // The delivery handler logs each refused delivery once, at WARN for a 5xx
+        // and at INFO for a 4xx, with its reason; the layer's own failure line
+        // (an ERROR for every 503) would say the same twice, and a sink outage
+        // would fill the log with errors for every Firehose retry.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_failure(()),
+        )
         .with_state(state)
 }
 
 /// The admin listener's routes.
 pub fn admin_router(state: AppState) -> Router {
+    let only_get = || async { method_not_allowed(ALLOW_ADMIN, "the admin listener takes GET") };
     Router::new()
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(health::live))
+        .route("/metrics", get(metrics).fallback(only_get))
+        .route("/healthz", get(health::live).fallback(only_get))
         .route(
             "/readyz",
             get(|State(state): State<AppState>| async move {
-                health::ready(state.readiness.is_ready() && state.sinks.all_up())
-            }),
+                health::ready(state.readiness.is_ready() && state.sinks.ready())
+            })
+            .fallback(only_get),
         )
+        .fallback(|| async {
+            delivery::reply(
+                StatusCode::NOT_FOUND,
+                "",
+                Some("not found; the admin listener serves /metrics, /healthz and /readyz"),
+            )
+        })
         .with_state(state)
+}
+
+/// `405` with a JSON error in the reply shape and the methods that `allow`.
+fn method_not_allowed(allow: &'static str, message: &str) -> axum::response::Response {
+    let mut response = delivery::reply(StatusCode::METHOD_NOT_ALLOWED, "", Some(message));
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    response
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -200,26 +249,31 @@ pub struct Listeners {
 /// Serves both listeners until `shutdown` resolves, then drains: deliveries in
 /// flight get up to `grace` to finish, new ones get 503, and the sink is closed
 /// (pending commits finished, open segment completed) before this returns.
+/// `connections` caps each listener's connections and sets their timeouts.
 pub async fn serve(
     listeners: Listeners,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send,
     grace: Duration,
+    connections: ConnectionSettings,
 ) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
-    let graceful = |mut stopped: watch::Receiver<bool>| async move {
-        let _ = stopped.wait_for(|stop| *stop).await;
-    };
-    let ingest = tokio::spawn(
-        axum::serve(listeners.ingest, ingest_router(state.clone()))
-            .with_graceful_shutdown(graceful(stopped.clone()))
-            .into_future(),
-    );
-    let admin = tokio::spawn(
-        axum::serve(listeners.admin, admin_router(state.clone()))
-            .with_graceful_shutdown(graceful(stopped))
-            .into_future(),
-    );
+    let ingest = tokio::spawn(listener::serve_listener(
+        listeners.ingest,
+        ingest_router(state.clone()),
+        Listener::Ingest,
+        connections,
+        Arc::clone(&state.metrics),
+        stopped.clone(),
+    ));
+    let admin = tokio::spawn(listener::serve_listener(
+        listeners.admin,
+        admin_router(state.clone()),
+        Listener::Admin,
+        connections,
+        Arc::clone(&state.metrics),
+        stopped,
+    ));
 
     shutdown.await;
     tracing::info!(
@@ -230,11 +284,12 @@ pub async fn serve(
     let _ = stop.send(true);
     let ingest_abort = ingest.abort_handle();
     match tokio::time::timeout(grace, ingest).await {
-        Ok(result) => result.map_err(std::io::Error::other)??,
+        Ok(result) => result.map_err(std::io::Error::other)?,
         Err(_) => {
             tracing::warn!(
                 "Grace period over; closing connections still in flight (Firehose will retry them)."
             );
+            // Dropping the accept loop aborts its connections.
             ingest_abort.abort();
         }
     }
