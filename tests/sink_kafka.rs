@@ -25,11 +25,15 @@ use hydrant::routing::{Router, SinkSet};
 use hydrant::server::Settings;
 use hydrant::server::auth::{AccessKey, Auth};
 use hydrant::sink::Sink;
-use hydrant::sink::kafka::{KafkaConfig, KafkaSink, partition_for};
+use hydrant::sink::dedup::DeliveryKey;
+use hydrant::sink::kafka::{
+    HEADER_KEY, HEADER_PART, HEADER_PARTS, KafkaConfig, KafkaSink, partition_for,
+};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::record::Record;
 use serde_json::Value;
+use sha2::Digest as _;
 
 /// How long tansu may take to accept connections after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -182,9 +186,28 @@ async fn server_with(config: KafkaConfig) -> TestServer {
     let sink = KafkaSink::connect(config)
         .await
         .expect("a valid configuration");
-    TestServer::with_sinks(settings(), move |_dir, _metrics| {
-        vec![("stream".to_owned(), Sink::Kafka(sink))]
+    server_routed(sink, &[KAFKA_SINK])
+}
+
+/// A server whose events go to the sinks at `positions`, the Kafka sink being
+/// [`KAFKA_SINK`] (0 is the embedded file sink).
+fn server_routed(sink: KafkaSink, positions: &[usize]) -> TestServer {
+    let settings = Settings {
+        router: Router::everything_to(SinkSet::of(positions)),
+        ..settings()
+    };
+    TestServer::with_sinks(settings, move |_dir, metrics| {
+        vec![(
+            "stream".to_owned(),
+            Sink::Kafka(sink.with_metrics("stream", metrics)),
+        )]
     })
+}
+
+/// The default key of an event of a delivery from [`common::SOURCE_ARN`].
+fn event_key(request_id: &str, record_index: u32, event_index: u32) -> String {
+    let key = DeliveryKey::new(Some(common::SOURCE_ARN), request_id);
+    format!("{}:events:{record_index}:{event_index}", key.to_hex())
 }
 
 fn request_id_of(body: &[u8]) -> String {
@@ -208,7 +231,9 @@ struct Consumed {
     partition: i32,
     offset: i64,
     key: String,
+    /// The value as JSON (`null` for a part of an event, which is not JSON alone).
     value: Value,
+    raw_value: Vec<u8>,
     headers: BTreeMap<String, String>,
     timestamp_ms: i64,
 }
@@ -219,7 +244,9 @@ impl Consumed {
             partition,
             offset,
             key: String::from_utf8(record.key.expect("a key")).unwrap(),
-            value: serde_json::from_slice(&record.value.expect("a value")).unwrap(),
+            value: serde_json::from_slice(record.value.as_deref().expect("a value"))
+                .unwrap_or(Value::Null),
+            raw_value: record.value.unwrap_or_default(),
             headers: record
                 .headers
                 .into_iter()
@@ -365,7 +392,7 @@ async fn real_captures_become_kafka_records_field_by_field() {
         .collect();
     assert_eq!(by_key.len(), 13, "keys are unique");
     for (index, sent_event) in log_events.iter().enumerate() {
-        let key = format!("{logs_id}:1:{index}");
+        let key = event_key(&logs_id, 1, u32::try_from(index).unwrap());
         let record = by_key
             .get(key.as_str())
             .unwrap_or_else(|| panic!("{key} in {by_key:?}"));
@@ -414,7 +441,7 @@ async fn real_captures_become_kafka_records_field_by_field() {
     let consumed = consume(&tansu.broker(), "hydrant.events.metric.AWS_EC2").await;
     assert_eq!(consumed.len(), 1, "{consumed:?}");
     let record = &consumed[0];
-    let key = format!("{metrics_id}:0:0");
+    let key = event_key(&metrics_id, 0, 0);
     assert_eq!(record.key, key);
     assert_eq!(record.partition, partition_for(key.as_bytes(), 3));
     assert_eq!(record.offset, 0);
@@ -499,7 +526,7 @@ async fn a_broker_outage_answers_503_then_recovers() {
     );
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_up{sink="stream",type="kafka"} 0"#),
+        metrics.contains(r#"hydrant_sink_up{sink="stream",sink_type="kafka"} 0"#),
         "{metrics}"
     );
 
@@ -532,9 +559,9 @@ async fn a_broker_outage_answers_503_then_recovers() {
     }
     let consumed = consume(&tansu.broker(), "hydrant-events").await;
     for (key, n) in [
-        ("outage-1:0:0", 1),
-        ("outage-2:0:0", 2),
-        ("outage-2:1:0", 3),
+        (event_key("outage-1", 0, 0), 1),
+        (event_key("outage-2", 0, 0), 2),
+        (event_key("outage-2", 1, 0), 3),
     ] {
         let copies: Vec<&Consumed> = consumed.iter().filter(|record| record.key == key).collect();
         assert!(
@@ -548,7 +575,7 @@ async fn a_broker_outage_answers_503_then_recovers() {
     }
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_up{sink="stream",type="kafka"} 1"#),
+        metrics.contains(r#"hydrant_sink_up{sink="stream",sink_type="kafka"} 1"#),
         "{metrics}"
     );
 }
@@ -566,17 +593,17 @@ async fn a_retried_committed_delivery_is_not_produced_again() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
     let consumed = consume(&tansu.broker(), "hydrant-events").await;
     assert_eq!(consumed.len(), 1);
-    assert_eq!(consumed[0].key, format!("{request_id}:0:0"));
+    assert_eq!(consumed[0].key, event_key(&request_id, 0, 0));
 
     let reply = server.send(delivery(&request_id, body)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_duplicates_total{sink="stream",type="kafka"} 1"#),
+        metrics.contains(r#"hydrant_sink_duplicates_total{sink="stream",sink_type="kafka"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"hydrant_sink_events_total{sink="stream",type="kafka"} 1"#),
+        metrics.contains(r#"hydrant_sink_events_total{sink="stream",sink_type="kafka"} 1"#),
         "{metrics}"
     );
     assert_eq!(
@@ -584,4 +611,198 @@ async fn a_retried_committed_delivery_is_not_produced_again() {
         1,
         "not produced again"
     );
+}
+
+/// `len` bytes that are not text, the same on every call.
+fn binary_bytes(len: usize) -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The raw lines of the file sink, each without its `\n`.
+fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
+    common::segment_files(server.dir.path())
+        .iter()
+        .flat_map(|file| {
+            let bytes = std::fs::read(file).unwrap();
+            bytes
+                .split(|byte| *byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// A 900 KiB binary record (Firehose takes records up to 1,000 KiB) makes an event
+/// line of about 1.2 MB, over a broker's default `message.max.bytes` of 1 MiB: a
+/// broker that enforces it refused the batch on every retry. The event is produced
+/// as parts that each fit `max_batch_bytes`, all on the partition of the event's
+/// key, and put back together byte for byte; the other event is produced as it is.
+#[tokio::test]
+async fn an_event_over_the_batch_limit_is_produced_in_parts() {
+    let tansu = Tansu::start();
+    let mut config = KafkaConfig::new(vec![tansu.broker()]);
+    config.topic_partitions = 3;
+    let max_batch_bytes = config.max_batch_bytes;
+    let sink = KafkaSink::connect(config).await.unwrap();
+    let server = server_routed(sink, &[0, KAFKA_SINK]);
+    let big = binary_bytes(900 * 1024);
+    let request_id = "c0ffee00-0000-4000-8000-000000000900";
+    let body = body_of(request_id, &[&big, br#"{"n":1}"#]);
+    let reply = server.send(delivery(request_id, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+
+    let consumed = consume(&tansu.broker(), "hydrant-events").await;
+    let (parts, whole): (Vec<&Consumed>, Vec<&Consumed>) = consumed
+        .iter()
+        .partition(|record| record.headers.contains_key(HEADER_PARTS));
+    assert_eq!(whole.len(), 1, "{whole:?}");
+    assert_eq!(whole[0].key, event_key(request_id, 1, 0));
+    assert_eq!(whole[0].value["data"], serde_json::json!({"n": 1}));
+
+    let event_key = event_key(request_id, 0, 0);
+    let partition = partition_for(event_key.as_bytes(), 3);
+    let count: usize = parts[0].headers[HEADER_PARTS].parse().unwrap();
+    assert_eq!(parts.len(), count);
+    assert!(count >= 2, "{count}");
+    let mut rebuilt = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        // One partition, in order.
+        assert_eq!(part.partition, partition);
+        assert_eq!(part.headers[HEADER_PART], index.to_string());
+        assert_eq!(part.headers[HEADER_PARTS], count.to_string());
+        assert_eq!(part.headers[HEADER_KEY], event_key);
+        let part_bytes = parts[0].raw_value.len();
+        assert_eq!(part.key, format!("{event_key}%part:{part_bytes}:{index}"));
+        assert!(part.raw_value.len() < max_batch_bytes);
+        rebuilt.extend_from_slice(&part.raw_value);
+    }
+    let lines = file_lines(&server);
+    let original = lines
+        .iter()
+        .find(|line| line.len() > max_batch_bytes)
+        .expect("the big event's line in the file sink");
+    assert_eq!(&rebuilt, original, "byte for byte");
+    let event: Value = serde_json::from_slice(&rebuilt).unwrap();
+    assert_eq!(
+        STANDARD.decode(event["data"].as_str().unwrap()).unwrap(),
+        big
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"hydrant_sink_reshaped_total{action="split_event",sink="stream",sink_type="kafka"} 1"#
+        ),
+        "{metrics}"
+    );
+}
+
+/// `delivery` with another source ARN.
+fn from_stream(
+    request: axum::http::Request<axum::body::Body>,
+    source_arn: &str,
+) -> axum::http::Request<axum::body::Body> {
+    let mut request = request;
+    request.headers_mut().insert(
+        "x-amz-firehose-source-arn",
+        axum::http::HeaderValue::from_str(source_arn).unwrap(),
+    );
+    request
+}
+
+/// Two streams that send the same request id used to share record keys (the
+/// default key was the request id and the positions), so a compacted topic kept
+/// only one of the two events. The default key now starts with the delivery key,
+/// which stands for the source ARN and the request id together.
+#[tokio::test]
+async fn two_streams_with_one_request_id_get_different_keys() {
+    let tansu = Tansu::start();
+    let server = server_with(KafkaConfig::new(vec![tansu.broker()])).await;
+    let request_id = "5ame1d00-0000-4000-8000-000000000002";
+    let arns = [
+        "arn:aws:firehose:eu-west-1:123456789012:deliverystream/left",
+        "arn:aws:firehose:eu-west-1:123456789012:deliverystream/right",
+    ];
+    for (n, arn) in arns.iter().enumerate() {
+        let record = serde_json::json!({ "n": n }).to_string();
+        let body = body_of(request_id, &[record.as_bytes()]);
+        let reply = server
+            .send(from_stream(delivery(request_id, body), arn))
+            .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    }
+    let consumed = consume(&tansu.broker(), "hydrant-events").await;
+    let by_key: BTreeMap<&str, &Consumed> = consumed
+        .iter()
+        .map(|record| (record.key.as_str(), record))
+        .collect();
+    assert_eq!(by_key.len(), 2, "{consumed:?}");
+    for (n, arn) in arns.iter().enumerate() {
+        let key = format!(
+            "{}:events:0:0",
+            DeliveryKey::new(Some(arn), request_id).to_hex()
+        );
+        assert_eq!(by_key[key.as_str()].value["data"]["n"], n, "{key}");
+        assert_eq!(
+            by_key[key.as_str()].headers["hydrant-request-id"],
+            request_id
+        );
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(data).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Topic names longer than Kafka's 249 characters used to be cut, so two log groups
+/// that differ only past the cut shared one topic. The name now keeps its start and
+/// ends in a digest of the whole rendered name.
+#[tokio::test]
+async fn long_topic_names_stay_apart() {
+    let tansu = Tansu::start();
+    let mut config = KafkaConfig::new(vec![tansu.broker()]);
+    config.topic = "hydrant.{log_group}".into();
+    let server = server_with(config).await;
+    let stem = format!("/aws/lambda/{}", "f".repeat(250));
+    let groups = [format!("{stem}-one"), format!("{stem}-two")];
+    for (n, group) in groups.iter().enumerate() {
+        let request_id = format!("10ng7091-0000-4000-8000-00000000000{n}");
+        let logs = serde_json::json!({
+            "messageType": "DATA_MESSAGE",
+            "owner": "123456789012",
+            "logGroup": group,
+            "logStream": "s",
+            "subscriptionFilters": ["all"],
+            "logEvents": [{"id": "1", "timestamp": 1_700_000_000_000_i64, "message": group}],
+        });
+        let body = body_of(&request_id, &[&gzip(logs.to_string().as_bytes())]);
+        let reply = server.send(delivery(&request_id, body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    }
+    let listed = topics(&tansu.broker()).await;
+    for group in &groups {
+        let rendered = format!("hydrant.{group}");
+        let digest: String = sha2::Sha256::digest(rendered.as_bytes())[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        let cleaned = rendered.replace('/', "_");
+        let topic = format!("{}-{digest}", &cleaned[..216]);
+        assert_eq!(topic.len(), 249);
+        assert!(listed.contains_key(&topic), "{topic} in {listed:?}");
+        let consumed = consume(&tansu.broker(), &topic).await;
+        assert_eq!(consumed.len(), 1);
+        assert_eq!(consumed[0].value["message"], group.as_str());
+    }
 }

@@ -28,9 +28,17 @@ use hydrant::limits::Limits;
 use hydrant::routing::{Router, SinkSet};
 use hydrant::server::Settings;
 use hydrant::server::auth::{AccessKey, Auth};
+use hydrant::sink::dedup::DeliveryKey;
 use hydrant::sink::nats::{NatsConfig, NatsSink};
 use hydrant::sink::{EventLines, EventMeta, Sink, SinkBatch, SinkError};
 use serde_json::Value;
+use sha2::Digest as _;
+
+/// Part headers, as the sink writes them (spelt here so the test fails rather than
+/// follows if they change).
+const HEADER_PART: &str = "Hydrant-Part";
+const HEADER_PARTS: &str = "Hydrant-Parts";
+const HEADER_EVENT_ID: &str = "Hydrant-Msg-Id";
 
 /// The stream the tests have the sink create.
 const STREAM: &str = "HYDRANT";
@@ -48,18 +56,35 @@ struct NatsServer {
     binary: PathBuf,
     port: u16,
     store: tempfile::TempDir,
+    /// A configuration file given with `-c`, for settings without a flag.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
 impl NatsServer {
     fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// A server that also reads `config` (nats-server's configuration syntax).
+    fn start_with_config(config: &str) -> Self {
+        Self::start_with(Some(config))
+    }
+
+    fn start_with(config: Option<&str>) -> Self {
         let binary = nats_server_binary();
         let port = free_port();
         let store = tempfile::tempdir().unwrap();
+        let config = config.map(|text| {
+            let path = store.path().join("nats-server.conf");
+            std::fs::write(&path, text).unwrap();
+            path
+        });
         let mut server = Self {
             binary,
             port,
             store,
+            config,
             child: None,
         };
         server.spawn();
@@ -81,7 +106,11 @@ impl NatsServer {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let mut child = command
             .args([
                 "-a",
                 "127.0.0.1",
@@ -198,7 +227,9 @@ fn hydrant_with(sink: NatsSink, positions: &[usize]) -> TestServer {
         decode: DecodeSettings::default(),
         router: Router::everything_to(SinkSet::of(positions)),
     };
-    TestServer::with_sinks(settings, move |_, _| vec![("bus".into(), Sink::Nats(sink))])
+    TestServer::with_sinks(settings, move |_, metrics| {
+        vec![("bus".into(), Sink::Nats(sink.with_metrics("bus", metrics)))]
+    })
 }
 
 /// One message of the stream.
@@ -209,8 +240,16 @@ struct Stored {
     payload: Value,
 }
 
-/// Every message of the test stream, read with an ephemeral pull consumer.
-async fn stream_messages(nats: &NatsServer) -> Vec<Stored> {
+/// One message of the stream as it is: subject, headers and payload bytes.
+#[derive(Debug)]
+struct RawMessage {
+    subject: String,
+    headers: BTreeMap<String, String>,
+    payload: Bytes,
+}
+
+/// Every message of the test stream, in stream order, as stored.
+async fn raw_stream_messages(nats: &NatsServer) -> Vec<RawMessage> {
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
     let stream = js.get_stream(STREAM).await.unwrap();
@@ -237,15 +276,22 @@ async fn stream_messages(nats: &NatsServer) -> Vec<Stored> {
     let mut stored = Vec::with_capacity(count);
     while let Some(message) = batch.next().await {
         let message = message.unwrap();
-        let id = message
+        let headers = message
             .headers
-            .as_ref()
-            .and_then(|headers| headers.get("Nats-Msg-Id"))
-            .map(|id| id.as_str().to_owned());
-        stored.push(Stored {
+            .iter()
+            .flat_map(|headers| headers.iter())
+            .map(|(name, values)| {
+                let value = values
+                    .iter()
+                    .map(|value| value.as_str())
+                    .collect::<Vec<_>>();
+                (name.to_string(), value.join(","))
+            })
+            .collect();
+        stored.push(RawMessage {
             subject: message.subject.to_string(),
-            id: id.unwrap_or_else(|| panic!("no Nats-Msg-Id on {}", message.subject)),
-            payload: serde_json::from_slice(&message.payload).unwrap(),
+            headers,
+            payload: message.payload.clone(),
         });
         if stored.len() == count {
             break;
@@ -253,6 +299,25 @@ async fn stream_messages(nats: &NatsServer) -> Vec<Stored> {
     }
     assert_eq!(stored.len(), count, "read every message back");
     stored
+}
+
+/// Every message of the test stream, read with an ephemeral pull consumer; each
+/// payload is one event's JSON line.
+async fn stream_messages(nats: &NatsServer) -> Vec<Stored> {
+    raw_stream_messages(nats)
+        .await
+        .into_iter()
+        .map(|message| Stored {
+            id: message
+                .headers
+                .get("Nats-Msg-Id")
+                .unwrap_or_else(|| panic!("no Nats-Msg-Id on {}", message.subject))
+                .clone(),
+            payload: serde_json::from_slice(&message.payload)
+                .unwrap_or_else(|error| panic!("{}: not one JSON event: {error}", message.subject)),
+            subject: message.subject,
+        })
+        .collect()
 }
 
 async fn stream_count(nats: &NatsServer) -> u64 {
@@ -274,8 +339,18 @@ fn by_id(messages: Vec<Stored>) -> BTreeMap<String, Stored> {
     map
 }
 
+/// The `Nats-Msg-Id` of an event of a delivery from [`SOURCE_ARN`]: the delivery
+/// key, the table and the two indexes.
 fn event_id(request_id: &str, record_index: u32, event_index: u32) -> String {
-    format!("{SOURCE_ARN}|{request_id}|events|{record_index}|{event_index}")
+    format!(
+        "{}:events:{record_index}:{event_index}",
+        delivery_key(request_id)
+    )
+}
+
+/// The delivery key of a request from [`SOURCE_ARN`], as written in message ids.
+fn delivery_key(request_id: &str) -> String {
+    DeliveryKey::new(Some(SOURCE_ARN), request_id).to_hex()
 }
 
 fn request_id_of(body: &[u8]) -> String {
@@ -473,7 +548,7 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
     assert!(!nats_handle.is_up(), "the breaker is open");
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_retries_total{sink="bus",type="nats"} 2"#),
+        metrics.contains(r#"hydrant_sink_retries_total{sink="bus",sink_type="nats"} 2"#),
         "{metrics}"
     );
     let started = Instant::now();
@@ -522,9 +597,10 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
     let mut expected: BTreeSet<String> =
         (0..13).map(|event| event_id(&logs_id, 1, event)).collect();
     expected.insert(event_id(&before_id, 0, 0));
+    let many_key = delivery_key(&many_id);
     let many: Vec<&Stored> = messages
         .values()
-        .filter(|message| message.id.contains(many_id.as_str()))
+        .filter(|message| message.id.starts_with(&many_key))
         .collect();
     assert_eq!(many.len(), 1160);
     assert!(
@@ -533,7 +609,7 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
     );
     let rest: BTreeSet<String> = messages
         .keys()
-        .filter(|id| !id.contains(many_id.as_str()))
+        .filter(|id| !id.starts_with(&many_key))
         .cloned()
         .collect();
     assert_eq!(rest, expected);
@@ -598,11 +674,11 @@ async fn a_retry_of_a_committed_delivery_is_not_published_again() {
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_duplicates_total{sink="bus",type="nats"} 1"#),
+        metrics.contains(r#"hydrant_sink_duplicates_total{sink="bus",sink_type="nats"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"hydrant_sink_events_total{sink="bus",type="nats"} 13"#),
+        metrics.contains(r#"hydrant_sink_events_total{sink="bus",sink_type="nats"} 13"#),
         "{metrics}"
     );
     assert_eq!(stream_count(&nats).await, 13, "nothing published again");
@@ -683,8 +759,277 @@ async fn without_a_stream_name_the_subjects_stream_is_used() {
     let messages = stream_messages(&nats).await;
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].subject, "hydrant.events.record");
-    assert_eq!(messages[0].id, "-|req-1|events|0|0");
+    assert_eq!(
+        messages[0].id,
+        format!("{}:events:0:0", DeliveryKey::new(None, "req-1").to_hex())
+    );
     assert_eq!(messages[0].payload, serde_json::json!({"kind": "record"}));
+}
+
+/// `max_payload` of the server in the split test: small, so that an ordinary record
+/// is over it (the default is 1 MiB, which a 900 KiB binary record passes once
+/// base64'd into its event line).
+const SMALL_MAX_PAYLOAD: usize = 16 * 1024;
+
+/// `len` bytes that are not text, the same on every call.
+fn binary_bytes(len: usize) -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The raw lines of the file sink, each without its `\n`.
+fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
+    common::segment_files(server.dir.path())
+        .iter()
+        .flat_map(|file| {
+            let bytes = std::fs::read(file).unwrap();
+            bytes
+                .split(|byte| *byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// An event larger than the server's `max_payload` used to be refused on every
+/// retry, blocking its delivery stream for good. It is now stored as parts that
+/// each fit, on the event's subject, which a consumer puts back together byte for
+/// byte; the other event of the delivery is stored as it is, and the delivery is
+/// answered 200. A retry (another node, whose window does not know the delivery)
+/// stores no second copy of any part.
+#[tokio::test]
+async fn an_event_over_max_payload_is_stored_in_parts() {
+    let nats = NatsServer::start_with_config(&format!("max_payload: {SMALL_MAX_PAYLOAD}\n"));
+    let server = hydrant_with(nats_sink(&nats, |_| {}).await, &[0, NATS]);
+    let big = binary_bytes(40 * 1024);
+    let request_id = "8d0e9a52-0000-4000-8000-00000000b16e";
+    let body = body_of(request_id, &[&big, br#"{"n":1}"#]);
+    let reply = deliver(&server, request_id, body.clone().into_bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+
+    let messages = raw_stream_messages(&nats).await;
+    let (parts, whole): (Vec<&RawMessage>, Vec<&RawMessage>) = messages
+        .iter()
+        .partition(|message| message.headers.contains_key(HEADER_PARTS));
+    assert_eq!(whole.len(), 1, "{messages:?}");
+    assert_eq!(whole[0].headers["Nats-Msg-Id"], event_id(request_id, 1, 0));
+    let small: Value = serde_json::from_slice(&whole[0].payload).unwrap();
+    assert_eq!(small["data"], serde_json::json!({"n": 1}));
+
+    // Put the big event back together from its parts, in part order.
+    let lines = file_lines(&server);
+    assert_eq!(lines.len(), 2);
+    let original = lines
+        .iter()
+        .find(|line| line.len() > SMALL_MAX_PAYLOAD)
+        .expect("the big event's line in the file sink");
+    let count: usize = parts[0].headers[HEADER_PARTS].parse().unwrap();
+    assert!(count > original.len() / SMALL_MAX_PAYLOAD, "{count}");
+    assert_eq!(parts.len(), count);
+    let mut ordered: Vec<(usize, &RawMessage)> = parts
+        .iter()
+        .map(|part| (part.headers[HEADER_PART].parse().unwrap(), *part))
+        .collect();
+    ordered.sort_by_key(|(index, _)| *index);
+    let mut rebuilt = Vec::new();
+    for (expected, (index, part)) in ordered.iter().enumerate() {
+        assert_eq!(*index, expected, "parts 0..{count}");
+        assert_eq!(part.subject, "hydrant.events.record");
+        assert_eq!(part.headers[HEADER_PARTS], count.to_string());
+        assert_eq!(part.headers[HEADER_EVENT_ID], event_id(request_id, 0, 0));
+        let part_bytes = ordered[0].1.payload.len();
+        assert_eq!(
+            part.headers["Nats-Msg-Id"],
+            format!("{}:{part_bytes}:{index}", event_id(request_id, 0, 0))
+        );
+        assert!(part.payload.len() < SMALL_MAX_PAYLOAD);
+        rebuilt.extend_from_slice(&part.payload);
+    }
+    assert_eq!(&rebuilt, original, "byte for byte");
+    let event: Value = serde_json::from_slice(&rebuilt).unwrap();
+    assert_eq!(event["format"], "binary");
+    assert_eq!(
+        STANDARD.decode(event["data"].as_str().unwrap()).unwrap(),
+        big
+    );
+    let (_, metrics) = server.admin("/metrics").await;
+    assert!(
+        metrics.contains(
+            r#"hydrant_sink_reshaped_total{action="split_event",sink="bus",sink_type="nats"} 1"#
+        ),
+        "{metrics}"
+    );
+
+    let other_node = hydrant_with(nats_sink(&nats, |_| {}).await, &[NATS]);
+    let reply = deliver(&other_node, request_id, body.into_bytes()).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    assert_eq!(
+        stream_count(&nats).await,
+        u64::try_from(messages.len()).unwrap(),
+        "no part stored twice"
+    );
+}
+
+/// A stream may take smaller messages than the server (`max_msg_size`), and
+/// refused every retry of a larger event. The sink reads the stream's limit and
+/// splits by the smaller of the two.
+#[tokio::test]
+async fn a_streams_own_message_limit_is_respected() {
+    const STREAM_LIMIT: i32 = 8 * 1024;
+    let nats = NatsServer::start();
+    let js = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    js.create_stream(jetstream::stream::Config {
+        name: STREAM.to_owned(),
+        subjects: vec!["hydrant.>".to_owned()],
+        max_message_size: STREAM_LIMIT,
+        ..jetstream::stream::Config::default()
+    })
+    .await
+    .unwrap();
+    let sink = nats_sink(&nats, |config| config.create_stream = false).await;
+    let line = serde_json::json!({ "data": "x".repeat(20_000) }).to_string();
+    sink.commit(&log_batch(None, "req-limit", "g", line.as_bytes()))
+        .await
+        .expect("stored in parts");
+    let parts = raw_stream_messages(&nats).await;
+    assert_eq!(parts.len(), 3, "{parts:?}");
+    let mut rebuilt = Vec::new();
+    for part in &parts {
+        assert!(part.payload.len() < usize::try_from(STREAM_LIMIT).unwrap());
+        assert_eq!(part.headers[HEADER_PARTS], "3");
+        rebuilt.extend_from_slice(&part.payload);
+    }
+    assert_eq!(rebuilt, line.as_bytes());
+}
+
+/// One event of `log_group` for the request `request_id`.
+fn log_batch(
+    source_arn: Option<&str>,
+    request_id: &str,
+    log_group: &str,
+    line: &[u8],
+) -> SinkBatch {
+    let mut lines = line.to_vec();
+    lines.push(b'\n');
+    SinkBatch {
+        delivery: Arc::new(Delivery {
+            request_id: request_id.into(),
+            source_arn: source_arn.map(str::to_owned),
+            ..Delivery::default()
+        }),
+        dedup_key: DeliveryKey::new(source_arn, request_id),
+        events: EventLines::single(
+            Bytes::from(lines.clone()),
+            vec![EventMeta {
+                end: lines.len(),
+                kind: "log",
+                log_group: Some(Arc::from(log_group)),
+                ..EventMeta::default()
+            }],
+        ),
+        dead_letters: EventLines::default(),
+    }
+}
+
+/// A log group of 5,000 characters in a per-event subject used to make a protocol
+/// line longer than the server accepts (`maximum control line exceeded`), and the
+/// server closed the connection under every delivery in flight on it. The token
+/// is now a digest of the value; both deliveries, committed together on one
+/// connection, are stored.
+#[tokio::test]
+async fn a_huge_log_group_in_the_subject_keeps_the_connection() {
+    let nats = NatsServer::start();
+    let metrics = hydrant::metrics::Metrics::new(10);
+    let sink = nats_sink(&nats, |config| {
+        config.subject = "hydrant.logs.{log_group}".into();
+    })
+    .await
+    .with_metrics("bus", &metrics);
+    let huge = format!("/aws/lambda/{}", "x".repeat(5_000));
+    let huge_batch = log_batch(None, "req-huge", &huge, br#"{"n":"huge"}"#);
+    let normal_batch = log_batch(None, "req-normal", "/aws/lambda/f", br#"{"n":"normal"}"#);
+    let (huge_result, normal_result) =
+        tokio::join!(sink.commit(&huge_batch), sink.commit(&normal_batch));
+    huge_result.expect("the huge log group's delivery");
+    normal_result.expect("the delivery beside it");
+    sink.commit(&log_batch(
+        None,
+        "req-after",
+        "/aws/lambda/g",
+        br#"{"n":"after"}"#,
+    ))
+    .await
+    .expect("and the one after");
+
+    let subjects: BTreeMap<String, String> = stream_messages(&nats)
+        .await
+        .into_iter()
+        .map(|message| {
+            (
+                message.payload["n"].as_str().unwrap().to_owned(),
+                message.subject,
+            )
+        })
+        .collect();
+    let digest: String = sha2::Sha256::digest(huge.as_bytes())[..16]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    assert_eq!(subjects["huge"], format!("hydrant.logs.~{digest}"));
+    assert_eq!(subjects["normal"], "hydrant.logs./aws/lambda/f");
+    assert_eq!(subjects["after"], "hydrant.logs./aws/lambda/g");
+    assert!(
+        !nats.log().contains("control line"),
+        "the server saw no over-long line: {}",
+        nats.log()
+    );
+    assert!(
+        metrics.render().contains(
+            r#"hydrant_sink_reshaped_total{action="hashed_name",sink="bus",sink_type="nats"} 1"#
+        ),
+        "{}",
+        metrics.render()
+    );
+}
+
+/// Two different deliveries whose ids were the same once joined with `|` (the
+/// source ARN may hold a `|`, so `…/nidX|y` + `z` met `…/nidX` + `y|z`): JetStream
+/// took the second for a retry of the first and dropped it. Both are stored.
+#[tokio::test]
+async fn ids_that_a_joining_bar_would_merge_are_both_stored() {
+    let nats = NatsServer::start();
+    let sink = nats_sink(&nats, |_| {}).await;
+    let arn = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/nidX";
+    let bar_arn = format!("{arn}|y");
+    let deliveries = [
+        (Some(bar_arn.as_str()), "z", "first"),
+        (Some(arn), "y|z", "second"),
+        (None, "-|z", "third"),
+        (Some("-"), "z", "fourth"),
+    ];
+    for (source_arn, request_id, n) in deliveries {
+        let line = serde_json::json!({ "n": n }).to_string();
+        sink.commit(&log_batch(source_arn, request_id, "g", line.as_bytes()))
+            .await
+            .unwrap();
+    }
+    let stored: BTreeSet<String> = stream_messages(&nats)
+        .await
+        .into_iter()
+        .map(|message| message.payload["n"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        stored,
+        BTreeSet::from(["first", "second", "third", "fourth"].map(str::to_owned))
+    );
 }
 
 #[test]

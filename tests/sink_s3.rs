@@ -449,11 +449,11 @@ async fn an_outage_loses_and_duplicates_nothing() {
     assert_eq!(server.events().len(), file_events.len());
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
-        metrics.contains(r#"hydrant_sink_duplicates_total{sink="lake",type="s3"} 1"#),
+        metrics.contains(r#"hydrant_sink_duplicates_total{sink="lake",sink_type="s3"} 1"#),
         "{metrics}"
     );
     assert!(
-        metrics.contains(r#"hydrant_sink_duplicates_total{sink="file",type="file"} 2"#),
+        metrics.contains(r#"hydrant_sink_duplicates_total{sink="file",sink_type="file"} 2"#),
         "the first retry found the file sink done, and so did this one: {metrics}"
     );
     // The store is not even asked: with it gone, the retry is still answered 200.
@@ -501,5 +501,95 @@ async fn the_probe_checks_endpoint_credentials_and_bucket() {
     assert!(
         matches!(down, Err(hydrant::sink::SinkError::Unavailable(_))),
         "{down:?}"
+    );
+}
+
+/// Request ids that the old key building merged (it dropped the empty segments a
+/// `/` in a value made, so `x/y`, `x//y` and `/x/y` gave one key, and a retry of
+/// one overwrote another's object) each get their own object, under the documented
+/// encoding: values are percent-encoded, `/` included.
+#[tokio::test]
+async fn request_ids_that_a_lossy_cleaning_merges_keep_their_own_objects() {
+    let s3 = S3Server::start();
+    let server = hydrant_with_s3(&s3, &[S3]).await;
+    let ids = ["x/y", "x//y", "/x/y", "x%2Fy"];
+    for (n, id) in ids.iter().enumerate() {
+        let record = serde_json::json!({ "n": n }).to_string();
+        let body = common::body_of(id, &[record.as_bytes()]);
+        let reply = server.send(delivery(id, body)).await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{id}: {}",
+            reply.error_message()
+        );
+    }
+    let objects = objects(&s3.reader()).await;
+    assert_eq!(objects.len(), ids.len(), "{:?}", objects.keys());
+    for (n, (id, encoded)) in ids
+        .iter()
+        .zip(["x%2Fy", "x%2F%2Fy", "%2Fx%2Fy", "x%252Fy"])
+        .enumerate()
+    {
+        let lines = object_of(&objects, "events", encoded);
+        assert_eq!(lines.len(), 1, "{id}");
+        assert_eq!(lines[0]["data"]["n"], n, "{id}");
+        assert_eq!(lines[0]["firehose"]["request_id"], *id);
+    }
+}
+
+/// A key longer than S3 takes (1,024 bytes), or with a segment longer than a
+/// file-system-backed store takes (255 bytes), used to be refused on every retry.
+/// Such a delivery is written under its delivery key instead, overwritten (not
+/// duplicated) by a retry, and counted.
+#[tokio::test]
+async fn over_long_keys_are_written_under_the_delivery_key() {
+    let s3 = S3Server::start();
+    let metrics = hydrant::metrics::Metrics::new(10);
+    let sink = S3Sink::connect(s3.config())
+        .await
+        .unwrap()
+        .with_metrics("lake", &metrics);
+    let store = s3.reader();
+    let mut expected = BTreeMap::new();
+    for (n, request_id) in ["r".repeat(2_000), "s".repeat(300)].iter().enumerate() {
+        let source_arn = common::SOURCE_ARN;
+        let line = serde_json::json!({ "n": n }).to_string();
+        let batch = hydrant::sink::SinkBatch {
+            delivery: std::sync::Arc::new(hydrant::event::Delivery {
+                request_id: request_id.clone(),
+                source_arn: Some(source_arn.to_owned()),
+                delivery_stream: Some("test-stream".into()),
+                ..hydrant::event::Delivery::default()
+            }),
+            dedup_key: hydrant::sink::dedup::DeliveryKey::new(Some(source_arn), request_id),
+            events: hydrant::sink::EventLines::single(
+                format!("{line}\n").into(),
+                vec![hydrant::sink::EventMeta {
+                    end: line.len() + 1,
+                    kind: "record",
+                    ..hydrant::sink::EventMeta::default()
+                }],
+            ),
+            dead_letters: hydrant::sink::EventLines::default(),
+        };
+        sink.commit(&batch)
+            .await
+            .expect("written under the delivery key");
+        // Firehose's retry: the same object again, not a second one.
+        sink.commit(&batch).await.unwrap();
+        let key = format!(
+            "%keys-by-delivery/events/{}.ndjson.gz",
+            batch.dedup_key.to_hex()
+        );
+        expected.insert(key, vec![serde_json::json!({ "n": n })]);
+    }
+    assert_eq!(objects(&store).await, expected);
+    assert!(
+        metrics.render().contains(
+            r#"hydrant_sink_reshaped_total{action="hashed_key",sink="lake",sink_type="s3"} 4"#
+        ),
+        "{}",
+        metrics.render()
     );
 }

@@ -11,11 +11,35 @@
 //! them, and a delivery's records keep their order within a partition. A commit
 //! returns once the partition leaders have acknowledged every record.
 //!
+//! **Keys** identify events, so values are written into them with
+//! [`encode_key_value`] (percent-encoded: two different values never give the same
+//! text), and the default key starts with the delivery key, which stands for the
+//! source ARN and the request id together: two streams that happen to send the same
+//! request id do not share keys, which on a compacted topic would lose records. A
+//! key longer than [`MAX_KEY_BYTES`] is replaced by `%hash:` and its digest.
+//! **Topics** are cleaned to Kafka's characters (lossy: they only route); a name
+//! longer than [`MAX_TOPIC_CHARS`] keeps its beginning and ends in `-` and the
+//! digest of the rendered name, so different long names stay different topics.
+//!
 //! Missing topics are created (when `create_topics` is on) with the configured
 //! partitions and replication factor; partition counts are learnt from the
 //! cluster's metadata, once per connection (partitions added to a topic are used
 //! after the next reconnect). Large deliveries are produced in several batches per
-//! partition, each below [`MAX_BATCH_BYTES`], in order.
+//! partition, each at most `max_batch_bytes` ([`DEFAULT_MAX_BATCH_BYTES`]) counted
+//! with Kafka's per-record and per-batch overhead, in order: a broker refuses a
+//! batch over its `message.max.bytes` (1 MiB by default), on every retry.
+//!
+//! **Events larger than a batch.** A record that alone would exceed
+//! `max_batch_bytes` (a Firehose record may hold 1,000 KiB, which base64 makes a line
+//! of over 1.3 MB) is produced as parts, in order, to the partition the event's key
+//! chooses. Each part's value is the next slice of the line's bytes; its key is the
+//! event's key followed by `%part:`, the parts' size, `:` and the part's number (so a
+//! compacted topic keeps every part, and parts sliced under another
+//! `max_batch_bytes` never share a key), and its headers name the part
+//! ([`HEADER_PART`], from 0), the number of parts ([`HEADER_PARTS`]) and the event's
+//! key ([`HEADER_KEY`]). Concatenating the values of one set of parts (one key before
+//! the last `:`) in part order gives the line back byte for byte. Splits and replaced
+//! keys and topics are counted in `hydrant_sink_reshaped_total`.
 //!
 //! Connecting is lazy: [`KafkaSink::connect`] only checks the configuration, and
 //! the first commit or probe connects. A broker that is down at startup therefore
@@ -30,8 +54,8 @@
 //! after some partitions acknowledged their records (a broker dies mid-commit, the
 //! timeout passes), the whole delivery fails, Firehose retries it, and the records
 //! that had been acknowledged are produced again. Consumers must tolerate
-//! duplicates; the default key (`{request_id}:{record_index}:{event_index}`) is
-//! unique per event, so they can recognise them. A retry of a delivery that had
+//! duplicates; the default key (`{delivery_key}:{table}:{record_index}:{event_index}`)
+//! is unique per event, so they can recognise them. A retry of a delivery that had
 //! fully committed is not written again: the fan-out remembers committed
 //! deliveries per sink.
 
@@ -49,15 +73,22 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
-use super::template::Template;
+use super::dedup::DeliveryKey;
+use super::template::{
+    DIGEST_HEX_LEN, RESHAPE_HASHED_KEY, RESHAPE_HASHED_NAME, RESHAPE_SPLIT, ReshapeCounter,
+    Template, check_key_template, digest_hex, encode_key_value,
+};
 use super::{SinkBatch, SinkError};
+use crate::metrics::Metrics;
 
 /// Default topic template: one topic per table (`hydrant-events`,
 /// `hydrant-dead_letter`), so dead letters never mix with decoded events.
 pub const DEFAULT_TOPIC: &str = "hydrant-{table}";
 /// Default key template: unique per event and stable across Firehose's retries, so
-/// a consumer can recognise a duplicate produced by a retry.
-pub const DEFAULT_KEY: &str = "{request_id}:{record_index}:{event_index}";
+/// a consumer can recognise a duplicate produced by a retry. It starts with the
+/// delivery key, not the request id, so that two streams sending the same request
+/// id never share keys; the request id is in the [`HEADER_REQUEST_ID`] header.
+pub const DEFAULT_KEY: &str = "{delivery_key}:{table}:{record_index}:{event_index}";
 /// Default compression: none, which costs no CPU on the delivery path; `lz4` or
 /// `zstd` are the cheap choices when bandwidth or broker disk matter more.
 pub const DEFAULT_COMPRESSION: &str = "none";
@@ -79,14 +110,53 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longest legal Kafka topic name.
 pub const MAX_TOPIC_CHARS: usize = 249;
-/// Largest batch (uncompressed record bytes) sent in one produce request. Brokers
-/// refuse batches above `message.max.bytes` (1 MiB by default); staying below it
-/// before compression keeps every batch acceptable whatever the compression.
-pub const MAX_BATCH_BYTES: usize = 768 * 1024;
+/// Default largest batch (record bytes before compression, Kafka's per-record and
+/// per-batch overhead included) sent in one produce request. Brokers refuse a batch
+/// above `message.max.bytes` (1 MiB by default, and the topic's `max.message.bytes`);
+/// a quarter below it leaves room for compression codecs, which can grow data that
+/// does not compress by a little.
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 768 * 1024;
+/// Smallest `max_batch_bytes` accepted: a part must still carry a useful slice of
+/// an event beside its key and headers.
+pub const MIN_MAX_BATCH_BYTES: usize = 16 * 1024;
+/// Largest `max_batch_bytes` accepted: 64 MiB, far above any broker's setting (a
+/// produce request's size is an `i32`, and the batch is held in memory).
+pub const MAX_MAX_BATCH_BYTES: usize = 64 << 20;
+/// Longest record key: 4 KiB, room for a key template with the longest log group
+/// CloudWatch Logs allows (512 characters) escaped byte by byte (3 bytes each) and
+/// more. A longer key is replaced by `%hash:` and its digest, so that the key, the
+/// headers and a useful slice of the event always fit in a batch.
+pub const MAX_KEY_BYTES: usize = 4 * 1024;
+/// Starts a key that is the digest of a longer one (`%h` is no escape).
+pub const HASHED_KEY_MARK: &str = "%hash:";
+/// Joins an event's key and a part's number in the part's key (`%p` is no escape).
+pub const PART_KEY_MARK: &str = "%part:";
 /// Header naming the Firehose request a record came from.
 pub const HEADER_REQUEST_ID: &str = "hydrant-request-id";
 /// Header naming the table (`events` or `dead_letter`) a record belongs to.
 pub const HEADER_TABLE: &str = "hydrant-table";
+/// Header of a part: its position among the event's parts, from 0.
+pub const HEADER_PART: &str = "hydrant-part";
+/// Header of a part: how many parts the event was split into.
+pub const HEADER_PARTS: &str = "hydrant-parts";
+/// Header of a part: the key the whole event would have had, for putting the parts
+/// together.
+pub const HEADER_KEY: &str = "hydrant-key";
+/// Bytes a record adds beside its key, value and header names and values, at most:
+/// its length, attributes, timestamp and offset deltas, and the key, value and
+/// header-count lengths, all varints (Kafka protocol, "Record" in the message
+/// format). Counted so that many small records cannot add up past the limit.
+const RECORD_OVERHEAD_BYTES: usize = 5 + 1 + 10 + 5 + 5 + 5 + 5;
+/// Bytes each header adds beside its name and value: two varint lengths.
+const HEADER_OVERHEAD_BYTES: usize = 5 + 5;
+/// Bytes of a record batch's own header (base offset, length, epoch, magic, CRC,
+/// attributes, offsets, timestamps, producer id and epoch, sequence, count).
+const BATCH_OVERHEAD_BYTES: usize = 61;
+/// Longest decimal `u32`, for sizing headers that hold a count or an index.
+const MAX_U32_DIGITS: usize = 10;
+/// Characters of a long topic name kept before its digest: what leaves room for
+/// `-` and the digest within [`MAX_TOPIC_CHARS`].
+const TOPIC_KEPT_CHARS: usize = MAX_TOPIC_CHARS - 1 - DIGEST_HEX_LEN;
 /// Client id the brokers see (in their logs and quotas).
 const CLIENT_ID: &str = "hydrant";
 /// First wait of the client's internal retries (reconnects, leader changes).
@@ -130,6 +200,10 @@ fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
+fn default_max_batch_bytes() -> usize {
+    DEFAULT_MAX_BATCH_BYTES
+}
+
 /// Configuration of a `kafka` sink (a `[[sinks]]` entry with `type = "kafka"`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +214,8 @@ pub struct KafkaConfig {
     /// legal characters, see [`clean_topic`].
     #[serde(default = "default_topic")]
     pub topic: String,
-    /// Record key template ([`DEFAULT_KEY`]); it also chooses the partition.
+    /// Record key template ([`DEFAULT_KEY`]); it also chooses the partition. Its
+    /// text may not hold `%`, which is left to the encoding of values.
     #[serde(default = "default_key")]
     pub key: String,
     /// `none`, `gzip`, `lz4`, `snappy` or `zstd` ([`DEFAULT_COMPRESSION`]).
@@ -159,6 +234,11 @@ pub struct KafkaConfig {
     /// ([`DEFAULT_TIMEOUT_MS`]).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// Largest batch sent in one produce request, in bytes before compression
+    /// ([`DEFAULT_MAX_BATCH_BYTES`]); keep it below the brokers' `message.max.bytes`
+    /// and the topics' `max.message.bytes`. Larger events are split into parts.
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
 }
 
 impl KafkaConfig {
@@ -174,6 +254,7 @@ impl KafkaConfig {
             topic_partitions: DEFAULT_TOPIC_PARTITIONS,
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
         }
     }
 
@@ -193,7 +274,14 @@ impl KafkaConfig {
             return Err("topic: the template is empty".into());
         }
         Template::parse(&self.topic).map_err(|error| format!("topic: {error}"))?;
-        Template::parse(&self.key).map_err(|error| format!("key: {error}"))?;
+        let key = Template::parse(&self.key).map_err(|error| format!("key: {error}"))?;
+        check_key_template(&key, &self.key).map_err(|error| format!("key: {error}"))?;
+        if !(MIN_MAX_BATCH_BYTES..=MAX_MAX_BATCH_BYTES).contains(&self.max_batch_bytes) {
+            return Err(format!(
+                "max_batch_bytes: {} is not between {MIN_MAX_BATCH_BYTES} and {MAX_MAX_BATCH_BYTES}",
+                self.max_batch_bytes
+            ));
+        }
         parse_compression(&self.compression)?;
         if self.topic_partitions < 1 {
             return Err(format!(
@@ -233,10 +321,18 @@ fn parse_compression(name: &str) -> Result<Compression, String> {
 }
 
 /// Makes `rendered` a legal Kafka topic name: every character outside
-/// `[A-Za-z0-9._-]` becomes `_`, the name is cut at [`MAX_TOPIC_CHARS`], and the
-/// names Kafka reserves (empty, `.` and `..`) become underscores.
+/// `[A-Za-z0-9._-]` becomes `_`, and the names Kafka reserves (empty, `.` and `..`)
+/// become underscores. A name longer than [`MAX_TOPIC_CHARS`] keeps its first
+/// characters and ends in `-` and the [`digest_hex`] of `rendered`, exactly
+/// [`MAX_TOPIC_CHARS`] long, so that two long names differing only past the cut
+/// stay two topics.
 #[must_use]
 pub fn clean_topic(rendered: &str) -> String {
+    topic_or_digest(rendered).0
+}
+
+/// [`clean_topic`], and whether the name ends in a digest.
+fn topic_or_digest(rendered: &str) -> (String, bool) {
     let mut topic: String = rendered
         .chars()
         .map(|c| {
@@ -246,15 +342,36 @@ pub fn clean_topic(rendered: &str) -> String {
                 '_'
             }
         })
-        .take(MAX_TOPIC_CHARS)
         .collect();
+    if topic.len() > MAX_TOPIC_CHARS {
+        // Every character is ASCII now, so byte offsets are character offsets.
+        topic.truncate(TOPIC_KEPT_CHARS);
+        topic.push('-');
+        topic.push_str(&digest_hex(rendered.as_bytes()));
+        return (topic, true);
+    }
     if topic.is_empty() || topic == "." || topic == ".." {
         topic = topic.replace('.', "_");
         if topic.is_empty() {
             topic.push('_');
         }
     }
-    topic
+    (topic, false)
+}
+
+/// The record key of an event: `rendered`, or, when longer than [`MAX_KEY_BYTES`],
+/// [`HASHED_KEY_MARK`] and its digest; and whether it is the digest.
+fn key_or_digest(rendered: String) -> (Vec<u8>, bool) {
+    if rendered.len() <= MAX_KEY_BYTES {
+        return (rendered.into_bytes(), false);
+    }
+    let digest = format!("{HASHED_KEY_MARK}{}", digest_hex(rendered.as_bytes()));
+    (digest.into_bytes(), true)
+}
+
+/// The bytes a record takes in a batch, at most (see [`RECORD_OVERHEAD_BYTES`]).
+fn record_bytes(record: &Record) -> usize {
+    record.approximate_size() + RECORD_OVERHEAD_BYTES + record.headers.len() * HEADER_OVERHEAD_BYTES
 }
 
 /// Kafka's murmur2 hash (the Java client's `Utils.murmur2`).
@@ -387,9 +504,23 @@ pub struct KafkaSink {
     topic_partitions: i32,
     replication_factor: i16,
     timeout: Duration,
+    max_batch_bytes: usize,
     /// The client once connected; `None` before the first use and after a
     /// connection failure.
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Counts split events and replaced keys and topic names.
+    reshaped: ReshapeCounter,
+}
+
+/// A record with the key that chooses its partition (a part's own key differs:
+/// its parts all go where the event's key sends them).
+type KeyedRecord = (Vec<u8>, Record);
+
+/// A batch's records by topic, and how many of each reshaping they needed.
+#[derive(Debug)]
+struct TopicRecords {
+    by_topic: BTreeMap<String, Vec<KeyedRecord>>,
+    reshaped: [(&'static str, u64); 3],
 }
 
 impl KafkaSink {
@@ -425,8 +556,18 @@ impl KafkaSink {
             topic_partitions: config.topic_partitions,
             replication_factor: config.replication_factor,
             timeout: Duration::from_millis(config.timeout_ms),
+            max_batch_bytes: config.max_batch_bytes,
             connection: Mutex::new(None),
+            reshaped: ReshapeCounter::default(),
         })
+    }
+
+    /// Counts this sink's split events and replaced keys and topics in `metrics`,
+    /// under the sink's configured `name`.
+    #[must_use]
+    pub fn with_metrics(mut self, name: &str, metrics: &Metrics) -> Self {
+        self.reshaped = ReshapeCounter::new(metrics, name, "kafka");
+        self
     }
 
     /// Produces the batch's events and dead letters, one record each, and returns
@@ -442,13 +583,16 @@ impl KafkaSink {
         if batch.is_empty() {
             return Ok(());
         }
-        let by_topic = self.records_by_topic(batch);
+        let TopicRecords { by_topic, reshaped } = self.records_by_topic(batch)?;
         let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
         let topics = topics.join(", ");
         let started = std::time::Instant::now();
         let outcome = tokio::time::timeout(self.timeout, self.produce(by_topic)).await;
         match outcome {
             Ok(Ok(())) => {
+                for (action, count) in reshaped {
+                    self.reshaped.add(action, count);
+                }
                 tracing::debug!(
                     request_id = %batch.delivery.request_id,
                     records = batch.len(),
@@ -506,26 +650,40 @@ impl KafkaSink {
         }
     }
 
-    /// Every event of both tables as a record, grouped by cleaned topic name.
-    fn records_by_topic(&self, batch: &SinkBatch) -> BTreeMap<String, Vec<(Vec<u8>, Record)>> {
+    /// Every event of both tables as a record (or as parts, when too large for a
+    /// batch), grouped by cleaned topic name, each with the key that chooses its
+    /// partition; and what had to be reshaped, counted once the commit succeeds.
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Write`] when `max_batch_bytes` leaves too little room beside a
+    /// record's key and headers to carry parts of an event.
+    fn records_by_topic(&self, batch: &SinkBatch) -> Result<TopicRecords, SinkError> {
         let delivery = &batch.delivery;
         let timestamp = i64::try_from(delivery.received_at)
             .ok()
             .and_then(DateTime::<Utc>::from_timestamp_millis)
             .unwrap_or_default();
-        let mut by_topic: BTreeMap<String, Vec<(Vec<u8>, Record)>> = BTreeMap::new();
+        let mut by_topic: BTreeMap<String, Vec<KeyedRecord>> = BTreeMap::new();
+        let (mut hashed_names, mut hashed_keys, mut split) = (0, 0, 0);
         for (table, lines) in batch.tables() {
             for (meta, line) in lines.iter() {
-                let topic = clean_topic(&self.topic.render(
+                let (topic, hashed) = topic_or_digest(&self.topic.render(
                     delivery,
+                    &batch.dedup_key,
                     table,
                     Some(meta),
                     str::to_owned,
                 ));
-                let key = self
-                    .key
-                    .render(delivery, table, Some(meta), str::to_owned)
-                    .into_bytes();
+                hashed_names += u64::from(hashed);
+                let (key, hashed) = key_or_digest(self.key.render(
+                    delivery,
+                    &batch.dedup_key,
+                    table,
+                    Some(meta),
+                    encode_key_value,
+                ));
+                hashed_keys += u64::from(hashed);
                 let headers = BTreeMap::from([
                     (
                         HEADER_REQUEST_ID.to_owned(),
@@ -539,17 +697,94 @@ impl KafkaSink {
                     headers,
                     timestamp,
                 };
-                by_topic.entry(topic).or_default().push((key, record));
+                let records = by_topic.entry(topic).or_default();
+                if BATCH_OVERHEAD_BYTES + record_bytes(&record) <= self.max_batch_bytes {
+                    records.push((key, record));
+                } else {
+                    split += 1;
+                    records.extend(self.parts(&key, record, &batch.dedup_key)?);
+                }
             }
         }
-        by_topic
+        Ok(TopicRecords {
+            by_topic,
+            reshaped: [
+                (RESHAPE_HASHED_NAME, hashed_names),
+                (RESHAPE_HASHED_KEY, hashed_keys),
+                (RESHAPE_SPLIT, split),
+            ],
+        })
+    }
+
+    /// `record` (keyed `key`) as parts that each fit a batch alone, in order, all
+    /// keyed for the event's partition (see the [module](self) docs).
+    fn parts(
+        &self,
+        key: &[u8],
+        record: Record,
+        delivery_key: &DeliveryKey,
+    ) -> Result<Vec<KeyedRecord>, SinkError> {
+        let Record {
+            value,
+            mut headers,
+            timestamp,
+            ..
+        } = record;
+        let value = value.unwrap_or_default();
+        // The largest a part's key and headers can be: both numbers at their
+        // longest.
+        let longest_number = "9".repeat(MAX_U32_DIGITS).into_bytes();
+        let mut part_key = key.to_vec();
+        part_key.extend_from_slice(PART_KEY_MARK.as_bytes());
+        headers.insert(HEADER_PART.to_owned(), longest_number.clone());
+        headers.insert(HEADER_PARTS.to_owned(), longest_number.clone());
+        headers.insert(HEADER_KEY.to_owned(), key.to_vec());
+        let largest = Record {
+            key: Some([part_key.as_slice(), &longest_number, b":", &longest_number].concat()),
+            value: None,
+            headers: headers.clone(),
+            timestamp,
+        };
+        let room = self
+            .max_batch_bytes
+            .saturating_sub(BATCH_OVERHEAD_BYTES + record_bytes(&largest));
+        if room < MIN_MAX_BATCH_BYTES / 2 {
+            // Retrying cannot help: the limit leaves no room beside the headers.
+            return Err(SinkError::Write(format!(
+                "kafka: delivery {delivery_key}: max_batch_bytes {} leaves {room} bytes for an event's parts beside a key of {} and headers of {} bytes",
+                self.max_batch_bytes,
+                key.len(),
+                largest.approximate_size() - largest.key.as_ref().map_or(0, Vec::len)
+            )));
+        }
+        let count = value.len().div_ceil(room);
+        let count_text = count.to_string().into_bytes();
+        part_key.extend_from_slice(format!("{room}:").as_bytes());
+        let parts = value
+            .chunks(room)
+            .enumerate()
+            .map(|(index, slice)| {
+                let number = index.to_string().into_bytes();
+                let mut headers = headers.clone();
+                headers.insert(HEADER_PART.to_owned(), number.clone());
+                headers.insert(HEADER_PARTS.to_owned(), count_text.clone());
+                let part = Record {
+                    key: Some([part_key.as_slice(), &number].concat()),
+                    value: Some(slice.to_vec()),
+                    headers,
+                    timestamp,
+                };
+                (key.to_vec(), part)
+            })
+            .collect();
+        Ok(parts)
     }
 
     /// Learns each topic's partitions (creating missing topics), splits its
     /// records by partition and produces every partition's records concurrently.
     async fn produce(
         &self,
-        by_topic: BTreeMap<String, Vec<(Vec<u8>, Record)>>,
+        by_topic: BTreeMap<String, Vec<KeyedRecord>>,
     ) -> Result<(), (String, Failure)> {
         let first_topic = by_topic.keys().next().cloned().unwrap_or_default();
         let connection = self
@@ -574,9 +809,17 @@ impl KafkaSink {
         for ((topic, partition), records) in groups {
             let connection = Arc::clone(&connection);
             let compression = self.compression;
+            let max_batch_bytes = self.max_batch_bytes;
             tasks.spawn(async move {
-                let result =
-                    produce_partition(&connection, &topic, partition, records, compression).await;
+                let result = produce_partition(
+                    &connection,
+                    &topic,
+                    partition,
+                    records,
+                    compression,
+                    max_batch_bytes,
+                )
+                .await;
                 (topic, partition, result)
             });
         }
@@ -712,25 +955,27 @@ async fn listed_partitions(client: &Client, topic: &str) -> Result<Option<i32>, 
 }
 
 /// Produces one partition's records, in order, in batches of at most
-/// [`MAX_BATCH_BYTES`]; returns how many records were acknowledged.
+/// `max_batch_bytes` (overhead included, see [`record_bytes`]); returns how many
+/// records were acknowledged.
 async fn produce_partition(
     connection: &Connection,
     topic: &str,
     partition: i32,
     records: PartitionRecords,
     compression: Compression,
+    max_batch_bytes: usize,
 ) -> Result<usize, KafkaError> {
     let client = connection.partition_client(topic, partition).await?;
     let total = records.len();
     let mut chunk = Vec::new();
-    let mut chunk_bytes = 0;
+    let mut chunk_bytes = BATCH_OVERHEAD_BYTES;
     for record in records {
-        let size = record.approximate_size();
-        if !chunk.is_empty() && chunk_bytes + size > MAX_BATCH_BYTES {
+        let size = record_bytes(&record);
+        if !chunk.is_empty() && chunk_bytes + size > max_batch_bytes {
             client
                 .produce(std::mem::take(&mut chunk), compression)
                 .await?;
-            chunk_bytes = 0;
+            chunk_bytes = BATCH_OVERHEAD_BYTES;
         }
         chunk_bytes += size;
         chunk.push(record);
@@ -758,7 +1003,11 @@ mod tests {
         let parsed = config(r#"brokers = ["127.0.0.1:9092"]"#).unwrap();
         assert_eq!(parsed, KafkaConfig::new(vec!["127.0.0.1:9092".into()]));
         assert_eq!(parsed.topic, "hydrant-{table}");
-        assert_eq!(parsed.key, "{request_id}:{record_index}:{event_index}");
+        assert_eq!(
+            parsed.key,
+            "{delivery_key}:{table}:{record_index}:{event_index}"
+        );
+        assert_eq!(parsed.max_batch_bytes, 768 * 1024);
         assert_eq!(parsed.compression, "none");
         assert!(parsed.create_topics);
         assert_eq!((parsed.topic_partitions, parsed.replication_factor), (1, 1));
@@ -833,6 +1082,21 @@ mod tests {
                 partitions = 3"#,
                 "unknown field `partitions`",
             ),
+            (
+                r#"brokers = ["a:9092"]
+                key = "{request_id}%{record_index}""#,
+                "reserved",
+            ),
+            (
+                r#"brokers = ["a:9092"]
+                max_batch_bytes = 1000"#,
+                "max_batch_bytes",
+            ),
+            (
+                r#"brokers = ["a:9092"]
+                max_batch_bytes = 1048576"#,
+                "",
+            ),
         ];
         for (text, expected) in table {
             match config(text) {
@@ -848,6 +1112,7 @@ mod tests {
     #[test]
     fn topics_are_cleaned_to_legal_names() {
         let long = "a".repeat(300);
+        let at_limit = "a".repeat(MAX_TOPIC_CHARS);
         let table = [
             ("hydrant-events", "hydrant-events".to_owned()),
             (
@@ -860,11 +1125,35 @@ mod tests {
             (".", "_".to_owned()),
             ("..", "__".to_owned()),
             ("...", "...".to_owned()),
-            (long.as_str(), "a".repeat(249)),
+            (at_limit.as_str(), at_limit.clone()),
+            (
+                long.as_str(),
+                format!("{}-{}", "a".repeat(216), digest_hex(long.as_bytes())),
+            ),
         ];
         for (rendered, expected) in table {
             assert_eq!(clean_topic(rendered), expected, "{rendered}");
         }
+        // Two long names that differ only past the cut stay two topics.
+        let other = format!("{}b", "a".repeat(299));
+        assert_ne!(clean_topic(&other), clean_topic(&long));
+        assert_eq!(clean_topic(&other).len(), MAX_TOPIC_CHARS);
+    }
+
+    #[test]
+    fn over_long_keys_become_a_digest() {
+        let fits = "k".repeat(MAX_KEY_BYTES);
+        assert_eq!(
+            key_or_digest(fits.clone()),
+            (fits.clone().into_bytes(), false)
+        );
+        let long = format!("{fits}k");
+        let (key, hashed) = key_or_digest(long.clone());
+        assert!(hashed);
+        assert_eq!(
+            String::from_utf8(key).unwrap(),
+            format!("%hash:{}", digest_hex(long.as_bytes()))
+        );
     }
 
     #[test]
@@ -963,7 +1252,7 @@ mod tests {
                 }],
             ),
         };
-        let by_topic = sink.records_by_topic(&batch);
+        let by_topic = sink.records_by_topic(&batch).unwrap().by_topic;
         let topics: Vec<&str> = by_topic.keys().map(String::as_str).collect();
         assert_eq!(
             topics,
@@ -972,8 +1261,9 @@ mod tests {
         let events = &by_topic["hydrant.events._aws_lambda_f"];
         assert_eq!(events.len(), 2);
         let (key, record) = &events[1];
-        assert_eq!(key, b"req-9:1:2");
-        assert_eq!(record.key.as_deref(), Some(&b"req-9:1:2"[..]));
+        let expected = format!("{}:events:1:2", batch.dedup_key.to_hex());
+        assert_eq!(key, expected.as_bytes());
+        assert_eq!(record.key.as_deref(), Some(expected.as_bytes()));
         assert_eq!(record.value.as_deref(), Some(&b"{\"b\":2}"[..]));
         assert_eq!(record.headers[HEADER_REQUEST_ID], b"req-9");
         assert_eq!(record.headers[HEADER_TABLE], b"events");
@@ -981,6 +1271,66 @@ mod tests {
         let (_, dead) = &by_topic["hydrant.dead_letter.none"][0];
         assert_eq!(dead.headers[HEADER_TABLE], b"dead_letter");
         assert_eq!(dead.value.as_deref(), Some(&b"{\"c\":3}"[..]));
+    }
+
+    /// An event over `max_batch_bytes` becomes parts that each fit a batch, keyed
+    /// apart for compaction yet sent to the event's partition, that put the line
+    /// back together; values in keys are encoded so that none merge.
+    #[tokio::test]
+    async fn large_events_become_parts_and_keys_stay_apart() {
+        let mut config = KafkaConfig::new(vec!["127.0.0.1:1".into()]);
+        config.max_batch_bytes = MIN_MAX_BATCH_BYTES;
+        config.key = "{request_id}/{log_group}".into();
+        let sink = KafkaSink::connect(config).await.unwrap();
+        let line: Vec<u8> = (0..50_000_u32)
+            .map(|n| b"abcdefgh"[(n % 8) as usize])
+            .collect();
+        let mut bytes = line.clone();
+        bytes.push(b'\n');
+        let batch = |request_id: &str, log_group: &str| SinkBatch {
+            delivery: Arc::new(Delivery {
+                request_id: request_id.into(),
+                ..Delivery::default()
+            }),
+            dedup_key: crate::sink::dedup::DeliveryKey::new(None, request_id),
+            events: EventLines::single(
+                bytes::Bytes::from(bytes.clone()),
+                vec![EventMeta {
+                    end: bytes.len(),
+                    kind: "log",
+                    log_group: Some(Arc::from(log_group)),
+                    ..EventMeta::default()
+                }],
+            ),
+            dead_letters: EventLines::default(),
+        };
+        let records = sink.records_by_topic(&batch("a/b", "c")).unwrap().by_topic;
+        let parts = &records["hydrant-events"];
+        assert!(
+            parts.len() > 50_000 / MIN_MAX_BATCH_BYTES,
+            "{}",
+            parts.len()
+        );
+        let mut rebuilt = Vec::new();
+        for (index, (partition_key, part)) in parts.iter().enumerate() {
+            assert_eq!(partition_key, b"a%2Fb/c");
+            assert!(BATCH_OVERHEAD_BYTES + record_bytes(part) <= MIN_MAX_BATCH_BYTES);
+            let room = parts[0].1.value.as_ref().unwrap().len();
+            assert_eq!(
+                part.key.as_deref(),
+                Some(format!("a%2Fb/c%part:{room}:{index}").as_bytes())
+            );
+            assert_eq!(part.headers[HEADER_PART], index.to_string().as_bytes());
+            assert_eq!(
+                part.headers[HEADER_PARTS],
+                parts.len().to_string().as_bytes()
+            );
+            assert_eq!(part.headers[HEADER_KEY], b"a%2Fb/c");
+            rebuilt.extend_from_slice(part.value.as_deref().unwrap());
+        }
+        assert_eq!(rebuilt, line);
+        let other = sink.records_by_topic(&batch("a", "b/c")).unwrap().by_topic;
+        assert_eq!(other["hydrant-events"][0].0, b"a/b%2Fc");
     }
 
     #[tokio::test]

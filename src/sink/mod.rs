@@ -159,9 +159,11 @@ impl LineChunk {
 impl EventLines {
     /// Splits the lines by the sinks their events are routed to. Returns each sink's
     /// lines (the same bytes shared, not copied, when every event goes to the same
-    /// sinks) and the number of events routed nowhere, which are dropped.
+    /// sinks), the number of events routed nowhere, which are dropped, and how many
+    /// bytes the split copies hold beyond the lines' own size (they are held until
+    /// the sinks have them).
     #[must_use]
-    pub fn route(mut self, router: &RequestRouter<'_>) -> (Vec<(usize, EventLines)>, usize) {
+    pub fn route(mut self, router: &RequestRouter<'_>) -> (Vec<(usize, EventLines)>, usize, usize) {
         let fixed = router.fixed();
         let mut union = SinkSet::default();
         let mut uniform = true;
@@ -187,7 +189,7 @@ impl EventLines {
             dropped += usize::from(meta.sinks.is_empty());
         }
         if self.is_empty() || union.is_empty() {
-            return (Vec::new(), dropped);
+            return (Vec::new(), dropped, 0);
         }
         if uniform && dropped == 0 {
             // Every sink shares the bytes; the last one takes the metadata too.
@@ -196,9 +198,9 @@ impl EventLines {
             let mut shared: Vec<(usize, EventLines)> =
                 sinks.into_iter().map(|sink| (sink, self.clone())).collect();
             shared.push((last, self));
-            return (shared, 0);
+            return (shared, 0, 0);
         }
-        let per_sink = union
+        let per_sink: Vec<(usize, EventLines)> = union
             .iter()
             .map(|sink| {
                 let chunks = self
@@ -227,7 +229,8 @@ impl EventLines {
                 (sink, EventLines { chunks })
             })
             .collect();
-        (per_sink, dropped)
+        let copies: usize = per_sink.iter().map(|(_, lines)| lines.byte_len()).sum();
+        (per_sink, dropped, copies.saturating_sub(self.byte_len()))
     }
 }
 
@@ -297,6 +300,11 @@ pub enum SinkError {
     /// refused); retrying may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// The sink found its storage gone or damaged (a data directory deleted or
+    /// replaced) and takes nothing until a health probe finds it repaired: the
+    /// fan-out marks it down at once instead of retrying.
+    #[error("{0}")]
+    Down(String),
 }
 
 /// A configured sink. Static dispatch over the kinds, as there are few.
@@ -340,6 +348,41 @@ impl Sink {
         }
     }
 
+    /// Whether a sink of this type takes the node out of service (`/readyz`
+    /// answers 503) while its circuit breaker has it down, unless its
+    /// `gates_readiness` setting says otherwise.
+    ///
+    /// A load balancer that takes a node out helps only when the problem is that
+    /// node's own. Local sinks (`file`, `stdout`) are the node's own: another node
+    /// can take its traffic. A network sink is usually a backbone that every node
+    /// shares (S3, NATS, Kafka): when it is down it is down for all of them, and
+    /// taking every node out would refuse even the streams routed to healthy sinks.
+    /// A delivery routed to a down sink is answered 503 at once anyway, and Firehose
+    /// retries it.
+    #[must_use]
+    pub fn gates_readiness_by_default(kind: &str) -> bool {
+        matches!(kind, "file" | "stdout")
+    }
+
+    /// The `action` label values of `hydrant_sink_reshaped_total` a sink of this
+    /// type can count (see [`template`]).
+    #[must_use]
+    pub fn reshape_actions(&self) -> &'static [&'static str] {
+        match self {
+            #[cfg(feature = "s3")]
+            Self::S3(_) => &[template::RESHAPE_HASHED_KEY],
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => &[template::RESHAPE_SPLIT, template::RESHAPE_HASHED_NAME],
+            #[cfg(feature = "kafka")]
+            Self::Kafka(_) => &[
+                template::RESHAPE_SPLIT,
+                template::RESHAPE_HASHED_NAME,
+                template::RESHAPE_HASHED_KEY,
+            ],
+            _ => &[],
+        }
+    }
+
     /// Commits a batch; resolves once it is durable.
     ///
     /// # Errors
@@ -362,15 +405,17 @@ impl Sink {
         }
     }
 
-    /// Checks that the service behind the sink answers (for the circuit breaker and
-    /// readiness).
+    /// Checks that the service behind the sink answers, or for the file sink that
+    /// its data directory is intact (rebuilding it if it was found damaged), for the
+    /// circuit breaker and readiness.
     ///
     /// # Errors
     ///
-    /// [`SinkError::Unavailable`] when it does not.
+    /// [`SinkError::Unavailable`] or [`SinkError::Down`] when it does not.
     pub async fn probe(&self) -> Result<(), SinkError> {
         match self {
-            Self::File(_) | Self::Stdout(_) | Self::Discard(_) => Ok(()),
+            Self::File(sink) => sink.probe().await,
+            Self::Stdout(_) | Self::Discard(_) => Ok(()),
             #[cfg(feature = "s3")]
             Self::S3(sink) => sink.probe().await,
             #[cfg(feature = "nats")]
@@ -443,8 +488,9 @@ mod tests {
             }],
             default_sinks: SinkSet::of(&[0]),
         };
-        let (per_sink, dropped) = lines.clone().route(&router.for_request(&request));
+        let (per_sink, dropped, copied) = lines.clone().route(&router.for_request(&request));
         assert_eq!(dropped, 0);
+        assert_eq!(copied, 7, "the metric line is held twice, once per sink");
         let text = |lines: &EventLines| String::from_utf8(lines.concat()).unwrap();
         assert_eq!(per_sink.len(), 3);
         assert_eq!(
@@ -460,7 +506,8 @@ mod tests {
         assert!(metric.sinks.contains(2));
 
         let everything = Router::everything_to(SinkSet::of(&[0, 1]));
-        let (per_sink, _) = lines.clone().route(&everything.for_request(&request));
+        let (per_sink, _, copied) = lines.clone().route(&everything.for_request(&request));
+        assert_eq!(copied, 0, "shared");
         assert_eq!(per_sink.len(), 2);
         assert_eq!(
             per_sink[0].1.chunks[0].bytes.as_ptr(),
@@ -469,7 +516,7 @@ mod tests {
         );
 
         let nowhere = Router::default();
-        let (per_sink, dropped) = lines.route(&nowhere.for_request(&request));
+        let (per_sink, dropped, _) = lines.route(&nowhere.for_request(&request));
         assert!(per_sink.is_empty());
         assert_eq!(dropped, 3);
     }

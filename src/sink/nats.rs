@@ -1,26 +1,49 @@
-//! The `nats` sink: every event is published as one message to NATS JetStream, and a
-//! commit returns only once JetStream has acknowledged (stored) every message of the
-//! batch.
+//! The `nats` sink: every event is published as one message to NATS JetStream (or,
+//! when it is too large for one, as several parts), and a commit returns only once
+//! JetStream has acknowledged (stored) every message of the batch.
 //!
 //! **Subjects.** Each event's subject is the `subject` template rendered for that
 //! event (default `hydrant.{table}.{kind}`, so `hydrant.events.log`,
 //! `hydrant.events.metric`, `hydrant.dead_letter.dead_letter`…). Values put into a
 //! subject are cleaned to stay one subject token: whitespace, `.`, `*` and `>` become
-//! `_`, and an empty value becomes `none`. The payload is the event's NDJSON line
+//! `_`, and an empty value becomes `none`. A cleaned value longer than
+//! [`MAX_SUBJECT_TOKEN_BYTES`] is written `~` and the [`digest_hex`] of the value
+//! instead, and a template that could still render a subject longer than
+//! [`MAX_SUBJECT_BYTES`] is refused at startup: the server closes the connection
+//! (and with it every other publish in flight) on a protocol line over its
+//! `max_control_line`, 4 KiB by default. The payload is the event's NDJSON line
 //! without its newline.
 //!
 //! **Exactly once in the stream.** A Firehose delivery that failed in part (some
 //! messages stored, then the server went away) is retried by Firehose with the same
 //! request id, and Hydrant publishes every event again. Each message therefore carries
-//! a `Nats-Msg-Id` header built only from what is stable across those retries:
-//! `{source_arn}|{request_id}|{table}|{record_index}|{event_index}`. JetStream drops a
-//! message whose id it has already stored within the stream's duplicate window and
-//! answers with a `PubAck` marked `duplicate`, so the stream keeps one copy of each
-//! event (see "Message Deduplication" in the NATS docs:
+//! a `Nats-Msg-Id` header built only from what is stable across those retries and
+//! written in a fixed form, so that no two events share one: the delivery's key (32
+//! hex digits for the source ARN and request id, see [`DeliveryKey`]), the table, the
+//! record index and the event index, joined with `:` ([`message_id`]). JetStream
+//! drops a message whose id it has already stored within the stream's duplicate
+//! window and answers with a `PubAck` marked `duplicate`, so the stream keeps one
+//! copy of each event (see "Message Deduplication" in the NATS docs:
 //! <https://docs.nats.io/using-nats/developer/develop_jetstream/model_deep_dive#message-deduplication>).
 //! The fan-out's own per-sink window ([`super::fanout`]) already skips whole
 //! deliveries this sink committed; the message ids cover the deliveries it committed
 //! only partly.
+//!
+//! **Events larger than a message.** The server refuses a message (headers and
+//! payload) over its `max_payload` (1 MiB by default, advertised when the client
+//! connects), and a stream refuses one over its `max_msg_size`. A Firehose record may
+//! hold 1,000 KiB, which base64 makes a line of over 1.3 MB, so such an event is
+//! split into parts that each fit the smaller of the two, published in order on the
+//! event's own subject. Each part's payload is the next slice of the line's bytes; its
+//! headers name the part ([`HEADER_PART`], from 0), the number of parts
+//! ([`HEADER_PARTS`]) and the id the whole event would have had
+//! ([`HEADER_EVENT_ID`]); its own `Nats-Msg-Id` is that id, the parts' size and the
+//! part number, joined with `:`. The size is in the id because it follows the
+//! server's limit: a retry that reaches a server with another limit slices the event
+//! differently, and its parts must not be taken for the first attempt's.
+//! Concatenating the payloads of one set of parts (one id before the last `:`) in
+//! part order gives the line back byte for byte. Splits are counted in
+//! `hydrant_sink_reshaped_total`.
 //!
 //! **Outages.** The client connects and reconnects in the background, so Hydrant
 //! starts even when NATS is down; while it is, commits and probes fail at once with
@@ -28,10 +51,11 @@
 //! until a probe finds the server again. Retries and the breaker live in the
 //! fan-out, not here.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -43,9 +67,15 @@ use async_nats::{ConnectOptions, Event, ServerAddr, Subject};
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::template::{ABSENT, Template};
+use bytes::Bytes;
+
+use super::dedup::DeliveryKey;
+use super::template::{
+    ABSENT, RESHAPE_HASHED_NAME, RESHAPE_SPLIT, ReshapeCounter, Template, digest_hex,
+};
 use super::{EventMeta, SinkBatch, SinkError};
 use crate::event::Delivery;
+use crate::metrics::Metrics;
 
 /// Default server: a NATS server on this host, on NATS's standard port.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -86,8 +116,35 @@ const MAX_PENDING_ACKS: usize = 16 * MAX_PENDING_ACKS_PER_COMMIT;
 const ACK_SLOT_WAIT: Duration = Duration::from_millis(2);
 /// Client name the server shows in its connection list.
 const CLIENT_NAME: &str = "hydrant";
-/// Stands for an absent source ARN in message ids.
-const NO_SOURCE_ARN: &str = "-";
+/// Longest subject token a value may become: 512 bytes, the longest log group name
+/// CloudWatch Logs allows, so every real log group keeps a readable token. A longer
+/// value is written as `~` and its digest.
+pub const MAX_SUBJECT_TOKEN_BYTES: usize = 512;
+/// Longest subject a template may render (checked at startup from the template's
+/// text and [`MAX_SUBJECT_TOKEN_BYTES`] per value): 3 KiB, so that a publish's
+/// protocol line (`HPUB`, the subject, a reply inbox of about 50 bytes and two
+/// sizes) stays under nats-server's default `max_control_line` of 4 KiB, past which
+/// the server drops the connection.
+pub const MAX_SUBJECT_BYTES: usize = 3 * 1024;
+/// Marks a subject token that is the digest of a value too long to be one.
+pub const HASHED_TOKEN_MARK: char = '~';
+/// Header of a part: its position among the event's parts, from 0.
+pub const HEADER_PART: &str = "Hydrant-Part";
+/// Header of a part: how many parts the event was split into.
+pub const HEADER_PARTS: &str = "Hydrant-Parts";
+/// Header of a part: the `Nats-Msg-Id` the whole event would have had, the same on
+/// every part, for putting them together.
+pub const HEADER_EVENT_ID: &str = "Hydrant-Msg-Id";
+/// JetStream's header of a message id (set by the client's `message_id`).
+const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// JetStream's header naming the expected stream (set by `expected_stream`).
+const HEADER_EXPECTED_STREAM: &str = "Nats-Expected-Stream";
+/// Fewest payload bytes a part must be able to carry; a server whose `max_payload`
+/// leaves less beside the headers is refused as misconfigured rather than flooded
+/// with tiny messages.
+const MIN_PART_BYTES: usize = 512;
+/// Longest decimal `u32`, for sizing headers that hold a count or an index.
+const MAX_U32_DIGITS: usize = 10;
 
 /// Configuration of a `nats` sink (a `[[sinks]]` entry with `type = "nats"`).
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -166,11 +223,19 @@ impl NatsConfig {
         // text can make a subject invalid: render with a stand-in for every value.
         let sample = template.render(
             &Delivery::default(),
+            &DeliveryKey::new(None, ""),
             "events",
             Some(&EventMeta::default()),
             |_| "x".to_owned(),
         );
         check_subject(&sample).map_err(|reason| format!("subject {:?}: {reason}", self.subject))?;
+        let longest = template.max_rendered_len(MAX_SUBJECT_TOKEN_BYTES);
+        if longest > MAX_SUBJECT_BYTES {
+            return Err(format!(
+                "subject {:?} may render {longest} bytes (values up to {MAX_SUBJECT_TOKEN_BYTES} bytes each), over the {MAX_SUBJECT_BYTES} a NATS protocol line leaves; use fewer placeholders or less text",
+                self.subject
+            ));
+        }
         if self.ack_timeout_ms == 0 {
             return Err("ack_timeout_ms must be more than 0".into());
         }
@@ -236,6 +301,11 @@ pub struct NatsSink {
     /// Whether the configured stream is known to exist (created or found), so
     /// commits need not ask again.
     stream_ready: AtomicBool,
+    /// The configured stream's `max_msg_size` as last read, `usize::MAX` when it has
+    /// none (or no stream is configured).
+    stream_max_message: AtomicUsize,
+    /// Counts split events and hashed subject tokens.
+    reshaped: ReshapeCounter,
 }
 
 impl fmt::Debug for NatsSink {
@@ -310,6 +380,8 @@ impl NatsSink {
             jetstream,
             servers,
             stream_ready: AtomicBool::new(false),
+            stream_max_message: AtomicUsize::new(usize::MAX),
+            reshaped: ReshapeCounter::default(),
         };
         // Wait a moment for the first connection, so that the first readiness probe
         // does not find a sink that is merely still connecting.
@@ -329,6 +401,14 @@ impl NatsSink {
             }
         }
         Ok(sink)
+    }
+
+    /// Counts this sink's split events and hashed subject tokens in `metrics`, under
+    /// the sink's configured `name`.
+    #[must_use]
+    pub fn with_metrics(mut self, name: &str, metrics: &Metrics) -> Self {
+        self.reshaped = ReshapeCounter::new(metrics, name, "nats");
+        self
     }
 
     /// Publishes every event and dead letter of the batch and waits until JetStream
@@ -392,79 +472,176 @@ impl NatsSink {
 
     /// Publishes the batch with pipelining: every message is sent before its
     /// acknowledgement is awaited, up to [`MAX_PENDING_ACKS_PER_COMMIT`] at a time.
-    /// Returns how many messages JetStream reported as duplicates.
+    /// An event too large for one message is sent as parts (see the module
+    /// documentation). Returns how many messages JetStream reported as duplicates.
     async fn publish_all(&self, batch: &SinkBatch, deadline: Instant) -> Result<usize, SinkError> {
         let mut pending: VecDeque<PendingAck> = VecDeque::new();
         let mut duplicates = 0;
+        let mut split = 0;
+        let hashed = Cell::new(0);
+        let limit = self.message_limit();
         for (table, lines) in batch.tables() {
             for (meta, payload) in lines.iter_shared() {
-                let subject = Subject::from(self.subject.render(
-                    &batch.delivery,
-                    table,
-                    Some(meta),
-                    clean_token,
-                ));
-                let id = message_id(&batch.delivery, table, meta);
-                if pending.len() >= MAX_PENDING_ACKS_PER_COMMIT
-                    && let Some(oldest) = pending.pop_front()
-                {
-                    duplicates += usize::from(self.await_ack(oldest, deadline).await?);
+                let subject = Subject::from(self.subject_of(batch, table, meta, &hashed));
+                let id = message_id(&batch.dedup_key, table, meta);
+                let whole = headers_wire_len(&self.base_headers(&id));
+                if whole.saturating_add(payload.len()) <= limit {
+                    let make = || self.message(payload.clone(), &id);
+                    duplicates += self.send(&subject, make, &mut pending, deadline).await?;
+                    continue;
                 }
-                loop {
-                    let mut message = PublishMessage::build()
-                        .payload(payload.clone())
-                        .message_id(&id);
-                    if let Some(stream) = &self.config.stream {
-                        message = message.expected_stream(stream);
-                    }
-                    let sent = tokio::time::timeout_at(
-                        deadline,
-                        self.jetstream.send_publish(subject.clone(), message),
-                    )
-                    .await
-                    .map_err(|_| {
-                        self.unavailable(format!("subject {subject}: not sent in time"))
-                    })?;
-                    match sent {
-                        Ok(ack) => {
-                            pending.push_back(PendingAck { subject, ack });
-                            break;
-                        }
-                        Err(error) if error.kind() == PublishErrorKind::MaxAckPending => {
-                            // Other commits hold every slot: free one of ours, or
-                            // wait for theirs.
-                            match pending.pop_front() {
-                                Some(oldest) => {
-                                    duplicates +=
-                                        usize::from(self.await_ack(oldest, deadline).await?)
-                                }
-                                None if Instant::now() + ACK_SLOT_WAIT < deadline => {
-                                    tokio::time::sleep(ACK_SLOT_WAIT).await;
-                                }
-                                None => {
-                                    return Err(self.unavailable(format!(
-                                        "subject {subject}: not sent in time"
-                                    )));
-                                }
-                            }
-                        }
-                        Err(error) if error.kind() == PublishErrorKind::MaxPayloadExceeded => {
-                            // Retrying cannot help: the event is too large for this server.
-                            return Err(SinkError::Write(format!(
-                                "nats: subject {subject}: {error}"
-                            )));
-                        }
-                        Err(error) => {
-                            return Err(self.unavailable(format!("subject {subject}: {error}")));
-                        }
-                    }
+                let part_bytes = self.part_bytes(&id, limit, &subject)?;
+                let count = payload.len().div_ceil(part_bytes);
+                split += 1;
+                for (index, start) in (0..payload.len()).step_by(part_bytes).enumerate() {
+                    let slice = payload.slice(start..(start + part_bytes).min(payload.len()));
+                    let part_id = format!("{id}:{part_bytes}:{index}");
+                    let make = || {
+                        self.message(slice.clone(), &part_id)
+                            .header(HEADER_PART, index.to_string())
+                            .header(HEADER_PARTS, count.to_string())
+                            .header(HEADER_EVENT_ID, id.as_str())
+                    };
+                    duplicates += self.send(&subject, make, &mut pending, deadline).await?;
                 }
             }
         }
         while let Some(oldest) = pending.pop_front() {
             duplicates += usize::from(self.await_ack(oldest, deadline).await?);
         }
+        self.reshaped.add(RESHAPE_SPLIT, split);
+        self.reshaped.add(RESHAPE_HASHED_NAME, hashed.get());
         Ok(duplicates)
+    }
+
+    /// The event's subject, with over-long values replaced by their digest (counted
+    /// in `hashed`).
+    fn subject_of(
+        &self,
+        batch: &SinkBatch,
+        table: &str,
+        meta: &EventMeta,
+        hashed: &Cell<u64>,
+    ) -> String {
+        self.subject.render(
+            &batch.delivery,
+            &batch.dedup_key,
+            table,
+            Some(meta),
+            |value| {
+                let (token, digest) = token_or_digest(value);
+                hashed.set(hashed.get() + u64::from(digest));
+                token
+            },
+        )
+    }
+
+    /// The largest message (headers and payload) the server and the stream take.
+    fn message_limit(&self) -> usize {
+        self.client
+            .max_payload()
+            .min(self.stream_max_message.load(Ordering::Acquire))
+    }
+
+    /// Payload bytes of each part of the event `id`, so that a part with its
+    /// headers fits in `limit`.
+    fn part_bytes(&self, id: &str, limit: usize, subject: &Subject) -> Result<usize, SinkError> {
+        let mut headers = self.base_headers(id);
+        // The largest a part's headers can be: its id and the numbers at their
+        // longest.
+        let longest_number = "9".repeat(MAX_U32_DIGITS);
+        let longest_part_id = format!("{id}:{longest_number}:{longest_number}");
+        headers[0].1 = &longest_part_id;
+        headers.extend([
+            (HEADER_PART, longest_number.as_str()),
+            (HEADER_PARTS, longest_number.as_str()),
+            (HEADER_EVENT_ID, id),
+        ]);
+        let room = limit.saturating_sub(headers_wire_len(&headers));
+        if room < MIN_PART_BYTES {
+            // Retrying cannot help: the server's limit leaves no room for data.
+            return Err(SinkError::Write(format!(
+                "nats {}: subject {subject}: the server takes messages of at most {limit} bytes, too few to carry an event in parts",
+                self.servers
+            )));
+        }
+        Ok(room)
+    }
+
+    /// The headers every message of the event `id` carries, as name and value.
+    fn base_headers<'a>(&'a self, id: &'a str) -> Vec<(&'static str, &'a str)> {
+        let mut headers = vec![(HEADER_MSG_ID, id)];
+        if let Some(stream) = &self.config.stream {
+            headers.push((HEADER_EXPECTED_STREAM, stream.as_str()));
+        }
+        headers
+    }
+
+    /// A message with `payload`, the id `id` and the expected stream.
+    fn message(&self, payload: Bytes, id: &str) -> PublishMessage {
+        let mut message = PublishMessage::build().payload(payload).message_id(id);
+        if let Some(stream) = &self.config.stream {
+            message = message.expected_stream(stream);
+        }
+        message
+    }
+
+    /// Sends one message (`make` builds it again when it must be retried) and
+    /// queues its acknowledgement; returns how many duplicates the acknowledgements
+    /// awaited to free a slot reported.
+    async fn send(
+        &self,
+        subject: &Subject,
+        make: impl Fn() -> PublishMessage,
+        pending: &mut VecDeque<PendingAck>,
+        deadline: Instant,
+    ) -> Result<usize, SinkError> {
+        let mut duplicates = 0;
+        if pending.len() >= MAX_PENDING_ACKS_PER_COMMIT
+            && let Some(oldest) = pending.pop_front()
+        {
+            duplicates += usize::from(self.await_ack(oldest, deadline).await?);
+        }
+        loop {
+            let sent = tokio::time::timeout_at(
+                deadline,
+                self.jetstream.send_publish(subject.clone(), make()),
+            )
+            .await
+            .map_err(|_| self.unavailable(format!("subject {subject}: not sent in time")))?;
+            match sent {
+                Ok(ack) => {
+                    pending.push_back(PendingAck {
+                        subject: subject.clone(),
+                        ack,
+                    });
+                    return Ok(duplicates);
+                }
+                Err(error) if error.kind() == PublishErrorKind::MaxAckPending => {
+                    // Other commits hold every slot: free one of ours, or wait for
+                    // theirs.
+                    match pending.pop_front() {
+                        Some(oldest) => {
+                            duplicates += usize::from(self.await_ack(oldest, deadline).await?);
+                        }
+                        None if Instant::now() + ACK_SLOT_WAIT < deadline => {
+                            tokio::time::sleep(ACK_SLOT_WAIT).await;
+                        }
+                        None => {
+                            return Err(
+                                self.unavailable(format!("subject {subject}: not sent in time"))
+                            );
+                        }
+                    }
+                }
+                Err(error) => {
+                    // Including a payload over the limit, which can only happen
+                    // when the limit shrank under us (a reconnect to another
+                    // server): the retry splits by the new one.
+                    return Err(self.unavailable(format!("subject {subject}: {error}")));
+                }
+            }
+        }
     }
 
     /// Waits for one acknowledgement; returns whether it reports a duplicate.
@@ -473,10 +650,9 @@ impl NatsSink {
         match tokio::time::timeout_at(deadline, ack).await {
             Ok(Ok(ack)) => Ok(ack.duplicate),
             Ok(Err(error)) => {
-                if error.kind() == PublishErrorKind::StreamNotFound {
-                    // Perhaps the stream was deleted: check (or create) it again.
-                    self.stream_ready.store(false, Ordering::Release);
-                }
+                // Perhaps the stream was deleted, or its limits changed: read it
+                // (or create it) again before the next commit.
+                self.stream_ready.store(false, Ordering::Release);
                 Err(self.unavailable(format!("subject {subject}: {error}")))
             }
             Err(_) => Err(self.unavailable(format!(
@@ -520,15 +696,21 @@ impl NatsSink {
             self.jetstream
                 .get_or_create_stream(config)
                 .await
-                .map(drop)
                 .map_err(|error| self.unavailable(format!("stream {name}: {error}")))
         } else {
             self.jetstream
                 .get_stream(name)
                 .await
-                .map(drop)
                 .map_err(|error| self.unavailable(format!("stream {name}: {error}")))
         };
+        let found = found.map(|stream| {
+            // `max_msg_size` is -1 (or 0) when the stream sets no limit.
+            let limit = usize::try_from(stream.cached_info().config.max_message_size)
+                .ok()
+                .filter(|limit| *limit > 0)
+                .unwrap_or(usize::MAX);
+            self.stream_max_message.store(limit, Ordering::Release);
+        });
         if found.is_ok() && !self.stream_ready.swap(true, Ordering::AcqRel) {
             tracing::info!(servers = %self.servers, stream = %name, "NATS stream is ready.");
         }
@@ -593,18 +775,48 @@ pub fn clean_token(value: &str) -> String {
         .collect()
 }
 
-/// The `Nats-Msg-Id` of an event: the same for every retry of its delivery and
-/// different for every other event. The source ARN and request id come from HTTP
-/// headers, which cannot hold line breaks, so the id is a valid header value.
+/// A value as one subject token: [`clean_token`], or, when that is longer than
+/// [`MAX_SUBJECT_TOKEN_BYTES`], [`HASHED_TOKEN_MARK`] and the value's
+/// [`digest_hex`] (33 bytes).
 #[must_use]
-pub fn message_id(delivery: &Delivery, table: &str, meta: &EventMeta) -> String {
+pub fn subject_token(value: &str) -> String {
+    token_or_digest(value).0
+}
+
+/// [`subject_token`], and whether it is a digest.
+fn token_or_digest(value: &str) -> (String, bool) {
+    let token = clean_token(value);
+    if token.len() <= MAX_SUBJECT_TOKEN_BYTES {
+        return (token, false);
+    }
+    let digest = format!("{HASHED_TOKEN_MARK}{}", digest_hex(value.as_bytes()));
+    (digest, true)
+}
+
+/// The `Nats-Msg-Id` of an event: the same for every retry of its delivery and
+/// different for every other event. Every field has a fixed form (32 hex digits,
+/// a table name of letters and `_`, two decimal numbers), so the `:`s between them
+/// cannot be confused with the fields' own text.
+#[must_use]
+pub fn message_id(key: &DeliveryKey, table: &str, meta: &EventMeta) -> String {
     format!(
-        "{}|{}|{table}|{}|{}",
-        delivery.source_arn.as_deref().unwrap_or(NO_SOURCE_ARN),
-        delivery.request_id,
+        "{}:{table}:{}:{}",
+        key.to_hex(),
         meta.record_index,
         meta.event_index
     )
+}
+
+/// Bytes the headers take on the wire, as the client writes them: `NATS/1.0`,
+/// one `Name: value` line each, and an empty line.
+fn headers_wire_len(headers: &[(&str, &str)]) -> usize {
+    const LINE_END: usize = 2;
+    let version = "NATS/1.0".len() + LINE_END;
+    let lines: usize = headers
+        .iter()
+        .map(|(name, value)| name.len() + ": ".len() + value.len() + LINE_END)
+        .sum();
+    version + lines + LINE_END
 }
 
 /// Whether `subject` is one a message can be published to: non-empty tokens, no
@@ -702,7 +914,7 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let table: [(&str, NatsConfig, Option<&str>); 14] = [
+        let table: [(&str, NatsConfig, Option<&str>); 16] = [
             ("defaults", config(|_| {}), None),
             (
                 "empty url",
@@ -776,6 +988,21 @@ mod tests {
                 config(|c| c.ack_timeout_ms = 0),
                 Some("ack_timeout_ms"),
             ),
+            (
+                "many free values",
+                config(|c| {
+                    c.subject =
+                        "h.{log_group}.{namespace}.{source}.{detail_type}.{region}.{path}".into();
+                }),
+                Some("may render"),
+            ),
+            (
+                "fixed forms are short",
+                config(|c| {
+                    c.subject = "h.{table}.{kind}.{format}.{date}.{hour}.{record_index}.{event_index}.{delivery_key}.{log_group}".into();
+                }),
+                None,
+            ),
         ];
         for (name, config, expected) in table {
             match (config.validate(), expected) {
@@ -807,9 +1034,42 @@ mod tests {
             log_group: Some(Arc::from("/aws/lambda/my.fn x")),
             ..EventMeta::default()
         };
-        let subject = template.render(&Delivery::default(), "events", Some(&meta), clean_token);
+        let key = DeliveryKey::new(None, "r");
+        let subject = template.render(
+            &Delivery::default(),
+            &key,
+            "events",
+            Some(&meta),
+            subject_token,
+        );
         assert_eq!(subject, "hydrant.logs./aws/lambda/my_fn_x");
         assert_eq!(check_subject(&subject), Ok(()));
+    }
+
+    /// A value whose token would be over the cap becomes `~` and its digest; one at
+    /// the cap stays as it is.
+    #[test]
+    fn over_long_values_become_a_digest_token() {
+        let at_cap = "a".repeat(MAX_SUBJECT_TOKEN_BYTES);
+        assert_eq!(subject_token(&at_cap), at_cap);
+        let over = format!("{at_cap}.");
+        let token = subject_token(&over);
+        assert_eq!(token, format!("~{}", digest_hex(over.as_bytes())));
+        assert_eq!(token.len(), 33);
+        assert_ne!(subject_token(&format!("{at_cap}b")), token);
+        assert_eq!(check_subject(&format!("hydrant.{token}")), Ok(()));
+    }
+
+    #[test]
+    fn header_sizes_are_counted_as_the_client_writes_them() {
+        // "NATS/1.0\r\n" + "Nats-Msg-Id: abc\r\n" + "\r\n"
+        assert_eq!(headers_wire_len(&[("Nats-Msg-Id", "abc")]), 10 + 18 + 2);
+        assert_eq!(headers_wire_len(&[]), 12);
+        // The documented header names, which consumers depend on.
+        assert_eq!(
+            [HEADER_PART, HEADER_PARTS, HEADER_EVENT_ID],
+            ["Hydrant-Part", "Hydrant-Parts", "Hydrant-Msg-Id"]
+        );
     }
 
     #[test]
@@ -824,14 +1084,30 @@ mod tests {
             event_index: 7,
             ..EventMeta::default()
         };
+        let key = |delivery: &Delivery| {
+            DeliveryKey::new(delivery.source_arn.as_deref(), &delivery.request_id)
+        };
+        let with_arn = key(&delivery);
         assert_eq!(
-            message_id(&delivery, "events", &meta),
-            "arn:aws:firehose:eu-west-1:123456789012:deliverystream/s|req-1|events|3|7"
+            message_id(&with_arn, "events", &meta),
+            format!("{}:events:3:7", with_arn.to_hex())
         );
         delivery.source_arn = None;
+        let without = key(&delivery);
         assert_eq!(
-            message_id(&delivery, "dead_letter", &meta),
-            "-|req-1|dead_letter|3|7"
+            message_id(&without, "dead_letter", &meta),
+            format!("{}:dead_letter:3:7", without.to_hex())
+        );
+        assert_ne!(with_arn, without);
+        // Ids that joining the parts with `|` made equal are now different.
+        let arn = "arn:aws:firehose:eu-west-1:123456789012:deliverystream/nidX";
+        assert_ne!(
+            message_id(
+                &DeliveryKey::new(Some(&format!("{arn}|y")), "z"),
+                "events",
+                &meta
+            ),
+            message_id(&DeliveryKey::new(Some(arn), "y|z"), "events", &meta)
         );
     }
 

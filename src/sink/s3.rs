@@ -3,11 +3,20 @@
 //!
 //! Why one object per delivery: an object store has no append, and a Firehose
 //! delivery is already a sensible batch (up to a few MB). The key is rendered from a
-//! [`Template`] that must hold `{request_id}` and nothing per event, so the key is a
-//! pure function of the delivery: when Firehose retries a delivery, the retry
-//! overwrites the same object instead of adding a second copy. Together with the
-//! fan-out's window of committed deliveries this gives exactly one object per
-//! delivery and table.
+//! [`Template`] that must hold `{request_id}` or `{delivery_key}` and nothing per
+//! event, so the key is a pure function of the delivery: when Firehose retries a
+//! delivery, the retry overwrites the same object instead of adding a second copy.
+//! Together with the fan-out's window of committed deliveries this gives exactly one
+//! object per delivery and table.
+//!
+//! Values are written into the key with [`encode_key_value`]: percent-encoded, `/`
+//! included, so two different request ids never give the same key (a retry of one
+//! would overwrite the other) and no value adds a folder. A key that S3 or an
+//! S3-compatible store would refuse (over [`MAX_KEY_BYTES`], a segment over
+//! [`MAX_SEGMENT_BYTES`], or an empty segment left by an empty value) is replaced by
+//! `<prefix>/%keys-by-delivery/<table>/<delivery key>.ndjson[.gz]`, a fixed-length key no
+//! rendered key can be equal to (rendered keys hold `%` only in `%XX` escapes), and
+//! counted in `hydrant_sink_reshaped_total`.
 //!
 //! A commit returns once every `PUT` is acknowledged, which S3 only does once the
 //! object is durably stored. Retries, the circuit breaker and the duplicate window
@@ -24,9 +33,13 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, ObjectStore as _, PutOptions, PutPayload, RetryConfig};
 use serde::Deserialize;
 
-use super::template::Template;
+use super::dedup::DeliveryKey;
+use super::template::{
+    RESHAPE_HASHED_KEY, ReshapeCounter, Template, check_key_template, encode_key_value,
+};
 use super::{SinkBatch, SinkError};
 use crate::event::Delivery;
+use crate::metrics::Metrics;
 
 /// Default region: the one AWS SDKs fall back to, and what S3-compatible servers
 /// usually accept whatever their own setting.
@@ -60,6 +73,23 @@ const GZIP_LEVEL: u32 = 6;
 const PROBE_FOLDER: &str = ".hydrant-probe";
 /// Shown instead of credentials.
 const REDACTED: &str = "<redacted>";
+/// Longest object key S3 takes: 1,024 bytes of UTF-8 (S3 User Guide, "Naming
+/// Amazon S3 objects").
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest segment (text between two `/`) of a key: 255 bytes, the file name limit
+/// of the file systems that S3-compatible stores such as MinIO keep objects on; S3
+/// itself has no such limit, but a key that only some stores take would fail
+/// forever on the others.
+pub const MAX_SEGMENT_BYTES: usize = 255;
+/// Folder, under the prefix, of objects whose rendered key could not be used. Its
+/// `%` is followed by `k`, which is no hex digit and so begins no escape of
+/// [`encode_key_value`], and key templates may not hold `%`: no rendered key lies
+/// under it.
+pub const FALLBACK_FOLDER: &str = "%keys-by-delivery";
+/// Extension of a fallback object's name (before [`GZIP_SUFFIX`]).
+const FALLBACK_EXTENSION: &str = ".ndjson";
+/// The longest table name, for sizing fallback keys.
+const LONGEST_TABLE: &str = super::TABLE_DEAD_LETTER;
 
 /// Configuration of an `s3` sink.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -87,8 +117,8 @@ pub struct S3Config {
     #[serde(default)]
     pub secret_access_key: Option<String>,
     /// Template of object keys (see [`super::template`]); must contain
-    /// `{request_id}` and no per-event placeholder. The prefix is put in front and
-    /// [`GZIP_SUFFIX`] appended when compressed.
+    /// `{request_id}` or `{delivery_key}`, no per-event placeholder and no `%`.
+    /// The prefix is put in front and [`GZIP_SUFFIX`] appended when compressed.
     #[serde(default = "default_key_template")]
     pub key_template: String,
     /// [`COMPRESSION_GZIP`] or [`COMPRESSION_NONE`].
@@ -158,9 +188,10 @@ impl S3Config {
     ///
     /// # Errors
     ///
-    /// A one-line reason: empty bucket, bad key template (unparsable, per event, or
-    /// without `{request_id}`), unknown compression, half-given credentials or an
-    /// endpoint that is not an `http(s)://` URL.
+    /// A one-line reason: empty bucket, bad key template (unparsable, per event,
+    /// without `{request_id}` or `{delivery_key}`, holding `%`, or making keys S3
+    /// refuses), a prefix too long, unknown compression, half-given credentials or
+    /// an endpoint that is not an `http(s)://` URL.
     pub fn validate(&self) -> Result<(), String> {
         if self.bucket.trim().is_empty() {
             return Err("s3: bucket must be set".into());
@@ -194,7 +225,9 @@ struct KeyLayout {
 
 impl KeyLayout {
     fn new(config: &S3Config) -> Result<Self, String> {
-        let template = Template::parse(&config.key_template)
+        // A leading `/` separates the template from the prefix, which `join` does
+        // already: S3 keys have no empty first segment.
+        let template = Template::parse(config.key_template.trim_start_matches('/'))
             .map_err(|error| format!("s3: key_template: {error}"))?;
         if template.is_per_event() {
             return Err(format!(
@@ -202,13 +235,14 @@ impl KeyLayout {
                 config.key_template
             ));
         }
-        // Template::parse accepted the text, so every `{…}` in it is a placeholder.
-        if !config.key_template.contains("{request_id}") {
+        if !template.uses("request_id") && !template.uses("delivery_key") {
             return Err(format!(
-                "s3: key_template {:?} must contain {{request_id}}, so that a retried delivery overwrites its object",
+                "s3: key_template {:?} must contain {{request_id}} or {{delivery_key}}, so that a retried delivery overwrites its object",
                 config.key_template
             ));
         }
+        check_key_template(&template, &config.key_template)
+            .map_err(|error| format!("s3: key_template: {error}"))?;
         let gzip = match config.compression.as_str() {
             COMPRESSION_GZIP => true,
             COMPRESSION_NONE => false,
@@ -218,24 +252,66 @@ impl KeyLayout {
                 ));
             }
         };
-        Ok(Self {
+        let layout = Self {
             prefix: config.prefix.trim_matches('/').to_owned(),
             template,
             gzip,
-        })
+        };
+        // The fallback must always be usable, and ordinary values must give
+        // usable keys: otherwise every delivery would take the fallback.
+        let sample_key = DeliveryKey::new(None, "");
+        let fallback = layout.fallback_key(&sample_key, LONGEST_TABLE);
+        check_key(&fallback).map_err(|reason| {
+            format!(
+                "s3: prefix {:?} leaves no usable key: {reason}",
+                config.prefix
+            )
+        })?;
+        let sample = layout.join(&layout.template.render(
+            &Delivery::default(),
+            &sample_key,
+            LONGEST_TABLE,
+            None,
+            |_| "x".to_owned(),
+        ));
+        check_key(&sample).map_err(|reason| {
+            format!(
+                "s3: key_template {:?} with prefix {:?} makes keys S3 refuses: {reason}",
+                config.key_template, config.prefix
+            )
+        })?;
+        Ok(layout)
     }
 
-    /// The object key of `table`'s lines of `delivery`.
-    fn key(&self, delivery: &Delivery, table: &str) -> Path {
-        let rendered = self.template.render(delivery, table, None, str::to_owned);
-        let suffix = if self.gzip { GZIP_SUFFIX } else { "" };
-        // `Path::from` percent-encodes what S3 keys should not hold and drops empty
-        // segments, so a value from a request cannot escape the prefix with `..`.
-        if self.prefix.is_empty() {
-            Path::from(format!("{rendered}{suffix}"))
-        } else {
-            Path::from(format!("{}/{rendered}{suffix}", self.prefix))
+    /// The object key of `table`'s lines of the delivery, and whether it is the
+    /// fallback key because the rendered one could not be used.
+    fn key(&self, delivery: &Delivery, delivery_key: &DeliveryKey, table: &str) -> (Path, bool) {
+        let rendered = self
+            .template
+            .render(delivery, delivery_key, table, None, encode_key_value);
+        let key = self.join(&rendered);
+        match check_key(&key) {
+            Ok(()) => (path_of(&key), false),
+            Err(_) => (path_of(&self.fallback_key(delivery_key, table)), true),
         }
+    }
+
+    /// The prefix, `rendered` and the suffix.
+    fn join(&self, rendered: &str) -> String {
+        let suffix = if self.gzip { GZIP_SUFFIX } else { "" };
+        if self.prefix.is_empty() {
+            format!("{rendered}{suffix}")
+        } else {
+            format!("{}/{rendered}{suffix}", self.prefix)
+        }
+    }
+
+    /// The key of a delivery's table whose rendered key could not be used.
+    fn fallback_key(&self, delivery_key: &DeliveryKey, table: &str) -> String {
+        self.join(&format!(
+            "{FALLBACK_FOLDER}/{table}/{}{FALLBACK_EXTENSION}",
+            delivery_key.to_hex()
+        ))
     }
 
     fn probe_folder(&self) -> Path {
@@ -255,11 +331,47 @@ impl KeyLayout {
     }
 }
 
+/// Whether S3 and S3-compatible stores take `key` as it is: at most
+/// [`MAX_KEY_BYTES`], segments of 1 to [`MAX_SEGMENT_BYTES`] bytes that are not `.`
+/// or `..`, and no control characters.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "{} bytes, over the {MAX_KEY_BYTES} S3 takes",
+            key.len()
+        ));
+    }
+    for segment in key.split('/') {
+        if segment.is_empty() || segment == "." || segment == ".." {
+            return Err(format!("an empty, '.' or '..' segment in {key:?}"));
+        }
+        if segment.len() > MAX_SEGMENT_BYTES {
+            return Err(format!(
+                "a segment of {} bytes, over {MAX_SEGMENT_BYTES}",
+                segment.len()
+            ));
+        }
+        if segment.chars().any(char::is_control) {
+            return Err(format!("a control character in {key:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// A key that [`check_key`] accepted, taken as it is: `Path`'s conversion from
+/// text would escape `%` a second time. `check_key` rules out everything
+/// `Path::parse` refuses, so the conversion is only a fallback that cannot happen.
+fn path_of(key: &str) -> Path {
+    Path::parse(key).unwrap_or_else(|_| Path::from(key))
+}
+
 /// Writes each delivery's events and dead letters as objects.
 pub struct S3Sink {
     store: AmazonS3,
     bucket: String,
     layout: KeyLayout,
+    /// Counts fallback keys.
+    reshaped: ReshapeCounter,
 }
 
 impl fmt::Debug for S3Sink {
@@ -325,7 +437,16 @@ impl S3Sink {
             store,
             bucket: config.bucket,
             layout,
+            reshaped: ReshapeCounter::default(),
         })
+    }
+
+    /// Counts this sink's fallback keys in `metrics`, under the sink's configured
+    /// `name`.
+    #[must_use]
+    pub fn with_metrics(mut self, name: &str, metrics: &Metrics) -> Self {
+        self.reshaped = ReshapeCounter::new(metrics, name, "s3");
+        self
     }
 
     /// Writes one object per table that has lines, and returns once S3 has
@@ -340,7 +461,17 @@ impl S3Sink {
             if lines.is_empty() {
                 continue;
             }
-            let key = self.layout.key(&batch.delivery, table);
+            let (key, fallback) = self.layout.key(&batch.delivery, &batch.dedup_key, table);
+            if fallback {
+                self.reshaped.add(RESHAPE_HASHED_KEY, 1);
+                tracing::warn!(
+                    sink = "s3",
+                    bucket = %self.bucket,
+                    %key,
+                    request_id_bytes = batch.delivery.request_id.len(),
+                    "The rendered object key cannot be used (too long or an empty segment); writing under the delivery key."
+                );
+            }
             let chunks: Vec<Bytes> = lines.byte_chunks().cloned().collect();
             let body = if self.layout.gzip {
                 // Compressing megabytes is CPU work: keep it off the async workers.
@@ -472,7 +603,7 @@ mod tests {
     #[test]
     fn validation() {
         // (case, change to a valid config, None or a part of the error)
-        let table: [Case; 13] = [
+        let table: [Case; 18] = [
             ("defaults", |_| {}, None),
             (
                 "empty bucket",
@@ -529,6 +660,31 @@ mod tests {
                 "empty region",
                 |c| c.region = String::new(),
                 Some("region must not be empty"),
+            ),
+            (
+                "delivery key instead of request id",
+                |c| c.key_template = "{table}/{delivery_key}.ndjson".into(),
+                None,
+            ),
+            (
+                "escape character in the text",
+                |c| c.key_template = "{table}/50%/{request_id}".into(),
+                Some("reserved"),
+            ),
+            (
+                "empty segment in the text",
+                |c| c.key_template = "{table}//{request_id}".into(),
+                Some("refuses"),
+            ),
+            (
+                "prefix too long",
+                |c| c.prefix = "p".repeat(MAX_KEY_BYTES),
+                Some("prefix"),
+            ),
+            (
+                "leading slash",
+                |c| c.key_template = "/{table}/{request_id}".into(),
+                None,
             ),
         ];
         for (case, edit, expected) in table {
@@ -617,17 +773,93 @@ mod tests {
                 format!("firehose/none/{request}.gz"),
             ),
         ];
+        let key = DeliveryKey::new(
+            Some("arn:aws:firehose:eu-west-1:1:deliverystream/s"),
+            request,
+        );
         for (layout, name, expected) in table {
-            assert_eq!(layout.key(&delivery(), name).as_ref(), expected);
+            assert_eq!(
+                layout.key(&delivery(), &key, name),
+                (Path::from(expected), false)
+            );
         }
         let mut odd = delivery();
         odd.path = "/../../etc".into();
-        let key = layout(|c| c.key_template = "{path}/{request_id}".into()).key(&odd, "events");
-        assert!(key.parts().all(|part| part.as_ref() != ".."), "{key}");
+        let (path, fallback) =
+            layout(|c| c.key_template = "{path}/{request_id}".into()).key(&odd, &key, "events");
+        assert_eq!(path.as_ref(), format!("..%2F..%2Fetc/{request}.gz"));
+        assert!(path.parts().all(|part| part.as_ref() != ".."), "{path}");
+        assert!(!fallback);
+        odd.path = "/..".into();
+        let (path, _) =
+            layout(|c| c.key_template = "{path}/{request_id}".into()).key(&odd, &key, "events");
+        assert_eq!(path.as_ref(), format!("%2E%2E/{request}.gz"));
+        let (path, _) = layout(|c| c.key_template = "{delivery_key}.json".into()).key(
+            &delivery(),
+            &key,
+            "events",
+        );
+        assert_eq!(path.as_ref(), format!("{}.json.gz", key.to_hex()));
         assert_eq!(
             layout(|c| c.prefix = "p".into()).probe_folder().as_ref(),
             "p/.hydrant-probe"
         );
+    }
+
+    /// Request ids that replacing `/`, dropping empty segments or escaping twice
+    /// would merge each get their own key; keys S3 or a file-system-backed store
+    /// would refuse take the fallback under the delivery key.
+    #[test]
+    fn keys_are_injective_and_always_usable() {
+        let layout = KeyLayout::new(&S3Config {
+            prefix: "raw".into(),
+            ..config("lake")
+        })
+        .unwrap();
+        let key_of_stream = |request_id: &str, stream: &str| {
+            let mut delivery = delivery();
+            delivery.request_id = request_id.into();
+            delivery.delivery_stream = Some(stream.into());
+            let key = DeliveryKey::new(None, request_id);
+            layout.key(&delivery, &key, "events")
+        };
+        let key_of = |request_id: &str| key_of_stream(request_id, "logs-prod");
+        let ids = [
+            "x/y", "x//y", "/x/y", "x/y/", "x_y", "x%2Fy", "x y", "x+y", ".", "..", "none",
+        ];
+        let keys: std::collections::BTreeSet<String> = ids
+            .iter()
+            .map(|id| {
+                let (path, fallback) = key_of(id);
+                assert!(!fallback, "{id}: {path}");
+                path.to_string()
+            })
+            .collect();
+        assert_eq!(keys.len(), ids.len(), "{keys:?}");
+        assert_eq!(
+            key_of("x/y").0.as_ref(),
+            "raw/events/dt=2023-11-14/hour=22/logs-prod/x%2Fy.ndjson.gz"
+        );
+
+        let long = "r".repeat(MAX_SEGMENT_BYTES);
+        for (id, stream, reason) in [
+            (long.as_str(), "logs-prod", "segment"),
+            (&"r".repeat(2 * MAX_KEY_BYTES), "logs-prod", "length"),
+            ("r-1", "", "empty segment"),
+        ] {
+            let (path, fallback) = key_of_stream(id, stream);
+            assert!(fallback, "{reason}");
+            let hex = DeliveryKey::new(None, id).to_hex();
+            assert_eq!(
+                path.as_ref(),
+                format!("raw/%keys-by-delivery/events/{hex}.ndjson.gz"),
+                "{reason}"
+            );
+            assert_eq!(check_key(path.as_ref()), Ok(()));
+        }
+        // One byte under the segment limit with the suffix still fits.
+        let fits = "r".repeat(MAX_SEGMENT_BYTES - ".ndjson.gz".len());
+        assert!(!key_of(&fits).1);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! | Placeholder | Value |
 //! |---|---|
 //! | `{request_id}` | the Firehose request id |
+//! | `{delivery_key}` | the delivery's key: 32 hex digits that stand for the source ARN and the request id together (see [`DeliveryKey`]) |
 //! | `{delivery_stream}`, `{account_id}`, `{region}` | from the source ARN |
 //! | `{access_key}` | the access key's name |
 //! | `{path}` | the URL path, without its leading `/` |
@@ -13,21 +14,29 @@
 //! | `{log_group}`, `{namespace}`, `{source}`, `{detail_type}` | the event's log group, metric namespace, EventBridge source and detail-type |
 //! | `{record_index}`, `{event_index}` | the event's record, and its position among that record's events |
 //!
-//! A value that is absent renders as `none`. Each sink cleans values for its medium
-//! (a NATS subject cannot hold `.` or spaces inside a token, a Kafka topic only
-//! `[A-Za-z0-9._-]`), see [`Template::render`]'s `clean`.
+//! A value that is absent renders as [`ABSENT`] (`none`). Each sink encodes present
+//! values for its medium, see [`Template::render`]'s `clean`: NATS subject tokens
+//! and Kafka topics are cleaned (lossy, they only route), while S3 object keys and
+//! Kafka record keys, which identify what they name, use [`encode_key_value`], which
+//! never gives two values the same text.
+
+use prometheus::IntCounterVec;
+use sha2::{Digest as _, Sha256};
 
 use crate::clock::UtcTime;
 use crate::event::Delivery;
+use crate::metrics::Metrics;
 
 use super::EventMeta;
+use super::dedup::DeliveryKey;
 
 /// Rendered for an absent value.
 pub const ABSENT: &str = "none";
 
 /// Every placeholder name.
-pub const PLACEHOLDERS: [&str; 16] = [
+pub const PLACEHOLDERS: [&str; 17] = [
     "request_id",
+    "delivery_key",
     "delivery_stream",
     "account_id",
     "region",
@@ -46,6 +55,26 @@ pub const PLACEHOLDERS: [&str; 16] = [
 ];
 
 const EVENT_INDEX: &str = "event_index";
+
+/// Escape character of [`encode_key_value`]. Key templates may not hold it in
+/// their text, so every `%` in a rendered key is one Hydrant wrote.
+pub const KEY_ESCAPE: char = '%';
+/// Hex digits of [`digest_hex`]: 128 bits of SHA-256, as in a [`DeliveryKey`].
+pub const DIGEST_HEX_LEN: usize = DeliveryKey::HEX_LEN;
+/// Bound on the rendered length of a placeholder whose values come from Hydrant
+/// itself and have a fixed form (`{table}`, `{kind}`, `{format}`, `{date}`,
+/// `{hour}`, the indexes, `{delivery_key}`): the longest of them is 32 bytes.
+pub const FIXED_VALUE_MAX_BYTES: usize = 32;
+
+/// Label value of `hydrant_sink_reshaped_total`: an event too large for one
+/// message was sent as several parts.
+pub const RESHAPE_SPLIT: &str = "split_event";
+/// Label value of `hydrant_sink_reshaped_total`: a value too long for a subject
+/// token or topic name was replaced by its digest.
+pub const RESHAPE_HASHED_NAME: &str = "hashed_name";
+/// Label value of `hydrant_sink_reshaped_total`: a record key or object key too
+/// long (or not usable) for its service was replaced by its fixed-length form.
+pub const RESHAPE_HASHED_KEY: &str = "hashed_key";
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +130,46 @@ impl Template {
         })
     }
 
-    /// Renders the template. Values are passed through `clean` (literal text is not).
+    /// Whether the template names the placeholder `name`.
+    #[must_use]
+    pub fn uses(&self, name: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|part| matches!(part, Part::Placeholder(used) if used == name))
+    }
+
+    /// The template's literal text, without its placeholders.
+    pub fn literal_text(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().filter_map(|part| match part {
+            Part::Text(text) => Some(text.as_str()),
+            Part::Placeholder(_) => None,
+        })
+    }
+
+    /// The longest the template can render when every value that does not have a
+    /// fixed form is at most `value_max` bytes after cleaning.
+    #[must_use]
+    pub fn max_rendered_len(&self, value_max: usize) -> usize {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.len(),
+                Part::Placeholder(name) if has_fixed_form(name) => {
+                    FIXED_VALUE_MAX_BYTES.max(ABSENT.len())
+                }
+                Part::Placeholder(_) => value_max.max(ABSENT.len()),
+            })
+            .sum()
+    }
+
+    /// Renders the template for the delivery whose key is `key`. Present values are
+    /// passed through `clean` (literal text is not); an absent value is written as
+    /// [`ABSENT`] as it is, so a cleaning can tell it from a value `none`.
     #[must_use]
     pub fn render(
         &self,
         delivery: &Delivery,
+        key: &DeliveryKey,
         table: &str,
         event: Option<&EventMeta>,
         clean: impl Fn(&str) -> String,
@@ -122,6 +186,7 @@ impl Template {
             };
             let value: Option<String> = match name {
                 "request_id" => Some(delivery.request_id.clone()),
+                "delivery_key" => Some(key.to_hex()),
                 "delivery_stream" => delivery.delivery_stream.clone(),
                 "account_id" => delivery.account_id.clone(),
                 "region" => delivery.region.clone(),
@@ -151,9 +216,110 @@ impl Template {
                 "record_index" => event.map(|event| event.record_index.to_string()),
                 _ => event.map(|event| event.event_index.to_string()),
             };
-            out.push_str(&clean(value.as_deref().unwrap_or(ABSENT)));
+            match value {
+                Some(value) => out.push_str(&clean(&value)),
+                None => out.push_str(ABSENT),
+            }
         }
         out
+    }
+}
+
+/// Whether the placeholder's values come from Hydrant in a fixed, short form.
+fn has_fixed_form(name: &str) -> bool {
+    matches!(
+        name,
+        "delivery_key" | "date" | "hour" | "table" | "kind" | "format" | "record_index"
+    ) || name == EVENT_INDEX
+}
+
+/// Encodes a value for a key (an S3 object key, a Kafka record key) so that no two
+/// values give the same text and the text holds no `/`:
+///
+/// - the bytes `A`–`Z`, `a`–`z`, `0`–`9`, `-`, `_` and `.` are kept, every other
+///   byte of the value's UTF-8 is written `%XX` (upper-case hex), `%` itself too;
+/// - a value that is `.` or `..` (a relative path segment) has its dots written
+///   `%2E`, and a value that is [`ABSENT`] has its first letter written `%6E`, so it
+///   differs from an absent value.
+///
+/// Decoding every `%XX` gives the value back, which is why the encoding is
+/// injective. Request ids, stream names, dates and the other usual values consist
+/// of kept bytes and read as they are.
+#[must_use]
+pub fn encode_key_value(value: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(value.len());
+    let escape_all = value == "." || value == "..";
+    for (position, byte) in value.bytes().enumerate() {
+        let kept = byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.');
+        let forced = escape_all || (position == 0 && value == ABSENT);
+        if kept && !forced {
+            out.push(char::from(byte));
+        } else {
+            let _ = write!(out, "{KEY_ESCAPE}{byte:02X}");
+        }
+    }
+    out
+}
+
+/// Checks that a key template's text leaves [`KEY_ESCAPE`] to the encoding.
+///
+/// # Errors
+///
+/// A reason naming the template when its text holds `%`.
+pub fn check_key_template(template: &Template, text: &str) -> Result<(), String> {
+    if template
+        .literal_text()
+        .any(|literal| literal.contains(KEY_ESCAPE))
+    {
+        return Err(format!(
+            "template {text:?}: '{KEY_ESCAPE}' is reserved for the encoding of values and may not appear in the text"
+        ));
+    }
+    Ok(())
+}
+
+/// The first 128 bits of the SHA-256 of `bytes`, as [`DIGEST_HEX_LEN`] lower-case
+/// hex digits: a fixed-length stand-in for a value too long to use as it is.
+#[must_use]
+pub fn digest_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let digest = Sha256::digest(bytes);
+    let mut hex = String::with_capacity(DIGEST_HEX_LEN);
+    for byte in &digest[..DIGEST_HEX_LEN / 2] {
+        let _ = write!(hex, "{byte:02x}");
+    }
+    hex
+}
+
+/// Counts what a sink changed so that data fits its service (an event split into
+/// parts, a name or key replaced by its digest), in `hydrant_sink_reshaped_total`
+/// labelled with the sink, its type and a fixed action name. A counter made with
+/// [`ReshapeCounter::default`] counts nothing (a sink used without metrics).
+#[derive(Debug, Clone, Default)]
+pub struct ReshapeCounter {
+    counter: Option<(IntCounterVec, String, &'static str)>,
+}
+
+impl ReshapeCounter {
+    /// A counter for the sink `name` of type `kind`.
+    #[must_use]
+    pub fn new(metrics: &Metrics, name: &str, kind: &'static str) -> Self {
+        Self {
+            counter: Some((metrics.sink_reshaped.clone(), name.to_owned(), kind)),
+        }
+    }
+
+    /// Adds `count` to `action` (one of the `RESHAPE_*` names).
+    pub fn add(&self, action: &'static str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        if let Some((counter, name, kind)) = &self.counter {
+            counter
+                .with_label_values(&[name.as_str(), kind, action])
+                .inc_by(count);
+        }
     }
 }
 
@@ -174,6 +340,13 @@ mod tests {
             path: "/firehose/logs".into(),
             ..Delivery::default()
         }
+    }
+
+    fn key() -> DeliveryKey {
+        DeliveryKey::new(
+            Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/logs-prod"),
+            "req-1",
+        )
     }
 
     #[test]
@@ -202,11 +375,17 @@ mod tests {
                 "none-firehose/logs-prod-123456789012-eu-west-1-json",
             ),
             ("literal", "literal"),
+            (
+                "{delivery_key}:{table}:{record_index}:{event_index}",
+                "ecf6c1c1010664c6c6840aa84d825316:events:3:7",
+            ),
         ];
+        let key = key();
+        assert_eq!(key.to_hex(), "ecf6c1c1010664c6c6840aa84d825316");
         for (text, expected) in table {
             let template = Template::parse(text).unwrap();
             assert_eq!(
-                template.render(&delivery(), "events", Some(&event), str::to_owned),
+                template.render(&delivery(), &key, "events", Some(&event), str::to_owned),
                 expected,
                 "{text}"
             );
@@ -222,9 +401,115 @@ mod tests {
         };
         let clean = |value: &str| value.replace(['.', ' ', '/'], "_");
         assert_eq!(
-            template.render(&delivery(), "events", Some(&event), clean),
+            template.render(&delivery(), &key(), "events", Some(&event), clean),
             "hydrant._aws_lambda_my_fn"
         );
+        // An absent value is not cleaned, so a cleaning can tell it from "none".
+        let shout = |value: &str| value.to_uppercase();
+        let template = Template::parse("{namespace}.{log_group}").unwrap();
+        assert_eq!(
+            template.render(&delivery(), &key(), "events", Some(&event), shout),
+            "none./AWS/LAMBDA/MY FN"
+        );
+    }
+
+    /// Values that a replacing cleaning would merge (`/` and `_`, empty segments,
+    /// `none` and an absent value, relative segments, escapes) stay apart, and
+    /// decoding the escapes gives each value back.
+    #[test]
+    fn key_values_are_encoded_injectively() {
+        let table = [
+            (
+                "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+                "6a7e8feb-b491-4cf7-a9f1-bf3703467718",
+            ),
+            ("logs_prod.v2", "logs_prod.v2"),
+            ("a/b", "a%2Fb"),
+            ("a//b", "a%2F%2Fb"),
+            ("a_b", "a_b"),
+            ("a b", "a%20b"),
+            ("a%2Fb", "a%252Fb"),
+            ("a:b|c", "a%3Ab%7Cc"),
+            ("", ""),
+            (".", "%2E"),
+            ("..", "%2E%2E"),
+            ("...", "..."),
+            ("none", "%6Eone"),
+            ("nonE", "nonE"),
+            ("é", "%C3%A9"),
+            ("~", "%7E"),
+        ];
+        let mut seen = std::collections::BTreeMap::new();
+        for (value, expected) in table {
+            let encoded = encode_key_value(value);
+            assert_eq!(encoded, expected, "{value:?}");
+            assert!(!encoded.contains('/'), "{value:?}");
+            assert_ne!(encoded, ABSENT, "{value:?}");
+            assert_eq!(decode_percent(&encoded), value.as_bytes(), "{value:?}");
+            assert!(seen.insert(encoded, value).is_none(), "{value:?}");
+        }
+    }
+
+    /// Reverses the `%XX` escapes (a test's own decoder).
+    fn decode_percent(text: &str) -> Vec<u8> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            if bytes[at] == b'%' {
+                let hex = std::str::from_utf8(&bytes[at + 1..at + 3]).unwrap();
+                out.push(u8::from_str_radix(hex, 16).unwrap());
+                at += 3;
+            } else {
+                out.push(bytes[at]);
+                at += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn key_templates_reserve_the_escape_and_digests_are_fixed_length() {
+        let ok = Template::parse("{table}/{request_id}.ndjson").unwrap();
+        assert_eq!(check_key_template(&ok, "t"), Ok(()));
+        let bad = Template::parse("{table}/100%/{request_id}").unwrap();
+        assert!(
+            check_key_template(&bad, "t")
+                .unwrap_err()
+                .contains("reserved")
+        );
+        let digest = digest_hex(b"abc");
+        // SHA-256("abc") begins ba7816bf 8f01cfea 414140de 5dae2223.
+        assert_eq!(digest, "ba7816bf8f01cfea414140de5dae2223");
+        assert_eq!(digest.len(), DIGEST_HEX_LEN);
+    }
+
+    #[test]
+    fn longest_rendering_counts_free_values_and_fixed_forms() {
+        let template = Template::parse("hydrant.{table}.{log_group}").unwrap();
+        assert_eq!(
+            template.max_rendered_len(100),
+            "hydrant..".len() + FIXED_VALUE_MAX_BYTES + 100
+        );
+        assert!(template.uses("log_group") && !template.uses("kind"));
+        assert_eq!(template.literal_text().collect::<String>(), "hydrant..");
+    }
+
+    #[test]
+    fn a_reshape_counter_counts_by_sink_and_action() {
+        let metrics = Metrics::new(10);
+        let counter = ReshapeCounter::new(&metrics, "bus", "nats");
+        counter.add(RESHAPE_SPLIT, 2);
+        counter.add(RESHAPE_HASHED_NAME, 0);
+        ReshapeCounter::default().add(RESHAPE_SPLIT, 5);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"hydrant_sink_reshaped_total{action="split_event",sink="bus",sink_type="nats"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("hashed_name"), "{text}");
     }
 
     #[test]
