@@ -4,10 +4,25 @@
 # `file` sink, and reads Hydrant's CPU time and peak RSS from /proc.
 #
 #   bash loadtest/matrix.sh [seconds per run]      (default 15)
+#   bash loadtest/matrix.sh --binaries             (print the two binaries' paths)
 #
-# Everything runs on this machine, on loopback; each run is bounded in time.
+# Everything runs on this machine, on loopback; each run is bounded in time. The
+# binaries are found where Cargo puts them, CARGO_TARGET_DIR included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Cargo's target directory of a manifest, as Cargo itself resolves it
+# (CARGO_TARGET_DIR, build.target-dir in a config file, or <crate>/target).
+target_dir() {
+  cargo metadata --format-version 1 --no-deps --manifest-path "$1" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
+hydrant=$(target_dir Cargo.toml)/release/hydrant
+loadtest=$(target_dir loadtest/Cargo.toml)/release/hydrant-loadtest
+if [ "${1:-}" = --binaries ]; then
+  printf '%s\n%s\n' "$hydrant" "$loadtest"
+  exit 0
+fi
 SECONDS_PER_RUN=${1:-15}
 PORT=18180
 ADMIN=18181
@@ -17,8 +32,6 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
 cargo build --release --quiet
 cargo build --release --quiet --manifest-path loadtest/Cargo.toml
-hydrant=target/release/hydrant
-loadtest=loadtest/target/release/hydrant-loadtest
 
 cat > "$work/discard.toml" <<'TOML'
 [[sinks]]

@@ -11,7 +11,7 @@ use crate::config::{Config, SinkKind};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Listeners, Settings};
 use crate::sink::discard::DiscardSink;
-use crate::sink::fanout::Sinks;
+use crate::sink::fanout::{SinkSetup, Sinks};
 use crate::sink::file::{FileSink, OpenError};
 #[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaSink;
@@ -73,20 +73,43 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
+    crate::shutdown::ignore_hangup();
     let metrics = Arc::new(Metrics::new(config.max_stream_labels));
+    let used = config.router.used_sinks();
     let mut sinks = Vec::with_capacity(config.sinks.len());
-    for spec in config.sinks {
-        let sink = open_sink(spec.kind, &metrics)
-            .await
-            .map_err(|error| match error {
-                OpenSinkError::Storage(error) => RunError::Storage(error),
-                OpenSinkError::Sink(error) => RunError::Sink {
-                    name: spec.name.clone(),
-                    error,
-                },
-            })?;
-        tracing::info!(sink = %spec.name, kind = sink.kind(), "Sink ready.");
-        sinks.push((spec.name, sink));
+    for (position, spec) in config.sinks.into_iter().enumerate() {
+        if !used.contains(position) {
+            // Opening it would connect to a service, or lock and recover a data
+            // directory, for nothing: no event can reach it.
+            tracing::info!(sink = %spec.name, "No route names this sink; it is not opened.");
+            sinks.push(SinkSetup {
+                name: spec.name,
+                sink: None,
+                gates_readiness: spec.gates_readiness,
+            });
+            continue;
+        }
+        let sink =
+            open_sink(spec.kind, &spec.name, &metrics)
+                .await
+                .map_err(|error| match error {
+                    OpenSinkError::Storage(error) => RunError::Storage(error),
+                    OpenSinkError::Sink(error) => RunError::Sink {
+                        name: spec.name.clone(),
+                        error,
+                    },
+                })?;
+        tracing::info!(
+            sink = %spec.name,
+            kind = sink.kind(),
+            gates_readiness = spec.gates_readiness,
+            "Sink ready."
+        );
+        sinks.push(SinkSetup {
+            name: spec.name,
+            sink: Some(sink),
+            gates_readiness: spec.gates_readiness,
+        });
     }
     let sinks = Arc::new(Sinks::new(sinks, config.fanout, &metrics));
 
@@ -108,7 +131,14 @@ pub async fn run(
     sinks.probe_all().await;
     let prober = sinks.spawn_prober();
     state.readiness.set(true);
-    let served = server::serve(listeners, state, shutdown, config.shutdown_grace).await;
+    let served = server::serve(
+        listeners,
+        state,
+        shutdown,
+        config.shutdown_grace,
+        config.connections,
+    )
+    .await;
     prober.abort();
     served?;
     Ok(())
@@ -121,7 +151,18 @@ enum OpenSinkError {
 
 /// Opens or connects one sink. Sinks behind a network service do not need it to be
 /// up yet: the circuit breaker holds deliveries off until it answers.
-async fn open_sink(kind: SinkKind, metrics: &Metrics) -> Result<Sink, OpenSinkError> {
+async fn open_sink(
+    kind: SinkKind,
+    #[cfg_attr(
+        not(any(feature = "s3", feature = "nats", feature = "kafka")),
+        expect(
+            unused_variables,
+            reason = "only the network sinks label their metrics with the sink's name"
+        )
+    )]
+    name: &str,
+    metrics: &Metrics,
+) -> Result<Sink, OpenSinkError> {
     Ok(match kind {
         SinkKind::File(settings) => {
             let data_dir = settings.data_dir.clone();
@@ -142,20 +183,25 @@ async fn open_sink(kind: SinkKind, metrics: &Metrics) -> Result<Sink, OpenSinkEr
             Sink::File(sink)
         }
         #[cfg(feature = "s3")]
-        SinkKind::S3(config) => {
-            Sink::S3(S3Sink::connect(config).await.map_err(OpenSinkError::Sink)?)
-        }
+        SinkKind::S3(config) => Sink::S3(
+            S3Sink::connect(config)
+                .await
+                .map_err(OpenSinkError::Sink)?
+                .with_metrics(name, metrics),
+        ),
         #[cfg(feature = "nats")]
         SinkKind::Nats(config) => Sink::Nats(
             NatsSink::connect(config)
                 .await
-                .map_err(OpenSinkError::Sink)?,
+                .map_err(OpenSinkError::Sink)?
+                .with_metrics(name, metrics),
         ),
         #[cfg(feature = "kafka")]
         SinkKind::Kafka(config) => Sink::Kafka(
             KafkaSink::connect(config)
                 .await
-                .map_err(OpenSinkError::Sink)?,
+                .map_err(OpenSinkError::Sink)?
+                .with_metrics(name, metrics),
         ),
         SinkKind::Stdout(config) => Sink::Stdout(StdoutSink::new(&config)),
         SinkKind::Discard(_) => Sink::Discard(DiscardSink),

@@ -3,8 +3,12 @@
 //!
 //! Precedence, highest first: flag, environment variable, config file, default.
 //! Access keys are the exception: keys from every source are used together (names
-//! must be unique). Every default is a named constant next to the code it governs;
-//! the `--help` text quotes them and a test keeps the two in step.
+//! must be unique across them). Every default is a named constant next to the code
+//! it governs; the `--help` text quotes them and a test keeps the two in step.
+//!
+//! Sizes and durations are read by [`crate::units`], everywhere. String values in
+//! the TOML file may name environment variables (`${VAR}`, `${VAR:-default}`), so
+//! secrets need not sit in the file; see [`interpolate`].
 
 use std::ffi::OsString;
 use std::fmt;
@@ -13,17 +17,24 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{FromArgMatches as _, Parser};
 use serde::Deserialize;
 
-use crate::decode::{BadRecords, DecodeSettings, DecoderRule, Format};
+use crate::decode::{BadRecords, DecodeSettings, DecoderRule, FORMAT_NAMES, Format};
 use crate::glob::Glob;
 use crate::limits::{self, Limits};
 use crate::metrics::DEFAULT_MAX_STREAM_LABELS;
-use crate::routing::{KINDS, MAX_SINKS, Match, Route, Router, SinkSet};
+use crate::routing::{EVENT_FORMATS, KINDS, MAX_SINKS, Match, Route, Router, SinkSet};
 use crate::server::auth::{AccessKey, Auth, MAX_ACCESS_KEY_BYTES};
+use crate::server::listener::{
+    ConnectionSettings, DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_ADMIN_CONNECTIONS, DEFAULT_MAX_BODY_TIME, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE,
+};
 use crate::sink::discard::DiscardConfig;
-use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE, FanoutSettings};
+use crate::sink::fanout::{
+    DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE, FanoutSettings, MAX_BACKOFF,
+};
 use crate::sink::file::{
     DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
     DEFAULT_SEGMENT_MAX_BYTES, FileSinkSettings,
@@ -35,6 +46,7 @@ use crate::sink::nats::NatsConfig;
 #[cfg(feature = "s3")]
 use crate::sink::s3::S3Config;
 use crate::sink::stdout::StdoutConfig;
+use crate::units::{parse_duration, parse_size};
 
 /// Default ingest address: all interfaces, since Firehose reaches Hydrant through a
 /// TLS-terminating proxy or load balancer that usually runs on another host.
@@ -50,23 +62,70 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 /// Access key names go into events and metric labels, so they are short and plain.
 const MAX_KEY_NAME_CHARS: usize = 64;
 
+/// Environment variable of access keys, `NAME=KEY` entries separated by newlines.
+/// Read here rather than by clap, which would ignore it whenever `--access-key` is
+/// given: keys from every source are used together.
+pub const ENV_ACCESS_KEYS: &str = "HYDRANT_ACCESS_KEYS";
+/// Environment variable naming an access key file, used besides `--access-key-file`.
+pub const ENV_ACCESS_KEY_FILE: &str = "HYDRANT_ACCESS_KEY_FILE";
+
 const ABOUT: &str = "A durable receiver for Amazon Data Firehose HTTP endpoint deliveries.";
 const LONG_ABOUT: &str = "\
 A durable receiver for Amazon Data Firehose HTTP endpoint deliveries.
 
 Point a Firehose stream's HTTP endpoint at Hydrant (through HTTPS on port 443, e.g. a \
-load balancer or reverse proxy). Each delivery is checked, decoded and written to NDJSON \
-segment files under --data-dir, and answered 200 only once it is on disk.
+load balancer or reverse proxy). Each delivery is checked, decoded and routed to its \
+sinks (by default NDJSON segment files under --data-dir), and answered 200 only once \
+every sink it was routed to has it durably: the file sink once the data is written and \
+fsync'd, S3, NATS and Kafka once their service acknowledged it, stdout once written to \
+the pipe.
 
-Every option can also be set with its environment variable or in the TOML file named by \
---config; flags win over the environment, which wins over the file. Sizes take the \
-suffixes KiB, MiB, GiB (or KB, MB, GB); durations take ms, s, m, h (a bare number is \
-seconds).";
+`hydrant validate [OPTIONS]` checks the configuration and prints the sinks and routes \
+it resolves to, without binding ports, locking the data directory or connecting to \
+anything: exit 0, or 64 and the first problem.
 
-/// The command line. Every field is optional so that the file and the defaults can
-/// fill in what was not given; defaults are quoted in the help text.
+Options are flags, environment variables or keys of the TOML file named by --config; \
+flags win over the environment, which wins over the file. Access keys from every \
+source are used together. Sinks, routes and per-rule decode settings exist only in the \
+file. Its string values may use ${VAR} or ${VAR:-default} (write $${ for a literal \
+${), so secrets can stay in the environment.
+
+Sizes: a number and B, KB, MB, GB (powers of 1000) or KiB, MiB, GiB (powers of 1024; \
+K, M, G too), fractions allowed; a bare number is bytes. Durations need a unit: 250ms, \
+30s, 5m, 1.5h, 1h30m (ns, us, ms, s, m, h, d, w); a bare number is refused.";
+
+/// The command line: the settings, `--health-check`, or the `validate` subcommand
+/// with the same settings.
 #[derive(Debug, Parser)]
-#[command(name = "hydrant", version, about = ABOUT, long_about = LONG_ABOUT)]
+#[command(
+    name = "hydrant",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    args_conflicts_with_subcommands = true,
+    disable_help_subcommand = true
+)]
+struct Cli {
+    #[command(flatten)]
+    settings: Args,
+
+    /// Instead of serving, ask the running Hydrant's admin listener whether it is ready (GET /readyz) and exit 0 if so, 1 if not: for container health checks. Needs only the admin address (--admin-listen, HYDRANT_ADMIN_LISTEN or admin_listen in --config)
+    #[arg(long)]
+    health_check: bool,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Check the configuration (the same flags, variables and file as serving) and print the sinks and routes it resolves to; binds nothing, locks nothing, connects nowhere. Exit 0 if valid, 64 if not
+    Validate(Args),
+}
+
+/// The settings. Every field is optional so that the file and the defaults can fill
+/// in what was not given; defaults are quoted in the help text.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Ingest listener address (Firehose deliveries: POST on any path; GET /healthz) [default: 0.0.0.0:8080]
     #[arg(long, env = "HYDRANT_LISTEN", value_name = "ADDR")]
@@ -80,19 +139,13 @@ struct Args {
     #[arg(long, env = "HYDRANT_DATA_DIR", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// An access key Firehose must send, as NAME=KEY (split at the first '='). Repeat for several keys. In the environment, separate entries with newlines. Prefer --access-key-file, which keeps keys out of the process list
-    #[arg(
-        long = "access-key",
-        env = "HYDRANT_ACCESS_KEYS",
-        value_name = "NAME=KEY",
-        value_delimiter = '\n',
-        hide_env_values = true
-    )]
+    /// An access key Firehose must send, as NAME=KEY (split at the first '='). Repeatable. Keys from every source are used together: these flags, HYDRANT_ACCESS_KEYS (entries separated by newlines), key files and the config file; names must be unique. Prefer a key file, which keeps keys out of the process list
+    #[arg(long = "access-key", value_name = "NAME=KEY")]
     access_keys: Vec<String>,
 
-    /// File of access keys, one NAME=KEY per line; blank lines and lines starting with '#' are skipped
-    #[arg(long, env = "HYDRANT_ACCESS_KEY_FILE", value_name = "FILE")]
-    access_key_file: Option<PathBuf>,
+    /// File of access keys, one NAME=KEY per line; blank lines and lines starting with '#' are skipped. Repeatable; HYDRANT_ACCESS_KEY_FILE and access_key_file in the config file name more, all used
+    #[arg(long = "access-key-file", value_name = "FILE")]
+    access_key_files: Vec<PathBuf>,
 
     /// Accept deliveries without an access key. Only for trusted networks and tests
     #[arg(long, env = "HYDRANT_NO_AUTH")]
@@ -117,6 +170,45 @@ struct Args {
     /// Most bytes held by all deliveries in flight; past it new ones get 503 at once [default: 512MiB]
     #[arg(long, env = "HYDRANT_MAX_IN_FLIGHT_BYTES", value_name = "SIZE")]
     max_in_flight_bytes: Option<ByteSize>,
+
+    /// Most bytes of events one delivery may decode into, per byte of its inflated body (but at least 64MiB); more gets 413 [default: 64]
+    #[arg(long, env = "HYDRANT_MAX_DECODED_RATIO", value_name = "N")]
+    max_decoded_ratio: Option<u64>,
+
+    /// Most bytes of events one delivery may decode into, whatever its size; more gets 413 [default: 1GiB]
+    #[arg(long, env = "HYDRANT_MAX_DECODED_BYTES", value_name = "SIZE")]
+    max_decoded_bytes: Option<ByteSize>,
+    /// Time a client has to send a complete request head (from connecting, or from the first byte of a later request); then the connection is closed [default: 10s]
+    #[arg(long, env = "HYDRANT_HEADER_TIMEOUT", value_name = "DURATION")]
+    header_timeout: Option<HumanDuration>,
+
+    /// Time a keep-alive connection may stay idle between requests; keep it above the idle timeout of a load balancer in front [default: 200s]
+    #[arg(long, env = "HYDRANT_IDLE_TIMEOUT", value_name = "DURATION")]
+    idle_timeout: Option<HumanDuration>,
+
+    /// Longest gap without a byte of a request body (answered 408, connection closed) or of a reply the client should be reading (connection closed) [default: 20s]
+    #[arg(long, env = "HYDRANT_BODY_TIMEOUT", value_name = "DURATION")]
+    body_timeout: Option<HumanDuration>,
+
+    /// Lowest average rate of a request body, per second, after --min-body-rate-grace; slower bodies are answered 408. 0 turns the check off [default: 64KiB]
+    #[arg(long, env = "HYDRANT_MIN_BODY_RATE", value_name = "SIZE")]
+    min_body_rate: Option<ByteSize>,
+
+    /// Time a request body may take before --min-body-rate applies [default: 10s]
+    #[arg(long, env = "HYDRANT_MIN_BODY_RATE_GRACE", value_name = "DURATION")]
+    min_body_rate_grace: Option<HumanDuration>,
+
+    /// Longest time a whole request body may take to arrive; longer is answered 408 (Firehose waits 3 minutes for the answer) [default: 120s]
+    #[arg(long, env = "HYDRANT_MAX_BODY_TIME", value_name = "DURATION")]
+    max_body_time: Option<HumanDuration>,
+
+    /// Most open connections on the ingest listener; past it new ones are closed at once [default: 512]
+    #[arg(long, env = "HYDRANT_MAX_CONNECTIONS", value_name = "N")]
+    max_connections: Option<usize>,
+
+    /// Most open connections on the admin listener [default: 16]
+    #[arg(long, env = "HYDRANT_MAX_ADMIN_CONNECTIONS", value_name = "N")]
+    max_admin_connections: Option<usize>,
 
     /// Complete a segment file once it reaches this size [default: 128MiB]
     #[arg(long, env = "HYDRANT_SEGMENT_MAX_BYTES", value_name = "SIZE")]
@@ -146,7 +238,7 @@ struct Args {
     #[arg(long, env = "HYDRANT_FORMAT", value_name = "FORMAT")]
     format: Option<String>,
 
-    /// Fix the format of deliveries to matching URL paths, as GLOB=FORMAT (e.g. /metrics/*=metric_stream_otel10). Repeatable; the first matching rule wins
+    /// Fix the format of deliveries to matching URL paths, as GLOB=FORMAT (e.g. /metrics/*=metric_stream_otel10). Repeatable; the first matching rule wins. No environment variable: rules are flags or [[decode.rules]]
     #[arg(long = "path-format", value_name = "GLOB=FORMAT")]
     path_formats: Vec<String>,
 
@@ -170,9 +262,13 @@ struct Args {
     #[arg(long, env = "HYDRANT_DELIVERY_DEADLINE", value_name = "DURATION")]
     delivery_deadline: Option<HumanDuration>,
 
-    /// Instead of serving, ask the running Hydrant's admin listener whether it is ready (GET /readyz) and exit 0 if so, 1 if not: for container health checks
-    #[arg(long)]
-    health_check: bool,
+    /// Attempts per sink and delivery, the first included, before the delivery is answered 503 [default: 3]
+    #[arg(long, env = "HYDRANT_FANOUT_ATTEMPTS", value_name = "N")]
+    fanout_attempts: Option<u32>,
+
+    /// Wait before a sink's first retry, doubled for each further one; every wait is at most 5s [default: 250ms]
+    #[arg(long, env = "HYDRANT_FANOUT_BACKOFF", value_name = "DURATION")]
+    fanout_backoff: Option<HumanDuration>,
 
     /// Log format: text or json (the level comes from RUST_LOG, default info) [default: text]
     #[arg(long, env = "HYDRANT_LOG_FORMAT", value_name = "FORMAT")]
@@ -196,18 +292,24 @@ struct FileConfig {
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
+    connections: FileConnections,
+    #[serde(default)]
     storage: FileStorage,
     #[serde(default)]
     decode: FileDecode,
-    /// Sinks besides the embedded file sink; each a table with `name` and `type`.
+    /// Sinks besides the embedded file sink; each a table with `name` and `type`,
+    /// with its place in the file for messages.
     #[serde(default)]
-    sinks: Vec<toml::Table>,
+    sinks: Vec<toml::Spanned<toml::Table>>,
     #[serde(default)]
     routes: Vec<FileRoute>,
     #[serde(default)]
     routing: FileRouting,
     #[serde(default)]
     fanout: FileFanout,
+    /// Where each `[[sinks]]` entry starts (` line L, column C`), for messages.
+    #[serde(skip)]
+    sink_locations: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,13 +336,43 @@ struct FileRoute {
 }
 
 /// A string or a list of strings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Default)]
 enum OneOrMany {
     #[default]
     None,
     One(String),
     Many(Vec<String>),
+}
+
+/// By hand rather than `untagged`, whose error ("did not match any variant")
+/// does not say what was expected.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or a list of strings")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(text.to_owned()))
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut many = Vec::new();
+                while let Some(one) = seq.next_element::<String>()? {
+                    many.push(one);
+                }
+                Ok(OneOrMany::Many(many))
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl OneOrMany {
@@ -259,7 +391,7 @@ struct FileRouting {
     default_sinks: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileFanout {
     attempts: Option<u32>,
@@ -310,6 +442,21 @@ struct FileLimits {
     max_inflated_bytes: Option<ByteSize>,
     max_records: Option<usize>,
     max_in_flight_bytes: Option<ByteSize>,
+    max_decoded_ratio: Option<u64>,
+    max_decoded_bytes: Option<ByteSize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConnections {
+    header_timeout: Option<HumanDuration>,
+    idle_timeout: Option<HumanDuration>,
+    body_timeout: Option<HumanDuration>,
+    min_body_rate: Option<ByteSize>,
+    min_body_rate_grace: Option<HumanDuration>,
+    max_body_time: Option<HumanDuration>,
+    max_connections: Option<usize>,
+    max_admin_connections: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,8 +488,12 @@ pub struct Config {
     pub admin_listen: SocketAddr,
     /// How deliveries are authenticated.
     pub auth: Auth,
+    /// Where each access key came from, by name (for `validate`; never the secret).
+    pub key_sources: Vec<(String, String)>,
     /// Limits on untrusted input.
     pub limits: Limits,
+    /// Connection caps and timeouts of both listeners.
+    pub connections: ConnectionSettings,
     /// The file sink's settings.
     pub storage: FileSinkSettings,
     /// How records are decoded.
@@ -361,8 +512,17 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Things the operator should know, to log once logging is set up.
     pub warnings: Vec<String>,
-    /// `--health-check`: probe the admin listener instead of serving.
-    pub health_check: bool,
+}
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Invocation {
+    /// Serve with this configuration (no subcommand).
+    Serve(Box<Config>),
+    /// `hydrant validate`: print what this configuration resolves to and exit.
+    Validate(Box<Config>),
+    /// `--health-check`: probe the admin listener at this address and exit.
+    HealthCheck(SocketAddr),
 }
 
 /// Why the configuration was not accepted. `Display` is one line.
@@ -379,9 +539,12 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-impl Config {
-    /// Parses and checks the configuration from command-line arguments (the
-    /// program name first) and the process environment.
+/// Reads one environment variable (the process environment, or a test's).
+type Env<'a> = &'a dyn Fn(&str) -> Option<OsString>;
+
+impl Invocation {
+    /// Parses the command line (the program name first) and the process
+    /// environment, and for serving or validating checks the whole configuration.
     ///
     /// # Errors
     ///
@@ -392,22 +555,134 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let args = Args::try_parse_from(args).map_err(|error| match error.kind() {
-            clap::error::ErrorKind::DisplayHelp
-            | clap::error::ErrorKind::DisplayVersion
-            | clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
-                ConfigError::Display(error.render().to_string())
-            }
-            _ => ConfigError::Usage(first_line(&error.render().to_string())),
-        })?;
-        let file = match &args.config {
-            Some(path) => read_config_file(path)?,
-            None => FileConfig::default(),
-        };
-        Self::merge(args, file)
+        Self::from_args_and_env(args, &|name| std::env::var_os(name))
     }
 
-    fn merge(args: Args, file: FileConfig) -> Result<Self, ConfigError> {
+    /// [`Self::from_args`] with the variables Hydrant reads itself (access keys, key
+    /// files, `${VAR}` in the file) taken from `env`; clap still reads the others
+    /// from the process environment.
+    fn from_args_and_env<I, T>(args: I, env: Env<'_>) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let matches = Cli::command_for_parsing()
+            .try_get_matches_from(args)
+            .map_err(|error| usage_error(&error))?;
+        let cli = Cli::from_arg_matches(&matches).map_err(|error| usage_error(&error))?;
+        if cli.health_check {
+            return health_check_address(&cli.settings, env).map(Self::HealthCheck);
+        }
+        match cli.command {
+            Some(Command::Validate(settings)) => {
+                Config::from_settings(settings, env).map(|config| Self::Validate(Box::new(config)))
+            }
+            None => {
+                Config::from_settings(cli.settings, env).map(|config| Self::Serve(Box::new(config)))
+            }
+        }
+    }
+}
+
+impl Cli {
+    fn command_for_parsing() -> clap::Command {
+        <Self as clap::CommandFactory>::command()
+    }
+}
+
+/// A clap error as one line; the valid values, which clap prints on a line of their
+/// own, are kept.
+fn usage_error(error: &clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match error.kind() {
+        ErrorKind::DisplayHelp
+        | ErrorKind::DisplayVersion
+        | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            ConfigError::Display(error.render().to_string())
+        }
+        _ => {
+            let mut line = first_line(&error.render().to_string());
+            if let Some(ContextValue::Strings(values)) = error.get(ContextKind::ValidValue) {
+                line.push_str(&format!("; expected one of {}", values.join(", ")));
+            }
+            ConfigError::Usage(line)
+        }
+    }
+}
+
+/// The admin address for `--health-check`: from the flag or its variable, else from
+/// the config file's `admin_listen`, else the default. Nothing else of the
+/// configuration is needed or checked, so a container whose keys are given to the
+/// server as arguments can still run the check.
+fn health_check_address(settings: &Args, env: Env<'_>) -> Result<SocketAddr, ConfigError> {
+    if let Some(address) = settings.admin_listen {
+        return Ok(address);
+    }
+    let Some(path) = &settings.config else {
+        return Ok(default_addr(DEFAULT_ADMIN_LISTEN));
+    };
+    let text = read_text(path, "config file")?;
+    let document = parse_document(&text, path)?;
+    let Some(item) = document.get("admin_listen") else {
+        return Ok(default_addr(DEFAULT_ADMIN_LISTEN));
+    };
+    let where_ = |message: &str| {
+        invalid(format!(
+            "config file {}{}: admin_listen: {message}",
+            path.display(),
+            item.span()
+                .map(|span| location(&text, span.start))
+                .unwrap_or_default()
+        ))
+    };
+    let written = item
+        .as_str()
+        .ok_or_else(|| where_("expected a string such as \"127.0.0.1:9464\""))?;
+    interpolate(written, env)
+        .map_err(|message| where_(&message))?
+        .parse()
+        .map_err(|_| where_("invalid socket address syntax"))
+}
+
+/// Where each access key came from: a label for messages and the `NAME=KEY` pairs.
+#[derive(Debug, Default)]
+struct KeySource {
+    label: String,
+    keys: Vec<(String, String)>,
+}
+
+impl Config {
+    fn from_settings(settings: Args, env: Env<'_>) -> Result<Self, ConfigError> {
+        let Some(path) = settings.config.clone() else {
+            return Self::merge(settings, FileConfig::default(), env);
+        };
+        let text = read_text(&path, "config file")?;
+        let (text, expansions) = expand_document(&text, &path, env)?;
+        let file = toml::from_str::<FileConfig>(&text).map_err(|error| {
+            let at = error
+                .span()
+                .map(|span| location(&text, span.start))
+                .unwrap_or_default();
+            invalid(format!(
+                "config file {}{at}: {}",
+                path.display(),
+                one_line(error.message())
+            ))
+        });
+        // Messages name values; a value that came from the environment may be a
+        // secret, so it is shown as the `${VAR}` it was written as.
+        file.and_then(|mut file| {
+            file.sink_locations = file
+                .sinks
+                .iter()
+                .map(|sink| location(&text, sink.span().start))
+                .collect();
+            Self::merge(settings, file, env)
+        })
+        .map_err(|error| expansions.scrub(error))
+    }
+
+    fn merge(args: Args, file: FileConfig, env: Env<'_>) -> Result<Self, ConfigError> {
         let mut warnings = Vec::new();
         let limits = Limits {
             max_body_bytes: pick(args.max_body_bytes, file.limits.max_body_bytes)
@@ -418,8 +693,38 @@ impl Config {
                 .unwrap_or(limits::DEFAULT_MAX_RECORDS),
             max_in_flight_bytes: pick(args.max_in_flight_bytes, file.limits.max_in_flight_bytes)
                 .map_or(limits::DEFAULT_MAX_IN_FLIGHT_BYTES, |size| size.0),
+            max_decoded_ratio: pick(args.max_decoded_ratio, file.limits.max_decoded_ratio)
+                .unwrap_or(limits::DEFAULT_MAX_DECODED_RATIO),
+            max_decoded_bytes: pick(args.max_decoded_bytes, file.limits.max_decoded_bytes)
+                .map_or(limits::DEFAULT_MAX_DECODED_BYTES, |size| size.0),
         };
         limits.validate().map_err(ConfigError::Invalid)?;
+        let file_connections = file.connections;
+        let connections = ConnectionSettings {
+            header_timeout: pick(args.header_timeout, file_connections.header_timeout)
+                .map_or(DEFAULT_HEADER_TIMEOUT, |d| d.0),
+            idle_timeout: pick(args.idle_timeout, file_connections.idle_timeout)
+                .map_or(DEFAULT_IDLE_TIMEOUT, |d| d.0),
+            body_timeout: pick(args.body_timeout, file_connections.body_timeout)
+                .map_or(DEFAULT_BODY_TIMEOUT, |d| d.0),
+            min_body_rate: pick(args.min_body_rate, file_connections.min_body_rate)
+                .map_or(DEFAULT_MIN_BODY_RATE, |size| size.0),
+            min_body_rate_grace: pick(
+                args.min_body_rate_grace,
+                file_connections.min_body_rate_grace,
+            )
+            .map_or(DEFAULT_MIN_BODY_RATE_GRACE, |d| d.0),
+            max_body_time: pick(args.max_body_time, file_connections.max_body_time)
+                .map_or(DEFAULT_MAX_BODY_TIME, |d| d.0),
+            max_connections: pick(args.max_connections, file_connections.max_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS),
+            max_admin_connections: pick(
+                args.max_admin_connections,
+                file_connections.max_admin_connections,
+            )
+            .unwrap_or(DEFAULT_MAX_ADMIN_CONNECTIONS),
+        };
+        connections.validate().map_err(ConfigError::Invalid)?;
 
         let mut storage = FileSinkSettings::new(
             pick(args.data_dir, file.data_dir).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
@@ -449,50 +754,89 @@ impl Config {
             },
             file.decode,
         )?;
-        let sinks = build_sinks(file.sinks, &storage)?;
+        let sinks = build_sinks(file.sinks, &file.sink_locations, &storage, &mut warnings)?;
         let router = build_router(file.routes, file.routing, &sinks)?;
-        let fanout = FanoutSettings {
-            attempts: file.fanout.attempts.unwrap_or(DEFAULT_ATTEMPTS).max(1),
-            backoff: file.fanout.backoff.map_or(DEFAULT_BACKOFF, |d| d.0),
-            deadline: pick(args.delivery_deadline, file.fanout.deadline)
-                .map_or(DEFAULT_DEADLINE, |d| d.0),
-            dedup_window: storage.dedup_window,
-            dedup_capacity: storage.dedup_capacity,
-        };
-        if fanout.deadline.is_zero() || fanout.deadline >= FIREHOSE_TIMEOUT {
-            return Err(invalid(format!(
-                "delivery-deadline must be between 1 s and {} s (Firehose gives up after 3 minutes)",
-                FIREHOSE_TIMEOUT.as_secs() - 1
-            )));
-        }
+        let fanout = build_fanout(
+            FileFanout {
+                attempts: pick(args.fanout_attempts, file.fanout.attempts),
+                backoff: pick(args.fanout_backoff, file.fanout.backoff),
+                deadline: pick(args.delivery_deadline, file.fanout.deadline),
+            },
+            &storage,
+        )?;
 
-        let mut keys = Vec::new();
-        for entry in &args.access_keys {
-            keys.push(
-                parse_key_entry(entry)
-                    .map_err(|reason| invalid(format!("--access-key: {reason}")))?,
-            );
+        let mut sources = vec![KeySource {
+            label: "--access-key".into(),
+            keys: parse_key_entries(args.access_keys.iter().map(String::as_str), "--access-key")?,
+        }];
+        if let Some(entries) = env(ENV_ACCESS_KEYS) {
+            let entries = entries
+                .into_string()
+                .map_err(|_| invalid(format!("{ENV_ACCESS_KEYS} is not valid UTF-8")))?;
+            let lines = entries
+                .lines()
+                .map(|line| line.trim_end_matches('\r'))
+                .filter(|line| !line.trim().is_empty());
+            sources.push(KeySource {
+                label: ENV_ACCESS_KEYS.into(),
+                keys: parse_key_entries(lines, ENV_ACCESS_KEYS)?,
+            });
         }
-        for entry in file.access_keys {
-            keys.push((entry.name, entry.key));
+        let mut key_files: Vec<(PathBuf, &str)> = args
+            .access_key_files
+            .into_iter()
+            .map(|path| (path, "--access-key-file"))
+            .collect();
+        if let Some(path) = env(ENV_ACCESS_KEY_FILE).filter(|path| !path.is_empty()) {
+            key_files.push((PathBuf::from(path), ENV_ACCESS_KEY_FILE));
         }
-        if let Some(path) = pick(args.access_key_file, file.access_key_file) {
-            keys.extend(read_key_file(&path, &mut warnings)?);
+        if let Some(path) = file.access_key_file {
+            key_files.push((path, "access_key_file in the config file"));
         }
+        for (index, (path, named_by)) in key_files.iter().enumerate() {
+            // The same file named twice (say by the flag and by the config file) is
+            // one source, not a clash of every name in it with itself.
+            if key_files[..index].iter().any(|(other, _)| other == path) {
+                continue;
+            }
+            sources.push(KeySource {
+                label: format!("access key file {} ({named_by})", path.display()),
+                keys: read_key_file(path, &mut warnings)?,
+            });
+        }
+        sources.push(KeySource {
+            label: "[[access_keys]] in the config file".into(),
+            keys: file
+                .access_keys
+                .into_iter()
+                .map(|entry| (entry.name, entry.key))
+                .collect(),
+        });
         let no_auth = args.no_auth || file.no_auth.unwrap_or(false);
-        let auth = build_auth(&keys, no_auth)?;
+        let auth = build_auth(&sources, no_auth)?;
         if auth == Auth::Disabled {
             warnings.push(
                 "AUTHENTICATION IS OFF (--no-auth): anyone who can reach the ingest listener can write data".into(),
             );
         }
+        let key_sources = sources
+            .iter()
+            .flat_map(|source| {
+                source
+                    .keys
+                    .iter()
+                    .map(|(name, _)| (name.clone(), source.label.clone()))
+            })
+            .collect();
 
         Ok(Self {
             listen: pick(args.listen, file.listen).unwrap_or_else(|| default_addr(DEFAULT_LISTEN)),
             admin_listen: pick(args.admin_listen, file.admin_listen)
                 .unwrap_or_else(|| default_addr(DEFAULT_ADMIN_LISTEN)),
             auth,
+            key_sources,
             limits,
+            connections,
             storage,
             decode,
             sinks,
@@ -503,10 +847,43 @@ impl Config {
             max_stream_labels: pick(args.max_stream_labels, file.max_stream_labels)
                 .unwrap_or(DEFAULT_MAX_STREAM_LABELS),
             log_format: pick(args.log_format, file.log_format).unwrap_or_default(),
-            health_check: args.health_check,
             warnings,
         })
     }
+}
+
+/// The fan-out's settings, each from its flag, variable or `[fanout]` key.
+fn build_fanout(
+    given: FileFanout,
+    storage: &FileSinkSettings,
+) -> Result<FanoutSettings, ConfigError> {
+    let fanout = FanoutSettings {
+        attempts: given.attempts.unwrap_or(DEFAULT_ATTEMPTS),
+        backoff: given.backoff.map_or(DEFAULT_BACKOFF, |d| d.0),
+        deadline: given.deadline.map_or(DEFAULT_DEADLINE, |d| d.0),
+        dedup_window: storage.dedup_window,
+        dedup_capacity: storage.dedup_capacity,
+    };
+    if fanout.attempts == 0 {
+        return Err(invalid(
+            "fanout-attempts ([fanout] attempts) must be at least 1 (the first try counts)",
+        ));
+    }
+    // Later waits double up to the cap; a first wait above it would break the
+    // documented promise that no wait is longer.
+    if fanout.backoff > MAX_BACKOFF {
+        return Err(invalid(format!(
+            "fanout-backoff ([fanout] backoff) must be at most {}, the longest wait between attempts",
+            humantime::format_duration(MAX_BACKOFF)
+        )));
+    }
+    if fanout.deadline.is_zero() || fanout.deadline >= FIREHOSE_TIMEOUT {
+        return Err(invalid(format!(
+            "delivery-deadline must be between 1 s and {} s (Firehose gives up after 3 minutes)",
+            FIREHOSE_TIMEOUT.as_secs() - 1
+        )));
+    }
+    Ok(fanout)
 }
 
 /// The decoding flags, gathered for [`build_decode`].
@@ -579,6 +956,9 @@ pub const EMBEDDED_SINK: &str = "file";
 /// Firehose abandons a request after 3 minutes without an answer.
 const FIREHOSE_TIMEOUT: Duration = Duration::from_secs(180);
 
+/// Sink types, as written in `type`.
+pub const SINK_TYPES: [&str; 6] = ["file", "s3", "nats", "kafka", "stdout", "discard"];
+
 /// A configured sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SinkSpec {
@@ -586,7 +966,14 @@ pub struct SinkSpec {
     pub name: String,
     /// Its type and settings.
     pub kind: SinkKind,
+    /// Whether `/readyz` answers 503 while the sink is down: the `gates_readiness`
+    /// key, by default as [`crate::sink::Sink::gates_readiness_by_default`] says.
+    pub gates_readiness: bool,
 }
+
+/// The `[[sinks]]` key that says whether a sink gates `/readyz`; every sink type
+/// takes it.
+const GATES_READINESS_KEY: &str = "gates_readiness";
 
 /// A sink's type and settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -608,19 +995,52 @@ pub enum SinkKind {
     Discard(DiscardConfig),
 }
 
+impl SinkKind {
+    /// The type name, as in `type`.
+    #[must_use]
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Self::File(_) => "file",
+            #[cfg(feature = "s3")]
+            Self::S3(_) => "s3",
+            #[cfg(feature = "nats")]
+            Self::Nats(_) => "nats",
+            #[cfg(feature = "kafka")]
+            Self::Kafka(_) => "kafka",
+            Self::Stdout(_) => "stdout",
+            Self::Discard(_) => "discard",
+        }
+    }
+}
+
 fn build_sinks(
-    tables: Vec<toml::Table>,
+    tables: Vec<toml::Spanned<toml::Table>>,
+    locations: &[String],
     embedded: &FileSinkSettings,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<SinkSpec>, ConfigError> {
     let mut sinks = vec![SinkSpec {
         name: EMBEDDED_SINK.to_owned(),
         kind: SinkKind::File(embedded.clone()),
+        gates_readiness: crate::sink::Sink::gates_readiness_by_default("file"),
     }];
-    for mut table in tables {
+    for (index, spanned) in tables.into_iter().enumerate() {
+        let mut table = spanned.into_inner();
+        // Each message below names the sink and where its entry starts.
+        let at = locations
+            .get(index)
+            .map(|at| format!(" ({})", at.trim_start()))
+            .unwrap_or_default();
         let name = match table.remove("name") {
             Some(toml::Value::String(name)) => name,
-            _ => return Err(invalid("every [[sinks]] entry needs a name")),
+            _ => {
+                return Err(invalid(format!(
+                    "[[sinks]] entry {}{at} needs a name",
+                    index + 1
+                )));
+            }
         };
+        let sink = format!("sink {name:?}{at}");
         let valid_name = !name.is_empty()
             && name.len() <= MAX_KEY_NAME_CHARS
             && name
@@ -628,20 +1048,36 @@ fn build_sinks(
                 .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c));
         if !valid_name {
             return Err(invalid(format!(
-                "sink name {name:?} must be 1-{MAX_KEY_NAME_CHARS} letters, digits, '-' or '_'"
+                "sink name {name:?}{at} must be 1-{MAX_KEY_NAME_CHARS} letters, digits, '-' or '_'"
             )));
         }
         if sinks.iter().any(|sink| sink.name == name) {
             return Err(invalid(format!(
-                "sink name {name:?} is used twice (\"{EMBEDDED_SINK}\" is the embedded file sink)"
+                "sink name {name:?}{at} is used twice (\"{EMBEDDED_SINK}\" is the embedded file sink)"
             )));
         }
         let kind = match table.remove("type") {
             Some(toml::Value::String(kind)) => kind,
-            _ => return Err(invalid(format!("sink {name:?} needs a type"))),
+            _ => {
+                return Err(invalid(format!(
+                    "{sink} needs a type: one of {}",
+                    SINK_TYPES.join(", ")
+                )));
+            }
         };
+        let gates_readiness = match table.remove(GATES_READINESS_KEY) {
+            None => crate::sink::Sink::gates_readiness_by_default(&kind),
+            Some(toml::Value::Boolean(gates)) => gates,
+            Some(_) => {
+                return Err(invalid(format!(
+                    "{sink}: {GATES_READINESS_KEY} must be true or false"
+                )));
+            }
+        };
+        let fail = |error: toml::de::Error| invalid(format!("{sink}: {}", error.message()));
+        normalise_units(&kind, &mut table, warnings)
+            .map_err(|reason| invalid(format!("{sink}: {reason}")))?;
         let settings = toml::Value::Table(table);
-        let fail = |error: toml::de::Error| invalid(format!("sink {name:?}: {}", error.message()));
         let kind = match kind.as_str() {
             "file" => {
                 let extra: ExtraFileSink = settings.try_into().map_err(fail)?;
@@ -655,31 +1091,36 @@ fn build_sinks(
                 file.dedup_window = embedded.dedup_window;
                 file.dedup_capacity = embedded.dedup_capacity;
                 if sinks.iter().any(|sink| matches!(&sink.kind, SinkKind::File(other) if other.data_dir == file.data_dir)) {
-                    return Err(invalid(format!("sink {name:?}: data_dir is used by another file sink")));
+                    return Err(invalid(format!("{sink}: data_dir is used by another file sink")));
                 }
                 SinkKind::File(file)
             }
             #[cfg(feature = "s3")]
-            "s3" => SinkKind::S3(checked(settings, &name, S3Config::validate)?),
+            "s3" => SinkKind::S3(checked(settings, &sink, S3Config::validate)?),
             #[cfg(feature = "nats")]
-            "nats" => SinkKind::Nats(checked(settings, &name, NatsConfig::validate)?),
+            "nats" => SinkKind::Nats(checked(settings, &sink, NatsConfig::validate)?),
             #[cfg(feature = "kafka")]
-            "kafka" => SinkKind::Kafka(checked(settings, &name, KafkaConfig::validate)?),
+            "kafka" => SinkKind::Kafka(checked(settings, &sink, KafkaConfig::validate)?),
             #[cfg(not(feature = "s3"))]
-            "s3" => return Err(not_built(&name, "s3")),
+            "s3" => return Err(not_built(&sink, "s3")),
             #[cfg(not(feature = "nats"))]
-            "nats" => return Err(not_built(&name, "nats")),
+            "nats" => return Err(not_built(&sink, "nats")),
             #[cfg(not(feature = "kafka"))]
-            "kafka" => return Err(not_built(&name, "kafka")),
+            "kafka" => return Err(not_built(&sink, "kafka")),
             "stdout" => SinkKind::Stdout(settings.try_into().map_err(fail)?),
             "discard" => SinkKind::Discard(settings.try_into().map_err(fail)?),
             other => {
                 return Err(invalid(format!(
-                    "sink {name:?}: unknown type {other:?}; expected file, s3, nats, kafka, stdout or discard"
+                    "{sink}: unknown type {other:?}; expected one of {}",
+                    SINK_TYPES.join(", ")
                 )));
             }
         };
-        sinks.push(SinkSpec { name, kind });
+        sinks.push(SinkSpec {
+            name,
+            kind,
+            gates_readiness,
+        });
     }
     if sinks.len() > MAX_SINKS {
         return Err(invalid(format!(
@@ -689,6 +1130,112 @@ fn build_sinks(
     Ok(sinks)
 }
 
+/// A sink setting that used to be written as a bare number in a unit its name or
+/// the documentation gave; still read, with a warning, and written better with a
+/// unit under the new key.
+struct DeprecatedUnitKey {
+    /// Sink type.
+    sink: &'static str,
+    /// The key with a unit in its value, e.g. `ack_timeout = "10s"`.
+    new: &'static str,
+    /// The old key, whose value is a bare number of `unit`.
+    old: &'static str,
+    /// The old key's unit.
+    unit: OldUnit,
+}
+
+#[derive(Clone, Copy)]
+enum OldUnit {
+    Milliseconds,
+    Seconds,
+}
+
+/// Every sink setting that took a bare number of milliseconds or seconds. When
+/// `new` equals `old`, a string value is the new form and an integer the old one.
+const DEPRECATED_UNIT_KEYS: [DeprecatedUnitKey; 3] = [
+    DeprecatedUnitKey {
+        sink: "nats",
+        new: "ack_timeout",
+        old: "ack_timeout_ms",
+        unit: OldUnit::Milliseconds,
+    },
+    DeprecatedUnitKey {
+        sink: "nats",
+        new: "duplicate_window",
+        old: "duplicate_window",
+        unit: OldUnit::Seconds,
+    },
+    DeprecatedUnitKey {
+        sink: "kafka",
+        new: "timeout",
+        old: "timeout_ms",
+        unit: OldUnit::Milliseconds,
+    },
+];
+
+/// Sink settings holding a number of bytes, which also take a size with a unit.
+const SIZE_KEYS: [(&str, &str); 1] = [("kafka", "max_batch_bytes")];
+
+/// Rewrites a sink's table so that every size and duration is read by
+/// [`crate::units`]: a duration written with a unit under its new key becomes the
+/// number the sink's settings hold; a bare number under an old key is kept, with a
+/// deprecation warning.
+fn normalise_units(
+    sink: &str,
+    table: &mut toml::Table,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    for key in DEPRECATED_UNIT_KEYS.iter().filter(|key| key.sink == sink) {
+        let (unit_name, per_second) = match key.unit {
+            OldUnit::Milliseconds => ("milliseconds", 1_000),
+            OldUnit::Seconds => ("seconds", 1),
+        };
+        let new_value = match table.get(key.new) {
+            Some(toml::Value::String(text)) => {
+                Some(parse_duration(text).map_err(|reason| format!("{}: {reason}", key.new))?)
+            }
+            _ => None,
+        };
+        let old_given = table
+            .get(key.old)
+            .is_some_and(|value| !matches!(value, toml::Value::String(_)));
+        if key.new != key.old && new_value.is_some() && old_given {
+            return Err(format!(
+                "give {} or the deprecated {}, not both",
+                key.new, key.old
+            ));
+        }
+        if old_given {
+            warnings.push(format!(
+                "sink type {sink}: {} as a number of {unit_name} is deprecated; write {} = \"…\" with a unit (e.g. \"10s\")",
+                key.old, key.new
+            ));
+        }
+        if let Some(duration) = new_value {
+            let nanos_per_unit = 1_000_000_000 / per_second;
+            if duration.as_nanos() % nanos_per_unit != 0 {
+                return Err(format!(
+                    "{}: {} is not a whole number of {unit_name}",
+                    key.new,
+                    humantime::format_duration(duration)
+                ));
+            }
+            let count = i64::try_from(duration.as_nanos() / nanos_per_unit)
+                .map_err(|_| format!("{}: too long", key.new))?;
+            table.remove(key.new);
+            table.insert(key.old.to_owned(), toml::Value::Integer(count));
+        }
+    }
+    for (_, key) in SIZE_KEYS.iter().filter(|(owner, _)| *owner == sink) {
+        if let Some(toml::Value::String(text)) = table.get(*key) {
+            let bytes = parse_size(text).map_err(|reason| format!("{key}: {reason}"))?;
+            let bytes = i64::try_from(bytes).map_err(|_| format!("{key}: too large"))?;
+            table.insert((*key).to_owned(), toml::Value::Integer(bytes));
+        }
+    }
+    Ok(())
+}
+
 /// A network sink's settings, parsed and checked by the sink's own `validate`.
 #[allow(
     dead_code,
@@ -696,13 +1243,13 @@ fn build_sinks(
 )]
 fn checked<T: serde::de::DeserializeOwned>(
     settings: toml::Value,
-    name: &str,
+    sink: &str,
     validate: fn(&T) -> Result<(), String>,
 ) -> Result<T, ConfigError> {
     let config: T = settings
         .try_into()
-        .map_err(|error: toml::de::Error| invalid(format!("sink {name:?}: {}", error.message())))?;
-    validate(&config).map_err(|reason| invalid(format!("sink {name:?}: {reason}")))?;
+        .map_err(|error: toml::de::Error| invalid(format!("{sink}: {}", error.message())))?;
+    validate(&config).map_err(|reason| invalid(format!("{sink}: {reason}")))?;
     Ok(config)
 }
 
@@ -710,9 +1257,9 @@ fn checked<T: serde::de::DeserializeOwned>(
     dead_code,
     reason = "used only when a sink feature is left out of the build"
 )]
-fn not_built(name: &str, kind: &str) -> ConfigError {
+fn not_built(sink: &str, kind: &str) -> ConfigError {
     invalid(format!(
-        "sink {name:?}: this Hydrant was built without the {kind} feature"
+        "{sink}: this Hydrant was built without the {kind} feature"
     ))
 }
 
@@ -754,12 +1301,11 @@ fn build_router(
             return Err(invalid(format!("route {name:?} names no sinks")));
         }
         let kinds = route.kind.into_vec();
-        if let Some(kind) = kinds.iter().find(|kind| !KINDS.contains(&kind.as_str())) {
-            return Err(invalid(format!(
-                "route {name:?}: unknown event kind {kind:?}; expected {}",
-                KINDS.join(", ")
-            )));
-        }
+        check_names(&kinds, &KINDS, "event kind")
+            .map_err(|reason| invalid(format!("route {name:?}: {reason}")))?;
+        let formats = route.format.into_vec();
+        check_names(&formats, &EVENT_FORMATS, "event format")
+            .map_err(|reason| invalid(format!("route {name:?}: {reason}")))?;
         let mut common_attributes = Vec::new();
         for (key, pattern) in route.common_attributes {
             common_attributes.push((key, Glob::new(&pattern)));
@@ -771,7 +1317,7 @@ fn build_router(
             access_key: glob(route.access_key, "access_key", &name)?,
             common_attributes,
             kinds,
-            formats: route.format.into_vec(),
+            formats,
             log_group: glob(route.log_group, "log_group", &name)?,
             namespace: glob(route.namespace, "namespace", &name)?,
             source: glob(route.source, "source", &name)?,
@@ -791,6 +1337,17 @@ fn build_router(
         routes: built,
         default_sinks: resolve(&default_names, "[routing] default_sinks")?,
     })
+}
+
+/// Checks that every name is one of `valid`; the message lists them.
+fn check_names(names: &[String], valid: &[&str], what: &str) -> Result<(), String> {
+    match names.iter().find(|name| !valid.contains(&name.as_str())) {
+        Some(name) => Err(format!(
+            "unknown {what} {name:?}; expected one of {}",
+            valid.join(", ")
+        )),
+        None => Ok(()),
+    }
 }
 
 fn pick<T>(flag: Option<T>, file: Option<T>) -> Option<T> {
@@ -813,17 +1370,250 @@ fn first_line(text: &str) -> String {
         .to_owned()
 }
 
-fn read_config_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
+/// Joins a message's lines, so every error stays one line.
+fn one_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// ` line L, column C` of a byte offset in `text` (both from 1).
+fn location(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map_or(0, |last| last.chars().count())
+        + 1;
+    format!(" line {line}, column {column}")
+}
+
+fn read_text(path: &Path, what: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|error| invalid(format!("cannot read {what} {}: {error}", path.display())))
+}
+
+/// Parses the file's TOML, keeping where each value is; a syntax error names its line
+/// and column.
+fn parse_document(text: &str, path: &Path) -> Result<toml_edit::ImDocument<String>, ConfigError> {
+    toml_edit::ImDocument::parse(text.to_owned()).map_err(|error| {
+        let at = error
+            .span()
+            .map(|span| location(text, span.start))
+            .unwrap_or_default();
         invalid(format!(
-            "cannot read config file {}: {error}",
-            path.display()
+            "config file {}{at}: {}",
+            path.display(),
+            one_line(error.message())
         ))
-    })?;
-    toml::from_str(&text).map_err(|error| {
-        let message = error.message().to_owned();
-        invalid(format!("config file {}: {message}", path.display()))
     })
+}
+
+/// Values the file took from the environment, so messages can show them as written.
+#[derive(Debug, Default)]
+struct Expansions(Vec<(String, String)>);
+
+/// Expanded values shorter than this are left in messages: too short to be a
+/// secret, and replacing them would garble the message around them.
+const MIN_SCRUBBED_CHARS: usize = 4;
+
+impl Expansions {
+    /// The error with every expanded value written back as the `${VAR}` text it
+    /// came from.
+    fn scrub(&self, error: ConfigError) -> ConfigError {
+        match error {
+            ConfigError::Invalid(mut message) => {
+                for (expanded, written) in &self.0 {
+                    if expanded.chars().count() >= MIN_SCRUBBED_CHARS {
+                        message = message.replace(expanded.as_str(), written);
+                    }
+                }
+                ConfigError::Invalid(message)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Expands `${VAR}` in every string value of the file (not in keys or comments)
+/// and gives the text back with those values rewritten, so that the file is then
+/// read with positions intact for messages. A value spanning lines keeps its line
+/// count (a multi-line string whose lines end in `\`), so later line numbers hold.
+fn expand_document(
+    text: &str,
+    path: &Path,
+    env: Env<'_>,
+) -> Result<(String, Expansions), ConfigError> {
+    let document = parse_document(text, path)?;
+    let mut strings = Vec::new();
+    collect_strings(document.as_item(), &mut strings);
+    let mut replacements = Vec::new();
+    let mut expansions = Expansions::default();
+    for (value, span) in strings {
+        if !value.contains('$') {
+            continue;
+        }
+        let written = &text[span.clone()];
+        let expanded = interpolate(value, env).map_err(|reason| {
+            invalid(format!(
+                "config file {}{}: {reason}",
+                path.display(),
+                location(text, span.start)
+            ))
+        })?;
+        // Only values that took something from the environment can hide a secret.
+        if expanded != value.replace("$${", "${") {
+            expansions.0.push((expanded.clone(), value.to_owned()));
+        }
+        replacements.push((
+            span.clone(),
+            toml_string(&expanded, written.matches('\n').count()),
+        ));
+    }
+    replacements.sort_by_key(|(span, _)| span.start);
+    let mut rewritten = String::with_capacity(text.len());
+    let mut done = 0;
+    for (span, literal) in replacements {
+        rewritten.push_str(&text[done..span.start]);
+        rewritten.push_str(&literal);
+        done = span.end;
+    }
+    rewritten.push_str(&text[done..]);
+    Ok((rewritten, expansions))
+}
+
+/// Every string value under `item`, with its place in the text.
+fn collect_strings<'a>(
+    item: &'a toml_edit::Item,
+    out: &mut Vec<(&'a str, std::ops::Range<usize>)>,
+) {
+    match item {
+        toml_edit::Item::Value(value) => collect_value_strings(value, out),
+        toml_edit::Item::Table(table) => {
+            for (_, item) in table {
+                collect_strings(item, out);
+            }
+        }
+        toml_edit::Item::ArrayOfTables(tables) => {
+            for table in tables {
+                for (_, item) in table {
+                    collect_strings(item, out);
+                }
+            }
+        }
+        toml_edit::Item::None => {}
+    }
+}
+
+fn collect_value_strings<'a>(
+    value: &'a toml_edit::Value,
+    out: &mut Vec<(&'a str, std::ops::Range<usize>)>,
+) {
+    match value {
+        toml_edit::Value::String(string) => {
+            if let Some(span) = value.span() {
+                out.push((string.value().as_str(), span));
+            }
+        }
+        toml_edit::Value::Array(array) => {
+            for value in array {
+                collect_value_strings(value, out);
+            }
+        }
+        toml_edit::Value::InlineTable(table) => {
+            for (_, value) in table {
+                collect_value_strings(value, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `value` as a TOML basic string; with `lines` > 0 a multi-line one spanning that
+/// many more lines, which a line-ending backslash keeps out of the value.
+fn toml_string(value: &str, lines: usize) -> String {
+    let quote = if lines == 0 { "\"" } else { "\"\"\"" };
+    let mut out = String::with_capacity(value.len() + 8);
+    out.push_str(quote);
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    if lines > 0 {
+        out.push('\\');
+        out.push_str(&"\n".repeat(lines));
+    }
+    out.push_str(quote);
+    out
+}
+
+/// Expands `${VAR}` and `${VAR:-default}` (the default when `VAR` is unset or
+/// empty, as in a shell) in one string; `$${` is a literal `${` and any other `$`
+/// stays as it is. A variable that is unset and has no default is an error naming
+/// it. The expanded text is never logged or shown.
+///
+/// # Errors
+///
+/// A one-line reason: an unset variable, an unclosed `${`, a bad name.
+fn interpolate(text: &str, env: Env<'_>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+            continue;
+        }
+        let Some(body) = tail.strip_prefix("${") else {
+            out.push('$');
+            rest = &tail[1..];
+            continue;
+        };
+        let end = body
+            .find('}')
+            .ok_or_else(|| "a ${ is not closed by }; write $${ for a literal ${".to_owned())?;
+        let inner = &body[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let valid_name = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid_name {
+            return Err(format!(
+                "${{{name}}}: a variable name is letters, digits and _, not starting with a digit"
+            ));
+        }
+        let value = env(name).filter(|value| !(value.is_empty() && default.is_some()));
+        match (value, default) {
+            (Some(value), _) => out.push_str(
+                &value
+                    .into_string()
+                    .map_err(|_| format!("environment variable {name} is not valid UTF-8"))?,
+            ),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => {
+                return Err(format!(
+                    "environment variable {name} is not set (named by ${{{name}}}; ${{{name}:-default}} gives a default)"
+                ));
+            }
+        }
+        rest = &body[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// Splits `NAME=KEY` at the first `=`, so keys may contain `=` (base64 padding).
@@ -834,16 +1624,22 @@ fn parse_key_entry(entry: &str) -> Result<(String, String), String> {
     Ok((name.trim().to_owned(), key.to_owned()))
 }
 
+fn parse_key_entries<'a>(
+    entries: impl Iterator<Item = &'a str>,
+    source: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    entries
+        .map(|entry| {
+            parse_key_entry(entry).map_err(|reason| invalid(format!("{source}: {reason}")))
+        })
+        .collect()
+}
+
 fn read_key_file(
     path: &Path,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<(String, String)>, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|error| {
-        invalid(format!(
-            "cannot read access key file {}: {error}",
-            path.display()
-        ))
-    })?;
+    let text = read_text(path, "access key file")?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -873,54 +1669,77 @@ fn read_key_file(
     Ok(keys)
 }
 
-fn build_auth(keys: &[(String, String)], no_auth: bool) -> Result<Auth, ConfigError> {
+/// Checks the keys of every source together: names unique across all of them
+/// (a clash names both sources), secrets unique, no keys with `--no-auth`.
+fn build_auth(sources: &[KeySource], no_auth: bool) -> Result<Auth, ConfigError> {
+    let given: Vec<&str> = sources
+        .iter()
+        .filter(|source| !source.keys.is_empty())
+        .map(|source| source.label.as_str())
+        .collect();
     if no_auth {
-        if !keys.is_empty() {
-            return Err(invalid("--no-auth cannot be combined with access keys"));
+        if !given.is_empty() {
+            return Err(invalid(format!(
+                "--no-auth cannot be combined with access keys (given by {})",
+                given.join(", ")
+            )));
         }
         return Ok(Auth::Disabled);
     }
-    if keys.is_empty() {
-        return Err(invalid(
-            "no access key configured: pass --access-key NAME=KEY or --access-key-file FILE (or --no-auth to accept unauthenticated deliveries)",
-        ));
+    if given.is_empty() {
+        return Err(invalid(format!(
+            "no access key configured: pass --access-key NAME=KEY, {ENV_ACCESS_KEYS} or --access-key-file FILE (or --no-auth to accept unauthenticated deliveries)"
+        )));
     }
-    let mut checked: Vec<AccessKey> = Vec::with_capacity(keys.len());
-    let mut secrets: Vec<&str> = Vec::with_capacity(keys.len());
-    for (name, key) in keys {
-        let name_ok = !name.is_empty()
-            && name.chars().count() <= MAX_KEY_NAME_CHARS
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !name_ok {
-            return Err(invalid(format!(
-                "access key name {name:?} must be 1-{MAX_KEY_NAME_CHARS} characters of letters, digits, '-', '_' or '.'"
-            )));
+    let mut checked: Vec<(AccessKey, &str)> = Vec::new();
+    let mut secrets: Vec<(&str, &str)> = Vec::new();
+    for source in sources {
+        for (name, key) in &source.keys {
+            let name_ok = !name.is_empty()
+                && name.chars().count() <= MAX_KEY_NAME_CHARS
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+            if !name_ok {
+                return Err(invalid(format!(
+                    "access key name {name:?} ({}) must be 1-{MAX_KEY_NAME_CHARS} characters of letters, digits, '-', '_' or '.'",
+                    source.label
+                )));
+            }
+            if key.is_empty() || key.len() > MAX_ACCESS_KEY_BYTES {
+                return Err(invalid(format!(
+                    "access key {name:?} ({}) must be 1-{MAX_ACCESS_KEY_BYTES} bytes long",
+                    source.label
+                )));
+            }
+            if let Some((_, first)) = checked.iter().find(|(existing, _)| existing.name() == name) {
+                return Err(invalid(if *first == source.label {
+                    format!(
+                        "access key name {name:?} is configured twice by {}",
+                        source.label
+                    )
+                } else {
+                    format!(
+                        "access key name {name:?} is configured twice: by {first} and by {}",
+                        source.label
+                    )
+                }));
+            }
+            if let Some((_, other)) = secrets.iter().find(|(secret, _)| *secret == key) {
+                return Err(invalid(format!(
+                    "access key {name:?} has the same secret as {other:?}; each key needs its own"
+                )));
+            }
+            secrets.push((key, name));
+            checked.push((AccessKey::new(name, key), &source.label));
         }
-        if key.is_empty() || key.len() > MAX_ACCESS_KEY_BYTES {
-            return Err(invalid(format!(
-                "access key {name:?} must be 1-{MAX_ACCESS_KEY_BYTES} bytes long"
-            )));
-        }
-        if checked.iter().any(|existing| existing.name() == name) {
-            return Err(invalid(format!(
-                "access key name {name:?} is configured twice"
-            )));
-        }
-        if secrets.contains(&key.as_str()) {
-            return Err(invalid(format!(
-                "access key {name:?} has the same secret as another key; each key needs its own"
-            )));
-        }
-        secrets.push(key);
-        checked.push(AccessKey::new(name, key));
     }
-    Ok(Auth::Keys(checked))
+    Ok(Auth::Keys(
+        checked.into_iter().map(|(key, _)| key).collect(),
+    ))
 }
 
-/// A byte size: a number with an optional unit (`B`, `KiB`, `MiB`, `GiB`, or the
-/// decimal `KB`, `MB`, `GB`).
+/// A byte size, read by [`parse_size`]. In TOML also a bare integer of bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
@@ -928,32 +1747,24 @@ impl FromStr for ByteSize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (number, unit) = split_unit(text);
-        let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
-            "" | "b" => 1,
-            "kib" | "k" => 1 << 10,
-            "mib" | "m" => 1 << 20,
-            "gib" | "g" => 1 << 30,
-            "kb" => 1_000,
-            "mb" => 1_000_000,
-            "gb" => 1_000_000_000,
-            _ => {
-                return Err(format!(
-                    "unknown size unit {unit:?} in {text:?}; use B, KiB, MiB or GiB"
-                ));
-            }
-        };
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid size {text:?}; expected e.g. 100MiB"))?;
-        number
-            .checked_mul(multiplier)
-            .map(ByteSize)
-            .ok_or_else(|| format!("size {text:?} is too large"))
+        parse_size(text).map(ByteSize)
     }
 }
 
-/// A duration: a number with an optional unit (`ms`, `s`, `m`, `h`; default `s`).
+impl fmt::Display for ByteSize {
+    /// The largest binary unit that divides the size, e.g. `128MiB`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0;
+        for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
+            if bytes != 0 && bytes.is_multiple_of(1 << shift) {
+                return write!(f, "{}{unit}", bytes >> shift);
+            }
+        }
+        write!(f, "{bytes}B")
+    }
+}
+
+/// A duration, read by [`parse_duration`]: it needs a unit, in TOML too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HumanDuration(pub Duration);
 
@@ -961,63 +1772,71 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let (number, unit) = split_unit(text);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration {text:?}; expected e.g. 30s, 5m or 2h"))?;
-        let duration = match unit {
-            "ms" => Duration::from_millis(number),
-            "" | "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            _ => {
-                return Err(format!(
-                    "unknown duration unit {unit:?} in {text:?}; use ms, s, m or h"
-                ));
-            }
-        };
-        Ok(HumanDuration(duration))
-    }
-}
-
-fn split_unit(text: &str) -> (&str, &str) {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    (&text[..split], text[split..].trim())
-}
-
-/// TOML accepts sizes and durations as numbers or as strings with units.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum NumberOrText {
-    Number(u64),
-    Text(String),
-}
-
-impl NumberOrText {
-    fn parse<T: FromStr<Err = String>>(self) -> Result<T, String> {
-        match self {
-            Self::Number(number) => number.to_string().parse(),
-            Self::Text(text) => text.parse(),
-        }
+        parse_duration(text).map(HumanDuration)
     }
 }
 
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        NumberOrText::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a size: a number of bytes, or a string such as \"64KiB\"")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, bytes: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(bytes))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, bytes: i64) -> Result<ByteSize, E> {
+                u64::try_from(bytes)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom("a size cannot be negative"))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
 impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        NumberOrText::deserialize(deserializer)?
-            .parse()
-            .map_err(serde::de::Error::custom)
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = HumanDuration;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration with a unit, such as \"30s\"")
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, number: i64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{number}s\", \"{number}ms\"… ({})",
+                    crate::units::DURATION_UNITS
+                )))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, number: u64) -> Result<HumanDuration, E> {
+                self.visit_i64(i64::try_from(number).unwrap_or(i64::MAX))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, number: f64) -> Result<HumanDuration, E> {
+                Err(E::custom(format!(
+                    "a duration needs a unit: write \"{number}s\", \"{number}h\"… ({})",
+                    crate::units::DURATION_UNITS
+                )))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<HumanDuration, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
     }
 }
 
@@ -1030,14 +1849,222 @@ impl fmt::Display for LogFormat {
     }
 }
 
+impl Config {
+    /// What `hydrant validate` prints: the resolved listeners, keys (names and
+    /// where they came from, never the secrets), decoding, sinks with their type and
+    /// settings (secrets redacted by each sink's `Debug`), routes in order and the
+    /// default route.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::new();
+        let duration = |d: Duration| humantime::format_duration(d).to_string();
+        let _ = writeln!(out, "The configuration is valid.");
+        let _ = writeln!(out, "listen {}, admin {}", self.listen, self.admin_listen);
+        match &self.auth {
+            Auth::Disabled => {
+                let _ = writeln!(out, "access keys: none, authentication is OFF (--no-auth)");
+            }
+            Auth::Keys(_) => {
+                let _ = writeln!(out, "access keys:");
+                for (name, source) in &self.key_sources {
+                    let _ = writeln!(out, "  {name} (from {source})");
+                }
+            }
+        }
+        let decode = &self.decode;
+        let bad_records = match decode.bad_records {
+            BadRecords::DeadLetter => "dead_letter",
+            BadRecords::Reject => "reject",
+        };
+        let _ = writeln!(
+            out,
+            "decoding: default format {}, bad records {bad_records}, {} rule(s)",
+            format_name(decode.default_format),
+            decode.rules.len()
+        );
+        for rule in &decode.rules {
+            let mut facts = Vec::new();
+            if let Some(path) = &rule.path {
+                facts.push(format!("path {path}"));
+            }
+            if let Some(stream) = &rule.delivery_stream {
+                facts.push(format!("delivery_stream {stream}"));
+            }
+            let _ = writeln!(
+                out,
+                "  {} -> {}",
+                facts.join(", "),
+                format_name(rule.format)
+            );
+        }
+        let _ = writeln!(out, "sinks:");
+        for sink in &self.sinks {
+            let settings = match &sink.kind {
+                SinkKind::File(file) => format!(
+                    "data_dir {}, segment_max_bytes {}, segment_max_age {}, dedup_window {}, dedup_capacity {}",
+                    file.data_dir.display(),
+                    ByteSize(file.segment_max_bytes),
+                    duration(file.segment_max_age),
+                    duration(file.dedup_window),
+                    file.dedup_capacity
+                ),
+                #[cfg(feature = "s3")]
+                SinkKind::S3(config) => format!("{config:?}"),
+                #[cfg(feature = "nats")]
+                SinkKind::Nats(config) => format!("{config:?}"),
+                #[cfg(feature = "kafka")]
+                SinkKind::Kafka(config) => format!("{config:?}"),
+                SinkKind::Stdout(config) => format!("{config:?}"),
+                SinkKind::Discard(config) => format!("{config:?}"),
+            };
+            let _ = writeln!(
+                out,
+                "  {} (type {}): {settings}",
+                sink.name,
+                sink.kind.type_name()
+            );
+        }
+        let names = |set: SinkSet| -> String {
+            let names: Vec<&str> = self
+                .sinks
+                .iter()
+                .enumerate()
+                .filter(|(position, _)| set.contains(*position))
+                .map(|(_, sink)| sink.name.as_str())
+                .collect();
+            if names.is_empty() {
+                "(nowhere: dropped and counted)".to_owned()
+            } else {
+                names.join(", ")
+            }
+        };
+        let _ = writeln!(
+            out,
+            "routes, in order (the first match decides, unless it continues):"
+        );
+        if self.router.routes.is_empty() {
+            let _ = writeln!(out, "  (none)");
+        }
+        for (index, route) in self.router.routes.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. {:?}: {} -> {}{}",
+                index + 1,
+                route.name,
+                describe_match(&route.matcher),
+                names(route.sinks),
+                if route.continue_matching {
+                    ", then continue"
+                } else {
+                    ""
+                }
+            );
+        }
+        let _ = writeln!(
+            out,
+            "default route (events no route takes): -> {}",
+            names(self.router.default_sinks)
+        );
+        let fanout = &self.fanout;
+        let _ = writeln!(
+            out,
+            "fanout: attempts {}, backoff {}, deadline {}",
+            fanout.attempts,
+            duration(fanout.backoff),
+            duration(fanout.deadline)
+        );
+        out
+    }
+}
+
+/// A format's name as configured.
+fn format_name(format: Format) -> &'static str {
+    FORMAT_NAMES
+        .into_iter()
+        .find(|name| name.parse() == Ok(format))
+        .unwrap_or("?")
+}
+
+/// A route's match, as `key value` pairs.
+fn describe_match(matcher: &Match) -> String {
+    let mut facts = Vec::new();
+    let globs = [
+        ("path", &matcher.path),
+        ("delivery_stream", &matcher.delivery_stream),
+        ("source_arn", &matcher.source_arn),
+        ("access_key", &matcher.access_key),
+        ("log_group", &matcher.log_group),
+        ("namespace", &matcher.namespace),
+        ("source", &matcher.source),
+        ("detail_type", &matcher.detail_type),
+    ];
+    for (key, glob) in globs {
+        if let Some(glob) = glob {
+            facts.push(format!("{key} {glob}"));
+        }
+    }
+    for (attribute, glob) in &matcher.common_attributes {
+        facts.push(format!("common_attributes.{attribute} {glob}"));
+    }
+    if !matcher.kinds.is_empty() {
+        facts.push(format!("kind {}", matcher.kinds.join("|")));
+    }
+    if !matcher.formats.is_empty() {
+        facts.push(format!("format {}", matcher.formats.join("|")));
+    }
+    if facts.is_empty() {
+        "every event".to_owned()
+    } else {
+        facts.join(", ")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
     use super::*;
 
+    /// Parses for serving, with an empty environment for the variables Hydrant
+    /// reads itself.
     fn parse(args: &[&str]) -> Result<Config, ConfigError> {
-        Config::from_args(std::iter::once("hydrant").chain(args.iter().copied()))
+        parse_env(args, &[])
+    }
+
+    fn invocation(args: &[&str], vars: &[(&str, &str)]) -> Result<Invocation, ConfigError> {
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .map(|(_, value)| OsString::from(value))
+        };
+        Invocation::from_args_and_env(std::iter::once("hydrant").chain(args.iter().copied()), &env)
+    }
+
+    fn parse_env(args: &[&str], vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        match invocation(args, vars)? {
+            Invocation::Serve(config) => Ok(*config),
+            other => panic!("{args:?} does not serve: {other:?}"),
+        }
+    }
+
+    /// The error of a config file with this text (and `--no-auth` unless it has keys).
+    fn file_error(toml: &str, vars: &[(&str, &str)]) -> String {
+        match parse_file(toml, vars) {
+            Err(error) => error.to_string(),
+            Ok(config) => panic!("expected an error for {toml:?}, got {config:?}"),
+        }
+    }
+
+    fn parse_file(toml: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hydrant.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        if !toml.contains("access_key") && !toml.contains("no_auth") {
+            args.push("--no-auth");
+        }
+        parse_env(&args, vars)
     }
 
     fn error(args: &[&str]) -> String {
@@ -1054,6 +2081,7 @@ mod tests {
         assert_eq!(config.admin_listen, default_addr(DEFAULT_ADMIN_LISTEN));
         assert_eq!(config.storage, FileSinkSettings::new(DEFAULT_DATA_DIR));
         assert_eq!(config.limits, Limits::default());
+        assert_eq!(config.connections, ConnectionSettings::default());
         assert_eq!(config.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
         assert_eq!(config.max_stream_labels, DEFAULT_MAX_STREAM_LABELS);
         assert!(config.warnings.is_empty());
@@ -1113,6 +2141,14 @@ mod tests {
             ),
             (&["--no-auth", "--segment-max-age", "0s"], "greater than 0"),
             (
+                &["--no-auth", "--header-timeout", "0s"],
+                "header-timeout must be greater than 0",
+            ),
+            (
+                &["--no-auth", "--max-connections", "0"],
+                "max-connections and max-admin-connections",
+            ),
+            (
                 &["--no-auth", "--shutdown-grace", "soon"],
                 "invalid duration",
             ),
@@ -1171,6 +2207,10 @@ key = "t0ml"
 max_body_bytes = "8MiB"
 max_inflated_bytes = 16777216
 max_in_flight_bytes = "1GiB"
+[connections]
+idle_timeout = "90s"
+min_body_rate = "1MiB"
+max_connections = 64
 [storage]
 segment_max_age = "1m"
 dedup_capacity = 5
@@ -1183,6 +2223,8 @@ dedup_capacity = 5
             toml.to_str().unwrap(),
             "--listen",
             "127.0.0.1:7001",
+            "--max-connections",
+            "65",
         ])
         .unwrap();
         assert_eq!(config.listen.port(), 7001, "the flag wins over the file");
@@ -1192,6 +2234,13 @@ dedup_capacity = 5
         assert_eq!(config.limits.max_in_flight_bytes, 1 << 30);
         assert_eq!(config.storage.segment_max_age, Duration::from_secs(60));
         assert_eq!(config.storage.dedup_capacity, 5);
+        assert_eq!(config.connections.idle_timeout, Duration::from_secs(90));
+        assert_eq!(config.connections.min_body_rate, 1 << 20);
+        assert_eq!(config.connections.max_connections, 65, "the flag wins");
+        assert_eq!(
+            config.connections.header_timeout, DEFAULT_HEADER_TIMEOUT,
+            "what is not given keeps its default"
+        );
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(
             config.auth.check(Some(b"t0ml")).unwrap().as_deref(),
@@ -1203,28 +2252,17 @@ dedup_capacity = 5
         );
     }
 
-    /// The documented example must stay valid and its "defaults" must be the defaults.
+    /// The documented example must stay valid as shipped and its "defaults" must be
+    /// the defaults. (tests/cli.rs also runs `hydrant validate` on it.)
     #[test]
     fn the_example_config_file_is_valid() {
-        let dir = tempfile::tempdir().unwrap();
-        let example = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/docs/hydrant.example.toml"
-        ))
-        .unwrap();
-        let keys = dir.path().join("keys");
-        std::fs::write(&keys, "other=another-secret\n").unwrap();
-        let toml = dir.path().join("hydrant.toml");
-        std::fs::write(
-            &toml,
-            example.replace("/etc/hydrant/access-keys", keys.to_str().unwrap()),
-        )
-        .unwrap();
-        let config = parse(&["--config", toml.to_str().unwrap()]).unwrap();
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/hydrant.example.toml");
+        let config = parse(&["--config", path]).unwrap();
         let defaults = parse(&["--no-auth"]).unwrap();
         assert_eq!(config.listen, defaults.listen);
         assert_eq!(config.admin_listen, defaults.admin_listen);
         assert_eq!(config.limits, defaults.limits);
+        assert_eq!(config.connections, defaults.connections);
         assert_eq!(config.storage, defaults.storage);
         assert_eq!(config.shutdown_grace, defaults.shutdown_grace);
         assert_eq!(config.max_stream_labels, defaults.max_stream_labels);
@@ -1240,13 +2278,14 @@ dedup_capacity = 5
         assert_eq!(config.router.routes.len(), 3);
         assert_eq!(config.router.default_sinks, SinkSet::of(&[0]));
         assert_eq!(config.fanout, defaults.fanout);
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         assert_eq!(
             config
                 .auth
-                .check(Some(b"another-secret"))
+                .check(Some(b"replace-with-a-long-random-secret"))
                 .unwrap()
                 .as_deref(),
-            Some("other")
+            Some("prod-logs")
         );
     }
 
@@ -1277,6 +2316,10 @@ dedup_capacity = 5
                 "missing field `bucket`",
             ),
             (
+                "[[sinks]]\nname = \"a\"\ntype = \"discard\"\n\n[[sinks]]\nname = \"x\"\ntype = \"s3\"\nbucket = \"b\"\ncompression = \"lzma\"\n",
+                "sink \"x\" (line 6, column 1): s3: unknown compression \"lzma\"",
+            ),
+            (
                 "[[routes]]\nsinks = [\"nowhere\"]\n",
                 "unknown sink \"nowhere\"",
             ),
@@ -1290,6 +2333,10 @@ dedup_capacity = 5
                 "empty pattern",
             ),
             (
+                "[[routes]]\nsinks = [\"file\"]\nkind = 5\n",
+                "line 4, column 8: invalid type: integer `5`, expected a string or a list of strings",
+            ),
+            (
                 "[[routes]]\nsinks = [\"file\"]\nlogroup = \"x\"\n",
                 "unknown field `logroup`",
             ),
@@ -1298,6 +2345,10 @@ dedup_capacity = 5
                 "unknown sink \"gone\"",
             ),
             ("[fanout]\ndeadline = \"200s\"\n", "delivery-deadline"),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"discard\"\ngates_readiness = \"no\"\n",
+                "gates_readiness must be true or false",
+            ),
         ];
         let dir = tempfile::tempdir().unwrap();
         for (toml, expected) in table {
@@ -1307,6 +2358,38 @@ dedup_capacity = 5
             assert!(message.contains(expected), "{toml:?}: {message:?}");
             assert!(!message.contains('\n'), "{message:?} is not one line");
         }
+    }
+
+    /// Local sinks gate `/readyz` and network sinks do not, unless a sink says.
+    #[cfg(feature = "nats")]
+    #[test]
+    fn sinks_gate_readiness_by_type_unless_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &path,
+            "no_auth = true\n[[sinks]]\nname = \"out\"\ntype = \"stdout\"\n\
+             [[sinks]]\nname = \"out2\"\ntype = \"stdout\"\ngates_readiness = false\n\
+             [[sinks]]\nname = \"bus\"\ntype = \"nats\"\n\
+             [[sinks]]\nname = \"bus2\"\ntype = \"nats\"\ngates_readiness = true\n",
+        )
+        .unwrap();
+        let config = parse(&["--config", path.to_str().unwrap()]).unwrap();
+        let gates: Vec<(&str, bool)> = config
+            .sinks
+            .iter()
+            .map(|sink| (sink.name.as_str(), sink.gates_readiness))
+            .collect();
+        assert_eq!(
+            gates,
+            [
+                ("file", true),
+                ("out", true),
+                ("out2", false),
+                ("bus", false),
+                ("bus2", true)
+            ]
+        );
     }
 
     #[test]
@@ -1347,40 +2430,648 @@ dedup_capacity = 5
         assert!(message.contains("unknown field `listen_addr`"), "{message}");
     }
 
+    /// Sizes and durations in flags and in the file are read by `units`: the shared
+    /// table through the TOML types (the parser itself is checked in `units`).
     #[test]
-    fn sizes_and_durations_parse() {
-        let sizes = [
-            ("0", 0),
-            ("512", 512),
-            ("4KiB", 4096),
-            ("100MiB", 100 << 20),
-            ("1GiB", 1 << 30),
-            ("5MB", 5_000_000),
-            ("2 mib", 2 << 20),
-        ];
-        for (text, bytes) in sizes {
-            assert_eq!(text.parse::<ByteSize>(), Ok(ByteSize(bytes)), "{text}");
+    fn sizes_and_durations_follow_the_shared_table() {
+        #[derive(Deserialize)]
+        struct Size {
+            value: ByteSize,
         }
-        for bad in ["", "MiB", "1.5MiB", "-1", "12XB", "99999999999999999999GiB"] {
-            assert!(bad.parse::<ByteSize>().is_err(), "{bad}");
+        #[derive(Deserialize)]
+        struct Time {
+            value: HumanDuration,
         }
-        let durations = [
-            ("30", 30_000),
-            ("30s", 30_000),
-            ("500ms", 500),
-            ("5m", 300_000),
-            ("2h", 7_200_000),
+        let table = include_str!("../tests/units.tsv");
+        for line in table
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let (kind, input, expected) = (fields[0], fields[1], fields[2].parse::<u128>().ok());
+            let toml = format!("value = {}", toml_string(input, 0));
+            let got = match kind {
+                "size" => toml::from_str::<Size>(&toml)
+                    .map(|v| u128::from(v.value.0))
+                    .map_err(|e| e.to_string()),
+                _ => toml::from_str::<Time>(&toml)
+                    .map(|v| v.value.0.as_nanos())
+                    .map_err(|e| e.to_string()),
+            };
+            assert_eq!(got.ok(), expected, "{kind} {input:?}");
+        }
+        // A bare integer is bytes for a size, and refused for a duration.
+        assert_eq!(
+            toml::from_str::<Size>("value = 4096").unwrap().value,
+            ByteSize(4096)
+        );
+        for bare in ["value = 250", "value = 1.5", "value = 0"] {
+            let error = toml::from_str::<Time>(bare).err().unwrap().to_string();
+            assert!(error.contains("needs a unit"), "{bare}: {error}");
+        }
+    }
+
+    /// Durations and sizes in every place: flags, the file, fractions, a bare number.
+    #[test]
+    fn durations_need_a_unit_everywhere() {
+        let config = parse(&[
+            "--no-auth",
+            "--shutdown-grace",
+            "1.5m",
+            "--segment-max-bytes",
+            "1.5MiB",
+        ])
+        .unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(90));
+        assert_eq!(config.storage.segment_max_bytes, 1536 << 10);
+        let message = error(&["--no-auth", "--shutdown-grace", "30"]);
+        assert!(
+            message.contains("no unit") && message.contains("30s"),
+            "{message}"
+        );
+        let config = parse_file(
+            "shutdown_grace = \"1.5h\"\n[fanout]\nbackoff = \"100ms\"\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.shutdown_grace, Duration::from_secs(5400));
+        assert_eq!(config.fanout.backoff, Duration::from_millis(100));
+        for toml in [
+            "shutdown_grace = 30\n",
+            "[fanout]\nbackoff = 250\n",
+            "[storage]\nsegment_max_age = 5\n",
+        ] {
+            let message = file_error(toml, &[]);
+            assert!(message.contains("needs a unit"), "{toml}: {message}");
+            assert!(message.contains("line "), "{toml}: {message}");
+        }
+    }
+
+    /// The fan-out's options are flags and variables too, and the 5 s cap holds for
+    /// the first wait as for the others.
+    #[test]
+    fn fanout_options_are_flags_and_are_checked() {
+        let config = parse(&[
+            "--no-auth",
+            "--fanout-attempts",
+            "5",
+            "--fanout-backoff",
+            "1s",
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.fanout.attempts, config.fanout.backoff),
+            (5, Duration::from_secs(1))
+        );
+        let config = parse_file("[fanout]\nattempts = 2\n", &[]).unwrap();
+        assert_eq!(config.fanout.attempts, 2);
+        for (args, expected) in [
+            (&["--no-auth", "--fanout-backoff", "6s"][..], "at most 5s"),
+            (&["--no-auth", "--fanout-attempts", "0"][..], "at least 1"),
+        ] {
+            let message = error(args);
+            assert!(message.contains(expected), "{args:?}: {message}");
+        }
+        let message = file_error("[fanout]\nbackoff = \"10s\"\n", &[]);
+        assert!(message.contains("at most 5s"), "{message}");
+        let message = file_error("[fanout]\nattempts = 0\n", &[]);
+        assert!(message.contains("at least 1"), "{message}");
+    }
+
+    /// Every enumerated setting refuses an unknown value with exit 64's one line,
+    /// naming the value and the valid ones.
+    #[test]
+    fn unknown_values_of_enumerated_settings_are_refused() {
+        // (how it is given, the unknown value, two of the valid values)
+        type Case = (&'static str, &'static str, [&'static str; 2]);
+        let files: &[Case] = &[
+            (
+                "[[routes]]\nsinks = [\"file\"]\nformat = \"cloudtrial\"\n",
+                "cloudtrial",
+                ["cloudtrail", "vpc_flow"],
+            ),
+            (
+                "[[routes]]\nsinks = [\"file\"]\nformat = [\"json\", \"jsonl\"]\n",
+                "jsonl",
+                ["json", "text"],
+            ),
+            (
+                "[[routes]]\nsinks = [\"file\"]\nkind = \"logs\"\n",
+                "logs",
+                ["log", "metric"],
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"ftp\"\n",
+                "ftp",
+                ["s3", "discard"],
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"s3\"\nbucket = \"b\"\ncompression = \"zstd\"\n",
+                "zstd",
+                ["gzip", "none"],
+            ),
+            (
+                "[[sinks]]\nname = \"x\"\ntype = \"kafka\"\nbrokers = [\"k:9092\"]\ncompression = \"brotli\"\n",
+                "brotli",
+                ["lz4", "zstd"],
+            ),
+            ("log_format = \"xml\"\n", "xml", ["text", "json"]),
+            (
+                "[decode]\nbad_records = \"drop\"\n",
+                "drop",
+                ["dead_letter", "reject"],
+            ),
+            (
+                "[decode]\ndefault_format = \"cloudwatch\"\n",
+                "cloudwatch",
+                ["cloudwatch_logs", "raw"],
+            ),
+            (
+                "[[decode.rules]]\npath = \"/x\"\nformat = \"otel\"\n",
+                "otel",
+                ["metric_stream_otel10", "auto"],
+            ),
         ];
-        for (text, ms) in durations {
-            assert_eq!(
-                text.parse::<HumanDuration>(),
-                Ok(HumanDuration(Duration::from_millis(ms))),
-                "{text}"
+        for (toml, value, valid) in files {
+            let message = file_error(toml, &[]);
+            assert!(message.contains(value), "{toml:?}: {message}");
+            for name in valid {
+                assert!(
+                    message.contains(name),
+                    "{toml:?} should name {name}: {message}"
+                );
+            }
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+        let flags: &[(&[&str], &str, [&str; 2])] = &[
+            (&["--log-format", "xml"], "xml", ["text", "json"]),
+            (
+                &["--bad-records", "drop"],
+                "drop",
+                ["dead_letter", "reject"],
+            ),
+            (
+                &["--format", "cloudwatch"],
+                "cloudwatch",
+                ["cloudwatch_logs", "raw"],
+            ),
+            (
+                &["--path-format", "/x=otel"],
+                "otel",
+                ["metric_stream_otel10", "auto"],
+            ),
+            (
+                &["--stream-format", "s=otel"],
+                "otel",
+                ["metric_stream_otel07", "eventbridge"],
+            ),
+        ];
+        for (args, value, valid) in flags {
+            let mut args = args.to_vec();
+            args.push("--no-auth");
+            let message = error(&args);
+            assert!(message.contains(value), "{args:?}: {message}");
+            for name in valid {
+                assert!(
+                    message.contains(name),
+                    "{args:?} should name {name}: {message}"
+                );
+            }
+        }
+        // Every known value is taken.
+        for format in EVENT_FORMATS {
+            parse_file(
+                &format!("[[routes]]\nsinks = [\"file\"]\nformat = \"{format}\"\n"),
+                &[],
+            )
+            .unwrap();
+        }
+        for kind in KINDS {
+            parse_file(
+                &format!("[[routes]]\nsinks = [\"file\"]\nkind = \"{kind}\"\n"),
+                &[],
+            )
+            .unwrap();
+        }
+    }
+
+    /// Keys from every source are used together: every combination of the five
+    /// sources gives exactly the keys of those sources.
+    #[test]
+    fn access_keys_from_every_source_are_used_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let flag_file = dir.path().join("flag-keys");
+        std::fs::write(&flag_file, "from-flag-file=secret-flag-file\n").unwrap();
+        let env_file = dir.path().join("env-keys");
+        std::fs::write(&env_file, "from-env-file=secret-env-file\n").unwrap();
+        let toml_file = dir.path().join("toml-keys");
+        std::fs::write(&toml_file, "from-toml-file=secret-toml-file\n").unwrap();
+        let config_path = dir.path().join("hydrant.toml");
+        // The sources: --access-key, HYDRANT_ACCESS_KEYS, --access-key-file,
+        // HYDRANT_ACCESS_KEY_FILE, [[access_keys]] and access_key_file in the file.
+        let sources = 6;
+        for mask in 1u32..(1 << sources) {
+            let on = |source: u32| mask & (1 << source) != 0;
+            let mut args: Vec<String> = Vec::new();
+            let mut vars: Vec<(&str, String)> = Vec::new();
+            let mut expected: Vec<&str> = Vec::new();
+            if on(0) {
+                args.extend(["--access-key".into(), "from-flag=secret-flag".into()]);
+                expected.push("from-flag");
+            }
+            if on(1) {
+                vars.push((
+                    ENV_ACCESS_KEYS,
+                    "from-env=secret-env\nfrom-env-2=secret-env-2\n".into(),
+                ));
+                expected.extend(["from-env", "from-env-2"]);
+            }
+            if on(2) {
+                args.extend(["--access-key-file".into(), flag_file.display().to_string()]);
+                expected.push("from-flag-file");
+            }
+            if on(3) {
+                vars.push((ENV_ACCESS_KEY_FILE, env_file.display().to_string()));
+                expected.push("from-env-file");
+            }
+            let mut toml = String::new();
+            if on(5) {
+                toml.push_str(&format!("access_key_file = \"{}\"\n", toml_file.display()));
+                expected.push("from-toml-file");
+            }
+            if on(4) {
+                toml.push_str("[[access_keys]]\nname = \"from-toml\"\nkey = \"secret-toml\"\n");
+                expected.push("from-toml");
+            }
+            std::fs::write(&config_path, &toml).unwrap();
+            args.extend(["--config".into(), config_path.display().to_string()]);
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let config = parse_env(&args, &vars).unwrap_or_else(|e| panic!("{mask:b}: {e}"));
+            let Auth::Keys(keys) = &config.auth else {
+                panic!("keys expected")
+            };
+            let mut names: Vec<&str> = keys.iter().map(AccessKey::name).collect();
+            names.sort_unstable();
+            expected.sort_unstable();
+            assert_eq!(names, expected, "sources {mask:06b}");
+            for name in &expected {
+                let secret = format!("secret-{}", name.trim_start_matches("from-"));
+                assert_eq!(
+                    config
+                        .auth
+                        .check(Some(secret.as_bytes()))
+                        .unwrap()
+                        .as_deref(),
+                    Some(*name)
+                );
+            }
+        }
+    }
+
+    /// A name given by two sources is an error naming both; the same file named
+    /// twice is read once.
+    #[test]
+    fn a_key_name_in_two_sources_names_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, "dup=secret-file\n").unwrap();
+        let keys = keys.to_str().unwrap();
+        let toml = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &toml,
+            "[[access_keys]]\nname = \"dup\"\nkey = \"secret-toml\"\n",
+        )
+        .unwrap();
+        let toml = toml.to_str().unwrap();
+        /// Arguments, variables, the two sources the message must name.
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], [&'a str; 2]);
+        let cases: &[Case<'_>] = &[
+            (
+                &["--access-key", "dup=a"],
+                &[(ENV_ACCESS_KEYS, "dup=b")],
+                ["--access-key", "HYDRANT_ACCESS_KEYS"],
+            ),
+            (
+                &["--access-key", "dup=a", "--access-key-file", keys],
+                &[],
+                ["--access-key", "access key file"],
+            ),
+            (
+                &["--config", toml],
+                &[(ENV_ACCESS_KEYS, "dup=b")],
+                ["HYDRANT_ACCESS_KEYS", "[[access_keys]]"],
+            ),
+            (
+                &["--config", toml],
+                &[(ENV_ACCESS_KEY_FILE, keys)],
+                ["HYDRANT_ACCESS_KEY_FILE", "[[access_keys]]"],
+            ),
+        ];
+        for (args, vars, sources) in cases {
+            let message = match parse_env(args, vars) {
+                Err(error) => error.to_string(),
+                Ok(_) => panic!("{args:?} {vars:?} should clash"),
+            };
+            assert!(message.contains("\"dup\" is configured twice"), "{message}");
+            for source in sources {
+                assert!(message.contains(source), "{message} should name {source}");
+            }
+            assert!(!message.contains("secret"), "{message}");
+        }
+        let config =
+            parse_env(&["--access-key-file", keys], &[(ENV_ACCESS_KEY_FILE, keys)]).unwrap();
+        assert_eq!(
+            config.auth.check(Some(b"secret-file")).unwrap().as_deref(),
+            Some("dup")
+        );
+        let message = match parse_env(&["--no-auth"], &[(ENV_ACCESS_KEYS, "a=b")]) {
+            Err(error) => error.to_string(),
+            Ok(_) => panic!("--no-auth with keys"),
+        };
+        assert!(
+            message.contains("cannot be combined") && message.contains(ENV_ACCESS_KEYS),
+            "{message}"
+        );
+    }
+
+    /// `--health-check` needs only the admin address, from the flag, its variable or
+    /// the file; nothing else is read or checked.
+    #[test]
+    fn the_health_check_needs_only_the_admin_address() {
+        let check = |args: &[&str], vars: &[(&str, &str)]| match invocation(args, vars) {
+            Ok(Invocation::HealthCheck(address)) => address.to_string(),
+            other => panic!("{args:?}: {other:?}"),
+        };
+        assert_eq!(check(&["--health-check"], &[]), DEFAULT_ADMIN_LISTEN);
+        assert_eq!(
+            check(&["--health-check", "--admin-listen", "127.0.0.1:1234"], &[]),
+            "127.0.0.1:1234"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("hydrant.toml");
+        // Everything but the admin address is wrong or unresolvable here.
+        std::fs::write(
+            &toml,
+            "admin_listen = \"127.0.0.1:${ADMIN_PORT:-9999}\"\nbogus = 1\naccess_key_file = \"/nonexistent\"\n\
+             [[sinks]]\nname = \"x\"\ntype = \"ftp\"\ntoken = \"${UNSET_SECRET}\"\n",
+        )
+        .unwrap();
+        let toml = toml.to_str().unwrap();
+        assert_eq!(
+            check(&["--health-check", "--config", toml], &[]),
+            "127.0.0.1:9999"
+        );
+        assert_eq!(
+            check(
+                &["--health-check", "--config", toml],
+                &[("ADMIN_PORT", "7777")]
+            ),
+            "127.0.0.1:7777"
+        );
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "admin_listen = \"nowhere\"\n").unwrap();
+        let message = invocation(&["--health-check", "--config", bad.to_str().unwrap()], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.contains("admin_listen") && message.contains("line 1"),
+            "{message}"
+        );
+    }
+
+    /// A TOML syntax error gives toml's message with its line and column, on one line.
+    #[test]
+    fn toml_syntax_errors_name_their_line_and_column() {
+        for (toml, at) in [
+            (
+                "listen = \"0.0.0.0:8080\"\nno_auth = tru\n",
+                "line 2, column 11",
+            ),
+            ("[limits]\nmax_records = 10\n[limits\n", "line 3, column 8"),
+            (
+                "no_auth = true\n\n  listen_addr = \"x\"\n",
+                "line 3, column 3",
+            ),
+            (
+                "no_auth = true\n[storage]\ndedup_capacity = \"many\"\n",
+                "line 3, column 18",
+            ),
+        ] {
+            let message = file_error(toml, &[]);
+            assert!(message.contains(at), "{toml:?}: {message}");
+            assert!(!message.contains('\n'), "{message:?}");
+        }
+    }
+
+    #[test]
+    fn interpolation_expands_variables_in_strings() {
+        let env_of = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(var, _)| *var == name)
+                    .map(|(_, value)| OsString::from(value))
+            }
+        };
+        let env = env_of(&[("HOST", "nats.internal"), ("EMPTY", ""), ("PORT", "4222")]);
+        let table: &[(&str, Result<&str, &str>)] = &[
+            ("nats://${HOST}:${PORT}", Ok("nats://nats.internal:4222")),
+            ("${MISSING:-fallback}", Ok("fallback")),
+            ("${EMPTY:-fallback}", Ok("fallback")),
+            ("[${EMPTY}]", Ok("[]")),
+            ("${MISSING:-}", Ok("")),
+            (
+                "$${HOST} and $$ and $5 and $",
+                Ok("${HOST} and $$ and $5 and $"),
+            ),
+            ("cost: $HOST", Ok("cost: $HOST")),
+            ("${MISSING}", Err("MISSING is not set")),
+            ("${HOST", Err("not closed")),
+            ("${1X}", Err("variable name")),
+            ("${}", Err("variable name")),
+        ];
+        for (text, expected) in table {
+            match (interpolate(text, &env), expected) {
+                (Ok(got), Ok(want)) => assert_eq!(&got, want, "{text}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{text}: {got}"),
+                (got, want) => panic!("{text}: got {got:?}, expected {want:?}"),
+            }
+        }
+    }
+
+    /// In the file: string values only (not keys, not comments), secrets never in a
+    /// message, and line numbers unchanged after a multi-line value.
+    #[test]
+    fn the_config_file_takes_variables_in_string_values() {
+        let vars = [
+            ("NATS_TOKEN", "s3cr3t-t0ken"),
+            ("DATA", "/srv/data"),
+            ("PORT", "7000"),
+        ];
+        let config = parse_file(
+            "# ${NOT_A_VARIABLE} in a comment\n\
+             data_dir = \"${DATA}\"\nlisten = '0.0.0.0:${PORT}'\n\
+             [[sinks]]\nname = \"bus\"\ntype = \"nats\"\ntoken = \"${NATS_TOKEN}\"\nstream_subjects = [\"a.$${literal}\"]\n",
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(config.storage.data_dir, PathBuf::from("/srv/data"));
+        assert_eq!(config.listen.port(), 7000);
+        #[cfg(feature = "nats")]
+        {
+            let SinkKind::Nats(nats) = &config.sinks[1].kind else {
+                panic!()
+            };
+            assert_eq!(nats.token.as_deref(), Some("s3cr3t-t0ken"));
+            assert_eq!(nats.stream_subjects, ["a.${literal}"]);
+        }
+        assert!(
+            !config.describe().contains("s3cr3t"),
+            "{}",
+            config.describe()
+        );
+        let message = file_error("no_auth = true\ndata_dir = \"${UNSET_DIR}\"\n", &[]);
+        assert!(
+            message.contains("UNSET_DIR") && message.contains("line 2"),
+            "{message}"
+        );
+        let message = file_error("no_auth = true\n\"${PORT}\" = 1\n", &vars);
+        assert!(
+            message.contains("unknown field `${PORT}`"),
+            "keys are not expanded: {message}"
+        );
+        // An expanded value shown by a message is shown as written.
+        let message = file_error("no_auth = true\nlog_format = \"${NATS_TOKEN}\"\n", &vars);
+        assert!(
+            !message.contains("s3cr3t") && message.contains("${NATS_TOKEN}"),
+            "{message}"
+        );
+        // A multi-line string keeps the lines after it where they were.
+        let message = file_error(
+            "no_auth = true\n[[sinks]]\nname = \"\"\"${PORT}\nx\ny\"\"\"\ntype = \"discard\"\n[storage]\ndedup_capacity = \"many\"\n",
+            &vars,
+        );
+        assert!(message.contains("line 8, column 18"), "{message}");
+    }
+
+    /// The sinks' integer-unit keys still work, with a warning; the new keys take a
+    /// unit; sizes take a unit.
+    #[cfg(all(feature = "nats", feature = "kafka"))]
+    #[test]
+    fn deprecated_integer_unit_keys_warn_and_new_keys_take_units() {
+        let nats =
+            "[[sinks]]\nname = \"bus\"\ntype = \"nats\"\nstream = \"S\"\ncreate_stream = true\n";
+        let kafka = "[[sinks]]\nname = \"k\"\ntype = \"kafka\"\nbrokers = [\"k:9092\"]\n";
+        let config = parse_file(
+            &format!("{nats}ack_timeout = \"2.5s\"\nduplicate_window = \"2m\"\n{kafka}timeout = \"3s\"\nmax_batch_bytes = \"512KiB\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(
+            config.warnings.iter().all(|w| !w.contains("deprecated")),
+            "{:?}",
+            config.warnings
+        );
+        let (SinkKind::Nats(n), SinkKind::Kafka(k)) =
+            (&config.sinks[1].kind, &config.sinks[2].kind)
+        else {
+            panic!()
+        };
+        assert_eq!((n.ack_timeout_ms, n.duplicate_window), (2500, 120));
+        assert_eq!((k.timeout_ms, k.max_batch_bytes), (3000, 512 << 10));
+        let config = parse_file(
+            &format!(
+                "{nats}ack_timeout_ms = 500\nduplicate_window = 60\n{kafka}timeout_ms = 700\n"
+            ),
+            &[],
+        )
+        .unwrap();
+        let (SinkKind::Nats(n), SinkKind::Kafka(k)) =
+            (&config.sinks[1].kind, &config.sinks[2].kind)
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (n.ack_timeout_ms, n.duplicate_window, k.timeout_ms),
+            (500, 60, 700)
+        );
+        let deprecated: Vec<&String> = config
+            .warnings
+            .iter()
+            .filter(|w| w.contains("deprecated"))
+            .collect();
+        assert_eq!(deprecated.len(), 3, "{deprecated:?}");
+        for key in ["ack_timeout_ms", "duplicate_window", "timeout_ms"] {
+            assert!(
+                deprecated.iter().any(|w| w.contains(key)),
+                "{key}: {deprecated:?}"
             );
         }
-        for bad in ["", "s", "1d", "1.5s"] {
-            assert!(bad.parse::<HumanDuration>().is_err(), "{bad}");
+        for (extra, expected) in [
+            (
+                format!("{nats}ack_timeout = \"1s\"\nack_timeout_ms = 5\n"),
+                "not both",
+            ),
+            (
+                format!("{nats}duplicate_window = \"1500ms\"\n"),
+                "whole number of seconds",
+            ),
+            (format!("{nats}ack_timeout = \"250\"\n"), "no unit"),
+            (
+                format!("{kafka}max_batch_bytes = \"1 parsec\"\n"),
+                "unknown size unit",
+            ),
+        ] {
+            let message = file_error(&extra, &[]);
+            assert!(message.contains(expected), "{extra}: {message}");
         }
+    }
+
+    /// `validate` resolves everything and describes it: sinks with type and
+    /// settings, routes in order, the default route; keys by name only.
+    #[test]
+    fn validate_describes_the_resolved_configuration() {
+        let dir = tempfile::tempdir().unwrap();
+        let toml = dir.path().join("hydrant.toml");
+        std::fs::write(
+            &toml,
+            "[[access_keys]]\nname = \"prod\"\nkey = \"hunter2-secret\"\n\
+             [[sinks]]\nname = \"out\"\ntype = \"stdout\"\n[[sinks]]\nname = \"null\"\ntype = \"discard\"\n\
+             [[routes]]\nname = \"metrics\"\nkind = \"metric\"\nsinks = [\"out\"]\ncontinue = true\n\
+             [[routes]]\nlog_group = \"/aws/lambda/*\"\nformat = [\"json\", \"text\"]\nsinks = [\"null\", \"file\"]\n\
+             [routing]\ndefault_sinks = []\n",
+        )
+        .unwrap();
+        let Invocation::Validate(config) =
+            invocation(&["validate", "--config", toml.to_str().unwrap()], &[]).unwrap()
+        else {
+            panic!("validate")
+        };
+        let text = config.describe();
+        for expected in [
+            "prod (from [[access_keys]] in the config file)",
+            "decoding: default format auto, bad records dead_letter, 0 rule(s)",
+            "file (type file): data_dir ./data, segment_max_bytes 128MiB",
+            "out (type stdout)",
+            "null (type discard)",
+            "1. \"metrics\": kind metric -> out, then continue",
+            "2. \"#2\": log_group /aws/lambda/*, format json|text -> file, null",
+            "default route (events no route takes): -> (nowhere: dropped and counted)",
+        ] {
+            assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+        }
+        assert!(!text.contains("hunter2"), "{text}");
+        // validate takes the same flags, and refuses the same mistakes.
+        assert!(matches!(
+            invocation(&["validate", "--no-auth"], &[]),
+            Ok(Invocation::Validate(_))
+        ));
+        assert!(
+            invocation(&["validate"], &[])
+                .unwrap_err()
+                .to_string()
+                .contains("no access key")
+        );
     }
 
     /// The help text quotes the defaults; this keeps it honest.
@@ -1400,12 +3091,27 @@ dedup_capacity = 5
                 "[default: {}MiB]",
                 limits::DEFAULT_MAX_IN_FLIGHT_BYTES >> 20
             ),
+            format!("[default: {}]", limits::DEFAULT_MAX_DECODED_RATIO),
+            format!("[default: {}GiB]", limits::DEFAULT_MAX_DECODED_BYTES >> 30),
+            format!("(but at least {}MiB)", limits::DECODED_FLOOR_BYTES >> 20),
             format!("[default: {}MiB]", DEFAULT_SEGMENT_MAX_BYTES >> 20),
             format!("[default: {}m]", DEFAULT_SEGMENT_MAX_AGE.as_secs() / 60),
             format!("[default: {}h]", DEFAULT_DEDUP_WINDOW.as_secs() / 3600),
             format!("[default: {DEFAULT_DEDUP_CAPACITY}]"),
             format!("[default: {}s]", DEFAULT_SHUTDOWN_GRACE.as_secs()),
             format!("[default: {DEFAULT_MAX_STREAM_LABELS}]"),
+            format!("[default: {}s]", DEFAULT_HEADER_TIMEOUT.as_secs()),
+            format!("[default: {}s]", DEFAULT_IDLE_TIMEOUT.as_secs()),
+            format!("[default: {}s]", DEFAULT_BODY_TIMEOUT.as_secs()),
+            format!("[default: {}KiB]", DEFAULT_MIN_BODY_RATE >> 10),
+            format!("[default: {}s]", DEFAULT_MIN_BODY_RATE_GRACE.as_secs()),
+            format!("[default: {}s]", DEFAULT_MAX_BODY_TIME.as_secs()),
+            format!("[default: {DEFAULT_MAX_CONNECTIONS}]"),
+            format!("[default: {DEFAULT_MAX_ADMIN_CONNECTIONS}]"),
+            format!("before the delivery is answered 503 [default: {DEFAULT_ATTEMPTS}]"),
+            format!("[default: {}ms]", DEFAULT_BACKOFF.as_millis()),
+            format!("every wait is at most {}s", MAX_BACKOFF.as_secs()),
+            format!("[default: {}s]", DEFAULT_DEADLINE.as_secs()),
         ];
         let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
         for text in expected {
@@ -1419,6 +3125,18 @@ dedup_capacity = 5
             "--access-key-file",
             "--config",
             "--no-auth",
+            "--header-timeout",
+            "--idle-timeout",
+            "--body-timeout",
+            "--min-body-rate",
+            "--min-body-rate-grace",
+            "--max-body-time",
+            "--max-connections",
+            "--max-admin-connections",
+            "--fanout-attempts",
+            "--fanout-backoff",
+            "HYDRANT_ACCESS_KEYS",
+            "HYDRANT_ACCESS_KEY_FILE",
         ] {
             assert!(flat.contains(flag), "--help lacks {flag}");
         }

@@ -6,6 +6,15 @@
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob(Vec<char>);
 
+/// The pattern as written.
+impl std::fmt::Display for Glob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0
+            .iter()
+            .try_for_each(|c| std::fmt::Write::write_char(f, *c))
+    }
+}
+
 impl Glob {
     /// Compiles `pattern`; every string is a valid pattern.
     #[must_use]

@@ -7,7 +7,8 @@
 //!   the access key ([`server::auth`]), admits the request against the in-flight
 //!   byte budget ([`server::admission`]) and answers in Firehose's JSON shape,
 //!   with statuses from one error enum ([`server::error`]). The admin listener
-//!   serves metrics and health ([`server::health`]).
+//!   serves metrics and health ([`server::health`]). Both run an accept loop
+//!   ([`server::listener`]) that caps connections and times out slow clients.
 //! - [`limits`]: every cap on untrusted input, and the only size-capped gunzip.
 //! - [`decode`]: base64 records into events, one file per payload format
 //!   (CloudWatch Logs, Metric Streams JSON and OpenTelemetry, EventBridge, raw);
@@ -15,8 +16,10 @@
 //! - [`event`]: the event shapes and their NDJSON form (documented in `docs/events.md`).
 //! - [`sink`]: where events go; [`sink::file`] writes durable NDJSON segments and is
 //!   the reason a 200 means "on disk".
-//! - [`metrics`]: Hydrant's own Prometheus metrics.
-//! - [`config`]: flags, environment and TOML, checked before anything starts.
+//! - [`metrics`]: Hydrant's own Prometheus metrics; [`logging`]: log output that
+//!   neither stalls nor panics when standard error is full or closed.
+//! - [`config`]: flags, environment and TOML, checked before anything starts;
+//!   [`units`] reads every size and duration in them.
 //! - [`app`]: the composition root that wires the above together; [`shutdown`]
 //!   tells it when to stop; [`clock`] holds wall-clock helpers.
 
@@ -27,6 +30,7 @@ pub mod decode;
 pub mod event;
 pub mod glob;
 pub mod limits;
+pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;
@@ -34,3 +38,4 @@ pub mod shutdown;
 pub mod sink;
 #[cfg(test)]
 mod testing;
+pub mod units;

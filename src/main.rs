@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use hydrant::config::{Config, ConfigError, LogFormat};
+use hydrant::config::{ConfigError, Invocation, LogFormat};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
@@ -14,30 +14,44 @@ const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 #[expect(
     clippy::print_stdout,
-    clippy::print_stderr,
-    reason = "the binary talks to its operator before logging exists"
+    reason = "the binary prints --help and --version itself"
 )]
 fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args_os()) {
-        Ok(config) => config,
+    let config = match Invocation::from_args(std::env::args_os()) {
+        Ok(Invocation::Serve(config)) => config,
+        Ok(Invocation::Validate(config)) => {
+            // Nothing is bound, locked or connected: the configuration is only shown.
+            for warning in &config.warnings {
+                warn(warning);
+            }
+            // A closed standard output (`hydrant validate | head -1`) is not an error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), config.describe().as_bytes());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::HealthCheck(admin_listen)) => {
+            let ready = hydrant::server::health::probe_ready(admin_listen, HEALTH_CHECK_TIMEOUT);
+            return if ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            };
+        }
         Err(ConfigError::Display(text)) => {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("hydrant: error: {error}");
+            report(&error.to_string());
             return ExitCode::from(EX_USAGE);
         }
     };
-    if config.health_check {
-        let ready = hydrant::server::health::probe_ready(config.admin_listen, HEALTH_CHECK_TIMEOUT);
-        return if ready {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
-    }
-    init_logging(config.log_format);
+    let log = match init_logging(config.log_format) {
+        Ok(log) => log,
+        Err(error) => {
+            report(&format!("cannot start logging: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -47,27 +61,46 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("hydrant: error: cannot start the runtime: {error}");
+            drop(log);
+            report(&format!("cannot start the runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(hydrant::app::run(config, hydrant::shutdown::signal())) {
+    match runtime.block_on(hydrant::app::run(*config, hydrant::shutdown::signal())) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "Hydrant stopped.");
-            eprintln!("hydrant: error: {error}");
+            // The log's last lines first, then the one-line summary.
+            drop(log);
+            report(&error.to_string());
             ExitCode::from(error.exit_code())
         }
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Writes `hydrant: error: <text>` to standard error, ignoring a closed one
+/// (`eprintln!` would panic).
+fn report(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hydrant: error: {text}");
+}
+
+/// Writes `hydrant: warning: <text>` to standard error, ignoring a closed one.
+fn warn(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "hydrant: warning: {text}");
+}
+
+/// Logs through [`hydrant::logging`], so a closed or full standard error neither
+/// panics nor stalls the server; the guard writes the last lines at exit.
+fn init_logging(format: LogFormat) -> std::io::Result<hydrant::logging::LogGuard> {
+    let (writer, guard) = hydrant::logging::LogWriter::stderr()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder
@@ -76,4 +109,5 @@ fn init_logging(format: LogFormat) {
             .with_current_span(true)
             .init(),
     }
+    Ok(guard)
 }

@@ -63,8 +63,22 @@ pub const SINK_RETRIES_TOTAL: &str = "hydrant_sink_retries_total";
 pub const SINK_DUPLICATES_TOTAL: &str = "hydrant_sink_duplicates_total";
 /// 1 while a sink's circuit breaker lets deliveries through, 0 while it is down.
 pub const SINK_UP: &str = "hydrant_sink_up";
-/// Always 1; labels carry the version.
+/// Events and keys a sink changed to fit its service (split into parts, a name or
+/// key replaced by its digest), by action.
+pub const SINK_RESHAPED_TOTAL: &str = "hydrant_sink_reshaped_total";
+/// Always 1; labels carry the version, the git revision and the Cargo features.
 pub const BUILD_INFO: &str = "hydrant_build_info";
+/// Log lines that could not be written (standard error closed, or too slow to take
+/// them) and were dropped.
+pub const LOG_LINES_DROPPED_TOTAL: &str = "hydrant_log_lines_dropped_total";
+/// Connections open now, by listener.
+pub const OPEN_CONNECTIONS: &str = "hydrant_open_connections";
+/// The cap on open connections, by listener, for alerting on the ratio.
+pub const MAX_CONNECTIONS: &str = "hydrant_max_connections";
+/// Connections closed at once because the listener was at its cap.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "hydrant_connections_refused_total";
+/// Connections closed by a timeout, by listener and reason.
+pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "hydrant_connections_timed_out_total";
 
 /// Label key: how a delivery ended (see [`crate::server::error::ApiError::outcome`]).
 pub const LABEL_OUTCOME: &str = "outcome";
@@ -74,14 +88,28 @@ pub const LABEL_STREAM: &str = "delivery_stream";
 pub const LABEL_ACCESS_KEY: &str = "access_key";
 /// Label key: the Hydrant version.
 pub const LABEL_VERSION: &str = "version";
+/// Label key: the git revision Hydrant was built from (`unknown` without git).
+pub const LABEL_REVISION: &str = "revision";
+/// Label key: the Cargo features Hydrant was built with, comma-separated.
+pub const LABEL_FEATURES: &str = "features";
 /// Label key: a sink's configured name (bounded by the configuration).
 pub const LABEL_SINK: &str = "sink";
 /// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `stdout`, `discard`).
-pub const LABEL_SINK_TYPE: &str = "type";
+/// Not plain `type`, which reads as the metric's own type in queries and clashes
+/// with other exporters' labels on joins.
+pub const LABEL_SINK_TYPE: &str = "sink_type";
 /// Label key: a payload format (a fixed set of names, see `hydrant::decode`).
 pub const LABEL_FORMAT: &str = "format";
 /// Label key: what the storage was doing when it failed.
 pub const LABEL_OPERATION: &str = "operation";
+/// Label key: which listener (`ingest`, `admin`).
+pub const LABEL_LISTENER: &str = "listener";
+/// Label key: which timeout closed a connection (a fixed set, see
+/// `hydrant::server::listener::TimeoutReason`).
+pub const LABEL_REASON: &str = "reason";
+/// Label key: what a sink changed to fit its service (a fixed set of names, see
+/// `hydrant::sink::template`).
+pub const LABEL_ACTION: &str = "action";
 
 /// Label value when a delivery has no stream name or no key name.
 pub const LABEL_VALUE_NONE: &str = "(none)";
@@ -91,6 +119,63 @@ pub const LABEL_VALUE_OTHER: &str = "(other)";
 
 /// Default number of distinct delivery stream names given their own label value.
 pub const DEFAULT_MAX_STREAM_LABELS: usize = 100;
+
+/// Longest stream name given its own label value: a delivery stream name is at
+/// most 64 characters, and every label value is held by every series it is in, so
+/// a long one multiplies the size of every scrape.
+pub const MAX_STREAM_LABEL_BYTES: usize = 64;
+
+/// The names a decoded record is counted under in [`RECORDS_DECODED_TOTAL`]: every
+/// name a decoder of `hydrant::decode` gives a record it decoded. Their series start
+/// at zero, so that `absent()` and `rate()` see them before the first record.
+pub const DECODED_FORMATS: [&str; 10] = [
+    "cloudwatch_logs",
+    "cloudwatch_logs_messages",
+    "metric_stream_json",
+    "metric_stream_otel",
+    "eventbridge",
+    "cloudtrail",
+    "vpc_flow",
+    "json",
+    "text",
+    "binary",
+];
+
+/// The names a bad record is counted under in [`DEAD_LETTER_RECORDS_TOTAL`]: the
+/// format it was read as, or `gzip` and `base64` when it could not even be read.
+pub const DEAD_LETTER_FORMATS: [&str; 10] = [
+    "cloudwatch_logs",
+    "cloudwatch_logs_messages",
+    "metric_stream_json",
+    "metric_stream_otel",
+    "metric_stream_otel07",
+    "metric_stream_otel10",
+    "eventbridge",
+    "vpc_flow",
+    "gzip",
+    "base64",
+];
+
+/// The git revision Hydrant was built from, set by `build.rs` (`unknown` when the
+/// source was not a git checkout).
+pub const GIT_REVISION: &str = env!("HYDRANT_GIT_REVISION");
+
+/// The optional Cargo features this Hydrant was built with, comma-separated (empty
+/// for a lean build), for [`BUILD_INFO`].
+#[must_use]
+pub fn build_features() -> String {
+    let features = [
+        ("kafka", cfg!(feature = "kafka")),
+        ("nats", cfg!(feature = "nats")),
+        ("s3", cfg!(feature = "s3")),
+    ];
+    features
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 180.0,
@@ -127,12 +212,29 @@ pub struct Metrics {
     pub sink_duplicates: IntCounterVec,
     /// Per-sink breaker state.
     pub sink_up: IntGaugeVec,
+    /// Per-sink reshaped events and keys, by action.
+    pub sink_reshaped: IntCounterVec,
     /// Bytes held by requests in flight.
     pub in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
     pub in_flight_limit_bytes: IntGauge,
     /// The storage's own metrics.
     pub storage: StorageMetrics,
+    /// The listeners' connection metrics.
+    pub connections: ConnectionMetrics,
+}
+
+/// Metrics of the listeners' connections.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    /// Connections open now, by listener.
+    pub open: IntGaugeVec,
+    /// The cap on open connections, by listener.
+    pub limit: IntGaugeVec,
+    /// Connections refused at the cap, by listener.
+    pub refused: IntCounterVec,
+    /// Connections closed by a timeout, by listener and reason.
+    pub timed_out: IntCounterVec,
 }
 
 /// Metrics the file sink's writer updates.
@@ -272,6 +374,14 @@ impl Metrics {
             sink_labels,
         )
         .expect("valid metric");
+        let sink_reshaped = IntCounterVec::new(
+            Opts::new(
+                SINK_RESHAPED_TOTAL,
+                "Events and keys a sink changed to fit its service, by action.",
+            ),
+            &[LABEL_SINK, LABEL_SINK_TYPE, LABEL_ACTION],
+        )
+        .expect("valid metric");
         let in_flight_bytes = IntGauge::new(IN_FLIGHT_BYTES, "Bytes held by requests in flight.")
             .expect("valid metric");
         let in_flight_limit_bytes = IntGauge::new(
@@ -309,13 +419,41 @@ impl Metrics {
             )
             .expect("valid metric"),
         };
+        let connections = ConnectionMetrics {
+            open: IntGaugeVec::new(
+                Opts::new(OPEN_CONNECTIONS, "Connections open now."),
+                &[LABEL_LISTENER],
+            )
+            .expect("valid metric"),
+            limit: IntGaugeVec::new(
+                Opts::new(MAX_CONNECTIONS, "The cap on open connections."),
+                &[LABEL_LISTENER],
+            )
+            .expect("valid metric"),
+            refused: IntCounterVec::new(
+                Opts::new(
+                    CONNECTIONS_REFUSED_TOTAL,
+                    "Connections closed at once because the listener was at its cap.",
+                ),
+                &[LABEL_LISTENER],
+            )
+            .expect("valid metric"),
+            timed_out: IntCounterVec::new(
+                Opts::new(
+                    CONNECTIONS_TIMED_OUT_TOTAL,
+                    "Connections closed by a timeout, by reason.",
+                ),
+                &[LABEL_LISTENER, LABEL_REASON],
+            )
+            .expect("valid metric"),
+        };
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Hydrant build information."),
-            &[LABEL_VERSION],
+            &[LABEL_VERSION, LABEL_REVISION, LABEL_FEATURES],
         )
         .expect("valid metric");
         build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), GIT_REVISION, &build_features()])
             .set(1);
 
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
@@ -336,6 +474,7 @@ impl Metrics {
             Box::new(sink_retries.clone()),
             Box::new(sink_duplicates.clone()),
             Box::new(sink_up.clone()),
+            Box::new(sink_reshaped.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -343,12 +482,48 @@ impl Metrics {
             Box::new(storage.errors.clone()),
             Box::new(storage.segments_sealed.clone()),
             Box::new(storage.recovery_truncated_bytes.clone()),
+            Box::new(connections.open.clone()),
+            Box::new(connections.limit.clone()),
+            Box::new(connections.refused.clone()),
+            Box::new(connections.timed_out.clone()),
             Box::new(build_info),
+            Box::new(crate::logging::dropped_lines().clone()),
         ];
         for collector in collectors {
             registry
                 .register(collector)
                 .expect("metric names are unique");
+        }
+        // CPU time, resident memory, open and maximum file descriptors, threads and
+        // start time, under the `process_` names every exporter uses (read from
+        // /proc, so Linux only).
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
+            .expect("metric names are unique");
+
+        // Every series whose labels are known now starts at zero, so that alerts on
+        // `absent()` or `rate()` see it before its first event. Delivery streams and
+        // key names come with requests: their series start under `(none)`.
+        for outcome in crate::server::error::OUTCOMES {
+            requests.with_label_values(&[outcome, LABEL_VALUE_NONE, LABEL_VALUE_NONE]);
+            ack_latency.with_label_values(&[outcome, LABEL_VALUE_NONE]);
+        }
+        for counter in [
+            &received_bytes,
+            &received_records,
+            &events_written,
+            &duplicates,
+        ] {
+            counter.with_label_values(&[LABEL_VALUE_NONE, LABEL_VALUE_NONE]);
+        }
+        for format in DECODED_FORMATS {
+            records_decoded.with_label_values(&[format]);
+        }
+        for format in DEAD_LETTER_FORMATS {
+            dead_letters.with_label_values(&[format]);
         }
         Self {
             registry,
@@ -370,9 +545,11 @@ impl Metrics {
             sink_retries,
             sink_duplicates,
             sink_up,
+            sink_reshaped,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
+            connections,
         }
     }
 
@@ -454,11 +631,15 @@ impl StreamLabels {
     }
 
     /// The label value for `stream`: its name while under the cap (or already seen),
-    /// [`LABEL_VALUE_OTHER`] past it, [`LABEL_VALUE_NONE`] when there is none.
+    /// [`LABEL_VALUE_OTHER`] past it or when the name is longer than any real stream
+    /// name ([`MAX_STREAM_LABEL_BYTES`]), [`LABEL_VALUE_NONE`] when there is none.
     pub fn value(&self, stream: Option<&str>) -> String {
         let Some(stream) = stream else {
             return LABEL_VALUE_NONE.to_owned();
         };
+        if stream.len() > MAX_STREAM_LABEL_BYTES {
+            return LABEL_VALUE_OTHER.to_owned();
+        }
         let mut seen = self
             .seen
             .lock()
@@ -523,6 +704,14 @@ mod tests {
         }
         metrics.sink_up.with_label_values(&sink).set(1);
         metrics.events_unrouted.inc();
+        let connections = &metrics.connections;
+        connections.open.with_label_values(&["ingest"]).inc();
+        connections.limit.with_label_values(&["ingest"]).set(2);
+        connections.refused.with_label_values(&["ingest"]).inc();
+        connections
+            .timed_out
+            .with_label_values(&["ingest", "idle"])
+            .inc();
         let text = metrics.render();
         for name in [
             REQUESTS_TOTAL,
@@ -550,6 +739,10 @@ mod tests {
             SINK_DUPLICATES_TOTAL,
             SINK_UP,
             BUILD_INFO,
+            OPEN_CONNECTIONS,
+            MAX_CONNECTIONS,
+            CONNECTIONS_REFUSED_TOTAL,
+            CONNECTIONS_TIMED_OUT_TOTAL,
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
         }
@@ -564,6 +757,55 @@ mod tests {
         ));
     }
 
+    /// The format lists that start at zero hold every name a decoder gives: those
+    /// written in the decoders' `Ok("…")`, `fail("…")` and `format: "…"`, the
+    /// EventBridge decoder's and the raw record formats.
+    #[test]
+    fn every_format_a_decoder_names_starts_at_zero() {
+        let quoted_after = |source: &'static str, marker: &'static str| {
+            source.match_indices(marker).map(move |(at, _)| {
+                let rest = &source[at + marker.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+        };
+        let decode = include_str!("decode/mod.rs");
+        for name in quoted_after(decode, "Ok(\"") {
+            assert!(DECODED_FORMATS.contains(&name), "decoded as {name}");
+        }
+        for marker in ["fail(\"", "format: \""] {
+            for name in quoted_after(decode, marker) {
+                assert!(DEAD_LETTER_FORMATS.contains(&name), "dead letter {name}");
+            }
+        }
+        for name in ["eventbridge", "cloudtrail"] {
+            assert!(include_str!("decode/eventbridge.rs").contains(&format!("\"{name}\"")));
+            assert!(DECODED_FORMATS.contains(&name));
+        }
+        for format in [
+            crate::event::RecordFormat::Json,
+            crate::event::RecordFormat::Text,
+            crate::event::RecordFormat::Binary,
+        ] {
+            assert!(DECODED_FORMATS.contains(&format.as_str()));
+        }
+        let metrics = Metrics::new(1);
+        let text = metrics.render();
+        for format in DECODED_FORMATS {
+            assert!(
+                text.contains(&format!("{RECORDS_DECODED_TOTAL}{{format=\"{format}\"}} 0")),
+                "{format}"
+            );
+        }
+        for format in DEAD_LETTER_FORMATS {
+            assert!(
+                text.contains(&format!(
+                    "{DEAD_LETTER_RECORDS_TOTAL}{{format=\"{format}\"}} 0"
+                )),
+                "{format}"
+            );
+        }
+    }
+
     #[test]
     fn stream_labels_are_capped() {
         let labels = StreamLabels::new(2);
@@ -572,5 +814,13 @@ mod tests {
         assert_eq!(labels.value(Some("c")), LABEL_VALUE_OTHER);
         assert_eq!(labels.value(Some("a")), "a");
         assert_eq!(labels.value(None), LABEL_VALUE_NONE);
+        let long = StreamLabels::new(10);
+        let name = "s".repeat(MAX_STREAM_LABEL_BYTES);
+        assert_eq!(long.value(Some(&name)), name);
+        assert_eq!(
+            long.value(Some(&"s".repeat(60_000))),
+            LABEL_VALUE_OTHER,
+            "a long name takes no label of its own"
+        );
     }
 }

@@ -21,6 +21,31 @@ pub const MAX_SINKS: usize = 64;
 /// Event kinds a route can name.
 pub const KINDS: [&str; 4] = ["log", "metric", "record", "dead_letter"];
 
+/// Event formats a route can name: every value the decoders write in an event's
+/// `format` (docs/events.md). Log lines and records: `json`, `text`, `binary`,
+/// `cloudtrail`, `eventbridge`, `vpc_flow`; dead letters: the format that was tried
+/// (`cloudwatch_logs`, `cloudwatch_logs_messages`, `metric_stream_json`,
+/// `metric_stream_otel`, or `metric_stream_otel07`/`metric_stream_otel10` when that
+/// version is configured, `eventbridge`, `vpc_flow`), or `gzip` and `base64` when
+/// the record could not even be read. Metric events have no format. A test decodes
+/// one record of each and checks the list against what came out.
+pub const EVENT_FORMATS: [&str; 14] = [
+    "json",
+    "text",
+    "binary",
+    "cloudtrail",
+    "eventbridge",
+    "vpc_flow",
+    "cloudwatch_logs",
+    "cloudwatch_logs_messages",
+    "metric_stream_json",
+    "metric_stream_otel",
+    "metric_stream_otel07",
+    "metric_stream_otel10",
+    "gzip",
+    "base64",
+];
+
 /// A set of sinks, by their position in the configuration.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct SinkSet(u64);
@@ -238,6 +263,22 @@ impl RequestRouter<'_> {
         if matched { sinks } else { self.default_sinks }
     }
 
+    /// Every sink an event of this delivery may be routed to, known before
+    /// decoding: the fixed answer when there is one, else every sink a remaining
+    /// route names plus the default sinks. Never smaller than the set the events
+    /// will really go to.
+    #[must_use]
+    pub fn candidates(&self) -> SinkSet {
+        if let Some(fixed) = self.fixed() {
+            return fixed;
+        }
+        let mut all = self.default_sinks;
+        for route in &self.routes {
+            all.extend(route.sinks);
+        }
+        all
+    }
+
     /// Whether every event of this delivery goes to the same sinks whatever it is
     /// (no route with event-level predicates remains), and which.
     #[must_use]
@@ -267,6 +308,86 @@ impl Match {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`EVENT_FORMATS`] is exactly what the decoders write: one record of each
+    /// kind, good and bad, through every format setting, and the formats of the
+    /// events and dead letters that come out.
+    #[test]
+    fn event_formats_are_what_the_decoders_write() {
+        use std::borrow::Cow;
+        use std::collections::BTreeSet;
+
+        use base64::Engine as _;
+        use base64::engine::general_purpose::STANDARD;
+
+        use crate::decode::{DecodeSettings, Format, decode_records};
+        use crate::event::Delivery;
+
+        let vpc_line = "2 123456789012 eni-0a1b2c3d 10.0.0.1 10.0.0.2 443 49152 6 10 840 1620000000 1620000060 ACCEPT OK";
+        let envelope = serde_json::json!({
+            "messageType": "DATA_MESSAGE", "owner": "1", "logGroup": "g", "logStream": "s",
+            "subscriptionFilters": ["f"],
+            "logEvents": [
+                {"id": "1", "timestamp": 1, "message": "plain words"},
+                {"id": "2", "timestamp": 1, "message": "{\"a\":1}"},
+                {"id": "3", "timestamp": 1, "message": "{\"eventVersion\":\"1.08\",\"eventSource\":\"s3.amazonaws.com\",\"eventName\":\"GetObject\",\"awsRegion\":\"us-east-1\",\"eventTime\":\"2024-01-01T00:00:00Z\"}"},
+                {"id": "4", "timestamp": 1, "message": vpc_line},
+            ],
+        })
+        .to_string();
+        let event = |detail_type: &str| {
+            serde_json::json!({
+                "version": "0", "id": "1", "detail-type": detail_type, "source": "aws.x",
+                "account": "1", "time": "t", "region": "r", "resources": [], "detail": {},
+            })
+            .to_string()
+        };
+        let b64 = |bytes: &[u8]| STANDARD.encode(bytes);
+        let cases: Vec<(Format, String)> = vec![
+            (Format::Auto, b64(br#"{"a":1}"#)),
+            (Format::Auto, b64(b"hello")),
+            (Format::Auto, b64(&[0xff, 0x00, 0x01])),
+            (Format::Auto, b64(event("Some Change").as_bytes())),
+            (
+                Format::Auto,
+                b64(event(crate::decode::cloudtrail::EVENTBRIDGE_DETAIL_TYPE).as_bytes()),
+            ),
+            (Format::Auto, b64(envelope.as_bytes())),
+            (Format::VpcFlow, b64(vpc_line.as_bytes())),
+            (Format::Auto, "@@not base64@@".to_owned()),
+            (Format::Auto, b64(&[0x1f, 0x8b, 0x08, 0x00, 0xde, 0xad])),
+            (Format::CloudwatchLogs, b64(b"not an envelope")),
+            (Format::CloudwatchLogsMessages, b64(&[0xff, 0xfe])),
+            (Format::MetricStreamJson, b64(b"not metrics")),
+            (Format::MetricStreamOtel07, b64(&[0xff, 0xff, 0xff])),
+            (Format::MetricStreamOtel10, b64(&[0xff, 0xff, 0xff])),
+            // Looks like OpenTelemetry (a length, then field 1), but field 1 runs
+            // past the end.
+            (Format::Auto, b64(&[0x04, 0x0a, 0x05, 0x01, 0x02])),
+            (Format::Eventbridge, b64(b"not an event")),
+            (Format::VpcFlow, b64(b"not a flow log line")),
+        ];
+        let mut seen = BTreeSet::new();
+        for (format, record) in cases {
+            let settings = DecodeSettings {
+                default_format: format,
+                ..DecodeSettings::default()
+            };
+            let decoded = decode_records(
+                &[Cow::Owned(record.clone())],
+                &Delivery::default(),
+                &settings,
+            )
+            .unwrap();
+            for (meta, _) in decoded.events.iter().chain(decoded.dead_letters.iter()) {
+                if let Some(format) = meta.format {
+                    seen.insert(format);
+                }
+            }
+        }
+        let listed: BTreeSet<&str> = EVENT_FORMATS.into_iter().collect();
+        assert_eq!(seen, listed);
+    }
 
     const FILE: usize = 0;
     const S3: usize = 1;
@@ -442,12 +563,18 @@ mod tests {
         ];
         let router = router();
         for (name, request, event, expected) in table {
-            assert_eq!(
-                router.for_request(&request).route(&event),
-                SinkSet::of(expected),
-                "{name}"
-            );
+            let routes = router.for_request(&request);
+            assert_eq!(routes.route(&event), SinkSet::of(expected), "{name}");
+            let mut covered = routes.candidates();
+            covered.extend(SinkSet::of(expected));
+            assert_eq!(covered, routes.candidates(), "{name}: candidates cover it");
         }
+        let partner = router.for_request(&request("/p", Some("shared-1"), Some("partner-a"), &dev));
+        assert_eq!(
+            partner.candidates(),
+            SinkSet::of(&[SECURITY, NATS, S3, FILE]),
+            "event-level routes remain: all they name, and the default"
+        );
     }
 
     #[test]
@@ -520,6 +647,11 @@ mod tests {
         assert_eq!(
             router.for_request(&facts("/b")).fixed(),
             Some(SinkSet::of(&[FILE]))
+        );
+        assert_eq!(
+            router.for_request(&facts("/a")).candidates(),
+            SinkSet::of(&[S3]),
+            "a fixed answer is exact"
         );
         assert_eq!(router.used_sinks(), SinkSet::of(&[S3, FILE]));
     }

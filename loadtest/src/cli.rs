@@ -32,6 +32,10 @@ Examples:
   # 1000 requests, no retries, machine-readable report:
   hydrant-loadtest --url http://127.0.0.1:8080/firehose --requests 1000 --no-retry --json
 
+Sizes: B, KB/MB/GB (powers of 1000), KiB/MiB/GiB or K/M/G (powers of 1024), fractions
+allowed; a bare number is bytes. Durations need a unit: 250ms, 30s, 5m, 1.5h, 1h30m
+(ns, us, ms, s, m, h, d, w). The same rules as Hydrant's settings.
+
 Exit status: 0 when the run completed and delivered at least one request, 1 on a usage
 or setup error, 2 when no request was delivered.";
 
@@ -223,6 +227,32 @@ mod tests {
         let mut argv = vec!["hydrant-loadtest", "--url", "http://127.0.0.1:1/firehose"];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv)
+    }
+
+    /// Every option that takes a size or a duration reads it as Hydrant does: the
+    /// shared table, through the command line.
+    #[test]
+    fn sizes_and_durations_follow_the_shared_table() {
+        const TABLE: &str = include_str!("../../tests/units.tsv");
+        let mut checked = 0;
+        for line in TABLE
+            .lines()
+            .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        {
+            let fields: Vec<&str> = line.split('\t').collect();
+            let (kind, input, expected) = (fields[0], fields[1], fields[2]);
+            let expected: Option<u128> = expected.parse().ok();
+            let got = match kind {
+                "size" => parse(&["--record-size", input]).map(|args| u128::from(args.record_size)),
+                _ => parse(&["--retry-initial", input]).map(|args| args.retry_initial.as_nanos()),
+            };
+            match expected {
+                Some(value) => assert_eq!(got.ok(), Some(value), "{kind} {input:?}"),
+                None => assert!(got.is_err(), "{kind} {input:?}"),
+            }
+            checked += 1;
+        }
+        assert!(checked > 40);
     }
 
     #[test]

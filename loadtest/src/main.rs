@@ -5,19 +5,38 @@ use std::process::ExitCode;
 use clap::Parser as _;
 use hydrant_loadtest::{Args, execute, prepare};
 
+/// Exit status of a usage or setup error (as documented in `--help` and the README;
+/// clap's own default, 2, is this tool's "nothing was delivered").
+const EXIT_USAGE: u8 = 1;
+/// Exit status of a run that delivered no request at all.
+const EXIT_NOTHING_DELIVERED: u8 = 2;
+
 #[allow(
     clippy::print_stdout,
     clippy::print_stderr,
     reason = "a command-line tool reports on stdout and stderr"
 )]
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => {
+            // `--help` and `--version` print to stdout and succeed; mistakes go to
+            // stderr and exit with the usage status.
+            let status = if error.use_stderr() {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::SUCCESS
+            };
+            let _printed = error.print();
+            return status;
+        }
+    };
     eprintln!("hydrant-loadtest: generating {} payloads…", args.pool_size);
     let plan = match prepare(&args) {
         Ok(plan) => plan,
         Err(error) => {
             eprintln!("hydrant-loadtest: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let threads = args.threads.map_or_else(
@@ -32,7 +51,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("hydrant-loadtest: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let setup = plan.setup();
@@ -54,7 +73,7 @@ fn main() -> ExitCode {
         print!("{}", report.to_table());
     }
     if report.requests.ok == 0 {
-        ExitCode::from(2)
+        ExitCode::from(EXIT_NOTHING_DELIVERED)
     } else {
         ExitCode::SUCCESS
     }
