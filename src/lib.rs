@@ -21,7 +21,8 @@
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
 //!   [`units`] reads every size and duration in them.
 //! - [`app`]: the composition root that wires the above together; [`shutdown`]
-//!   tells it when to stop; [`clock`] holds wall-clock helpers.
+//!   tells it when to stop; [`clock`] holds wall-clock helpers; [`tls`] picks the
+//!   one TLS crypto backend every network sink's client uses.
 
 pub mod app;
 pub mod clock;
@@ -38,4 +39,6 @@ pub mod shutdown;
 pub mod sink;
 #[cfg(test)]
 mod testing;
+#[cfg(any(feature = "s3", feature = "nats", feature = "kafka"))]
+pub mod tls;
 pub mod units;

@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use common::certs::Certificates;
 use common::{KEY, KEY_NAME, SOURCE_ARN, TestServer, body_of, delivery, fixture};
 use futures_util::StreamExt as _;
 use hydrant::decode::DecodeSettings;
@@ -93,6 +94,10 @@ impl NatsServer {
 
     fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn tls_url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
     }
 
     fn log_path(&self) -> PathBuf {
@@ -1036,4 +1041,115 @@ async fn ids_that_a_joining_bar_would_merge_are_both_stored() {
 fn the_server_binary_is_found() {
     let binary = nats_server_binary();
     assert!(Path::new(&binary).is_file());
+}
+
+/// nats-server's `tls` block: the test server certificate, and clients must show a
+/// certificate the test CA signed.
+fn tls_server_config(certificates: &Certificates) -> String {
+    format!(
+        "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n  ca_file: {:?}\n  verify: true\n}}\n",
+        certificates.path("server.pem"),
+        certificates.path("server.key"),
+        certificates.path("ca.pem"),
+    )
+}
+
+/// A change to a sink's configuration, for tables of cases.
+type ConfigEdit = fn(&mut NatsConfig);
+
+/// How many messages the test stream holds, asked over TLS with the client
+/// certificate.
+async fn tls_stream_count(nats: &NatsServer, certificates: &Certificates) -> u64 {
+    let client = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(certificates.path("ca.pem"))
+        .add_client_certificate(
+            certificates.path("client.pem"),
+            certificates.path("client.key"),
+        )
+        .connect(nats.tls_url())
+        .await
+        .unwrap();
+    let stream = jetstream::new(client).get_stream(STREAM).await.unwrap();
+    stream.get_info().await.unwrap().state.messages
+}
+
+/// A NATS server that requires TLS and client certificates is reached with the
+/// configured CA and certificate; without the CA (system roots only) or without a
+/// client certificate the sink is down and Hydrant answers 503, never panics.
+#[tokio::test]
+async fn a_tls_server_is_reached_with_the_configured_ca_and_client_certificate() {
+    let certificates = Certificates::new();
+    let nats = NatsServer::start_with_config(&tls_server_config(&certificates));
+    let tls = |config: &mut NatsConfig| {
+        config.url = nats.tls_url();
+        config.tls_ca_file = Some(certificates.path("ca.pem"));
+        config.tls_cert_file = Some(certificates.path("client.pem"));
+        config.tls_key_file = Some(certificates.path("client.key"));
+    };
+    let server = hydrant_with(nats_sink(&nats, tls).await, &[NATS]);
+    server.state.sinks.probe_all().await;
+    assert!(
+        server.state.sinks.get(NATS).unwrap().is_up(),
+        "{}",
+        nats.log()
+    );
+    let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    assert_eq!(tls_stream_count(&nats, &certificates).await, 1);
+
+    let refused: [(&str, ConfigEdit); 2] = [
+        ("system roots only", |config| config.tls_ca_file = None),
+        ("no client certificate", |config| {
+            config.tls_cert_file = None;
+            config.tls_key_file = None;
+        }),
+    ];
+    for (case, change) in refused {
+        let sink = nats_sink(&nats, |config| {
+            tls(config);
+            change(config);
+        })
+        .await;
+        let server = hydrant_with(sink, &[NATS]);
+        server.state.sinks.probe_all().await;
+        assert!(!server.state.sinks.get(NATS).unwrap().is_up(), "{case}");
+        let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
+        assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{case}");
+    }
+    assert_eq!(tls_stream_count(&nats, &certificates).await, 1);
+}
+
+/// A server that knows users by nkey lets in the sink holding the seed, and not
+/// one holding another seed.
+#[tokio::test]
+async fn an_nkey_user_is_let_in_and_another_seed_is_not() {
+    let user = nkeys::KeyPair::new_user();
+    let nats = NatsServer::start_with_config(&format!(
+        "authorization {{\n  users = [ {{ nkey: {:?} }} ]\n}}\n",
+        user.public_key()
+    ));
+    let seed = user.seed().unwrap();
+    let server = hydrant_with(
+        nats_sink(&nats, |config| config.nkey = Some(seed)).await,
+        &[NATS],
+    );
+    server.state.sinks.probe_all().await;
+    assert!(
+        server.state.sinks.get(NATS).unwrap().is_up(),
+        "{}",
+        nats.log()
+    );
+    let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    let server = hydrant_with(
+        nats_sink(&nats, |config| config.nkey = Some(stranger)).await,
+        &[NATS],
+    );
+    server.state.sinks.probe_all().await;
+    assert!(!server.state.sinks.get(NATS).unwrap().is_up());
+    let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }

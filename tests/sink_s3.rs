@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use common::certs::{Certificates, TlsProxy};
 use common::{KEY, KEY_NAME, TestServer, delivery, fixture};
 use futures_util::StreamExt as _;
 use hydrant::clock::UtcTime;
@@ -175,7 +176,12 @@ fn s3s_fs_binary() -> PathBuf {
 /// A test server whose router sends everything to `sinks`, with the S3 sink at
 /// position 1.
 async fn hydrant_with_s3(s3: &S3Server, sinks: &[usize]) -> TestServer {
-    let sink = S3Sink::connect(s3.config()).await.unwrap();
+    hydrant_with_s3_config(s3.config(), sinks).await
+}
+
+/// As [`hydrant_with_s3`], with the sink configured by `config`.
+async fn hydrant_with_s3_config(config: S3Config, sinks: &[usize]) -> TestServer {
+    let sink = S3Sink::connect(config).await.unwrap();
     let settings = hydrant::server::Settings {
         auth: Auth::Keys(vec![AccessKey::new(KEY_NAME, KEY)]),
         limits: Limits::default(),
@@ -592,4 +598,40 @@ async fn over_long_keys_are_written_under_the_delivery_key() {
         "{}",
         metrics.render()
     );
+}
+
+/// An `https://` endpoint signed by a private CA is written to when `ca_file` names
+/// that CA, and refused (503, nothing written) when it does not: the TLS client
+/// uses the process's one crypto backend and the configured roots.
+#[tokio::test]
+async fn an_https_endpoint_is_trusted_through_ca_file() {
+    let s3 = S3Server::start();
+    let certificates = Certificates::new();
+    let plain = SocketAddr::from((Ipv4Addr::LOCALHOST, s3.port));
+    let proxy = TlsProxy::start(&certificates, plain).await;
+    let https = S3Config {
+        endpoint: Some(format!("https://127.0.0.1:{}", proxy.address.port())),
+        ca_file: Some(certificates.path("ca.pem")),
+        ..s3.config()
+    };
+
+    let untrusting = hydrant_with_s3_config(
+        S3Config {
+            ca_file: None,
+            ..https.clone()
+        },
+        &[S3],
+    )
+    .await;
+    let body = fixture("telegraf/records.json");
+    let request_id = request_id_of(&body);
+    let reply = untrusting.send(delivery(&request_id, body.clone())).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(objects(&s3.reader()).await.is_empty());
+
+    let server = hydrant_with_s3_config(https, &[S3]).await;
+    let reply = server.send(delivery(&request_id, body)).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let stored = objects(&s3.reader()).await;
+    assert_eq!(stored.len(), 1, "{:?}", stored.keys());
 }

@@ -54,6 +54,7 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -169,6 +170,19 @@ pub struct NatsConfig {
     pub password: Option<String>,
     /// Authentication token.
     pub token: Option<String>,
+    /// An nkey seed (`SU…`) to sign the server's challenge with.
+    pub nkey: Option<String>,
+    /// A `.creds` file (user JWT and nkey seed), as `nsc` writes it.
+    pub credentials_file: Option<PathBuf>,
+    /// Connect with TLS even when the URL says `nats://` (a `tls://` URL always does).
+    pub tls: bool,
+    /// PEM file of the certificates that may sign the server's (instead of the
+    /// system's roots).
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients (with `tls_key_file`).
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: Option<PathBuf>,
     /// Bound on one commit's publishes and acknowledgements, in milliseconds.
     pub ack_timeout_ms: u64,
 }
@@ -185,6 +199,12 @@ impl Default for NatsConfig {
             user: None,
             password: None,
             token: None,
+            nkey: None,
+            credentials_file: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
             ack_timeout_ms: DEFAULT_ACK_TIMEOUT_MS,
         }
     }
@@ -205,6 +225,12 @@ impl fmt::Debug for NatsConfig {
             .field("user", &self.user)
             .field("password", &secret(&self.password))
             .field("token", &secret(&self.token))
+            .field("nkey", &secret(&self.nkey))
+            .field("credentials_file", &self.credentials_file)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
             .field("ack_timeout_ms", &self.ack_timeout_ms)
             .finish()
     }
@@ -242,6 +268,8 @@ impl NatsConfig {
         if self.user.is_some() != self.password.is_some() {
             return Err("user and password go together".into());
         }
+        self.check_credentials()?;
+        self.check_tls_files()?;
         match &self.stream {
             Some(name) => check_stream_name(name)?,
             None if self.create_stream => {
@@ -265,6 +293,59 @@ impl NatsConfig {
             }
         }
         Ok(())
+    }
+
+    /// At most one way to authenticate, and a seed or `.creds` file that parses:
+    /// the client would otherwise fail inside its connection task, where the only
+    /// sign is a sink that never becomes ready.
+    fn check_credentials(&self) -> Result<(), String> {
+        let ways = [
+            self.user.is_some(),
+            self.token.is_some(),
+            self.nkey.is_some(),
+            self.credentials_file.is_some(),
+        ];
+        if ways.iter().filter(|&&way| way).count() > 1 {
+            return Err("choose one of user/password, token, nkey and credentials_file".into());
+        }
+        if let Some(seed) = &self.nkey {
+            // The seed itself is never printed.
+            nkeys::KeyPair::from_seed(seed.trim())
+                .map_err(|_| "nkey is not an nkey seed (it starts with SU)".to_owned())?;
+        }
+        if let Some(path) = &self.credentials_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|error| format!("credentials_file {}: {error}", path.display()))?;
+            ConnectOptions::new()
+                .credentials(&text)
+                .map_err(|error| format!("credentials_file {}: {error}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The TLS files exist and hold what they should, so a typo is a configuration
+    /// error at startup rather than a handshake that fails on every reconnect.
+    fn check_tls_files(&self) -> Result<(), String> {
+        if let Some(path) = &self.tls_ca_file {
+            crate::tls::pem_certificates(path).map_err(|error| format!("tls_ca_file {error}"))?;
+        }
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(cert), Some(key)) => {
+                crate::tls::pem_certificates(cert)
+                    .map_err(|error| format!("tls_cert_file {error}"))?;
+                crate::tls::check_pem_private_key(key)
+                    .map_err(|error| format!("tls_key_file {error}"))?;
+            }
+            (None, None) => {}
+            _ => return Err("tls_cert_file and tls_key_file go together".into()),
+        }
+        Ok(())
+    }
+
+    /// Whether the client must use TLS: asked for, or implied by a CA or client
+    /// certificate (which would otherwise be silently unused on a `nats://` URL).
+    fn wants_tls(&self) -> bool {
+        self.tls || self.tls_ca_file.is_some() || self.tls_cert_file.is_some()
     }
 
     /// The server addresses in `url`.
@@ -335,6 +416,7 @@ impl NatsSink {
     /// [`SinkError::Write`] when the configuration is invalid.
     pub async fn connect(config: NatsConfig) -> Result<Self, SinkError> {
         let invalid = |reason: String| SinkError::Write(format!("nats: {reason}"));
+        crate::tls::install_crypto_provider();
         config.validate().map_err(invalid)?;
         let subject = Template::parse(&config.subject).map_err(invalid)?;
         let addresses = config.servers().map_err(invalid)?;
@@ -358,6 +440,23 @@ impl NatsSink {
         }
         if let Some(token) = &config.token {
             options = options.token(token.clone());
+        }
+        if let Some(seed) = &config.nkey {
+            options = options.nkey(seed.trim().to_owned());
+        }
+        if let Some(path) = &config.credentials_file {
+            options = options.credentials_file(path).await.map_err(|error| {
+                invalid(format!("credentials_file {}: {error}", path.display()))
+            })?;
+        }
+        if config.wants_tls() {
+            options = options.require_tls(true);
+        }
+        if let Some(path) = &config.tls_ca_file {
+            options = options.add_root_certificates(path.clone());
+        }
+        if let (Some(cert), Some(key)) = (&config.tls_cert_file, &config.tls_key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
         }
         let client = options
             .connect(addresses)
@@ -914,7 +1013,7 @@ mod tests {
 
     #[test]
     fn validate_table() {
-        let table: [(&str, NatsConfig, Option<&str>); 16] = [
+        let table: [(&str, NatsConfig, Option<&str>); 22] = [
             ("defaults", config(|_| {}), None),
             (
                 "empty url",
@@ -995,6 +1094,39 @@ mod tests {
                         "h.{log_group}.{namespace}.{source}.{detail_type}.{region}.{path}".into();
                 }),
                 Some("may render"),
+            ),
+            (
+                "token and nkey",
+                config(|c| {
+                    c.token = Some("t".into());
+                    c.nkey = Some(nkeys::KeyPair::new_user().seed().unwrap());
+                }),
+                Some("choose one"),
+            ),
+            (
+                "nkey seed",
+                config(|c| c.nkey = Some(nkeys::KeyPair::new_user().seed().unwrap())),
+                None,
+            ),
+            (
+                "public key as seed",
+                config(|c| c.nkey = Some(nkeys::KeyPair::new_user().public_key())),
+                Some("not an nkey seed"),
+            ),
+            (
+                "missing credentials file",
+                config(|c| c.credentials_file = Some("/nonexistent/user.creds".into())),
+                Some("credentials_file /nonexistent/user.creds"),
+            ),
+            (
+                "missing CA",
+                config(|c| c.tls_ca_file = Some("/nonexistent/ca.pem".into())),
+                Some("tls_ca_file /nonexistent/ca.pem"),
+            ),
+            (
+                "certificate without key",
+                config(|c| c.tls_cert_file = Some("/nonexistent/client.pem".into())),
+                Some("go together"),
             ),
             (
                 "fixed forms are short",

@@ -25,6 +25,7 @@
 
 use std::fmt;
 use std::io::Write as _;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -129,6 +130,10 @@ pub struct S3Config {
     /// S3-compatible server and with AWS.
     #[serde(default)]
     pub virtual_hosted_style: bool,
+    /// PEM file of the certificates that may sign an `https://` endpoint's (added
+    /// to the system's roots), for a private S3-compatible server.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_region() -> String {
@@ -156,6 +161,7 @@ impl Default for S3Config {
             key_template: default_key_template(),
             compression: default_compression(),
             virtual_hosted_style: false,
+            ca_file: None,
         }
     }
 }
@@ -179,6 +185,7 @@ impl fmt::Debug for S3Config {
             .field("key_template", &self.key_template)
             .field("compression", &self.compression)
             .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -209,6 +216,9 @@ impl S3Config {
         }
         if self.access_key_id.is_some() != self.secret_access_key.is_some() {
             return Err("s3: access_key_id and secret_access_key must be given together (or both left out to use the environment)".into());
+        }
+        if let Some(path) = &self.ca_file {
+            crate::tls::pem_certificates(path).map_err(|error| format!("s3: ca_file {error}"))?;
         }
         Ok(())
     }
@@ -399,8 +409,21 @@ impl S3Sink {
     pub async fn connect(config: S3Config) -> Result<Self, SinkError> {
         let invalid =
             |reason: String| SinkError::Write(format!("s3 bucket {:?}: {reason}", config.bucket));
+        crate::tls::install_crypto_provider();
         config.validate().map_err(invalid)?;
         let layout = KeyLayout::new(&config).map_err(invalid)?;
+        let mut client_options = object_store::ClientOptions::new()
+            .with_connect_timeout(CONNECT_TIMEOUT)
+            .with_timeout(PUT_TIMEOUT);
+        if let Some(path) = &config.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|error| invalid(format!("ca_file {}: {error}", path.display())))?;
+            let certificates = object_store::Certificate::from_pem_bundle(&pem)
+                .map_err(|error| invalid(format!("ca_file {}: {error}", path.display())))?;
+            for certificate in certificates {
+                client_options = client_options.with_root_certificate(certificate);
+            }
+        }
         // Keys from the configuration are used alone: mixing them with a session
         // token or role from the environment would sign with the wrong identity.
         let builder = match (&config.access_key_id, &config.secret_access_key) {
@@ -413,11 +436,7 @@ impl S3Sink {
             .with_bucket_name(&config.bucket)
             .with_region(&config.region)
             .with_virtual_hosted_style_request(config.virtual_hosted_style)
-            .with_client_options(
-                object_store::ClientOptions::new()
-                    .with_connect_timeout(CONNECT_TIMEOUT)
-                    .with_timeout(PUT_TIMEOUT),
-            )
+            .with_client_options(client_options)
             // One attempt per call: the fan-out retries with its own backoff and
             // counts failures for the breaker; retrying here too would multiply the
             // wait and hide an outage from the breaker.

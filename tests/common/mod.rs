@@ -8,6 +8,8 @@
 #![allow(unreachable_pub, reason = "test helpers shared across test binaries")]
 #![allow(missing_docs, reason = "test helpers")]
 
+pub mod certs;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
