@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -805,4 +806,96 @@ async fn long_topic_names_stay_apart() {
         assert_eq!(consumed.len(), 1);
         assert_eq!(consumed[0].value["message"], group.as_str());
     }
+}
+
+/// Every JSON log line of this test process at WARN and above, and Hydrant's own
+/// at DEBUG and above. Installed once, as the global subscriber (tests run on
+/// several threads); tests pick their lines out by the broker address they use.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    Arc::clone(LOGS.get_or_init(|| {
+        #[derive(Clone)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(Arc::clone(&logs));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter("warn,hydrant=debug")
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    }))
+}
+
+/// The captured log lines that mention `needle`.
+fn log_lines_with(logs: &Mutex<Vec<u8>>, needle: &str) -> Vec<Value> {
+    String::from_utf8(logs.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// With nothing listening on the broker's port, probes as fast as a test can send
+/// them (far more often than the fan-out's 2 s) make only a handful of connection
+/// attempts (the backoff: at 0, 0.25, 0.75, 1.75 and 3.75 s) and one warning; the
+/// client's own retry loop, which logs a warning per try, is never entered.
+#[tokio::test]
+async fn a_down_broker_is_retried_with_a_backoff_and_logged_once() {
+    const RUN: Duration = Duration::from_secs(5);
+    let logs = captured_logs();
+    let broker = format!("127.0.0.1:{}", free_port());
+    let sink = KafkaSink::connect(KafkaConfig::new(vec![broker.clone()]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut probes = 0;
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < RUN {
+        let probe = Instant::now();
+        let error = sink.probe().await.unwrap_err();
+        slowest = slowest.max(probe.elapsed());
+        assert!(error.to_string().contains(&broker), "{error}");
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = log_lines_with(&logs, &broker);
+    let count =
+        |predicate: &dyn Fn(&Value) -> bool| lines.iter().filter(|line| predicate(line)).count();
+    let attempts = count(&|line| line["message"] == "Connecting to Kafka.");
+    let warnings = count(&|line| line["level"] == "WARN");
+    let errors = count(&|line| line["level"] == "ERROR");
+    assert!(
+        probes >= 100,
+        "probes in backoff fail at once: {probes}, slowest {slowest:?}"
+    );
+    assert!(
+        (4..=6).contains(&attempts),
+        "{attempts} attempts: {lines:#?}"
+    );
+    assert_eq!(warnings, 1, "{lines:#?}");
+    assert_eq!(errors, 0, "{lines:#?}");
+    let warning = lines.iter().find(|line| line["level"] == "WARN").unwrap();
+    assert!(
+        warning["reason"].as_str().unwrap().contains("refused"),
+        "{warning}"
+    );
+    // Beside them only the line saying the sink is configured.
+    assert_eq!(
+        lines.len(),
+        1 + attempts + warnings,
+        "nothing else: {lines:#?}"
+    );
 }

@@ -46,6 +46,10 @@
 //! only marks the sink down (the fan-out's breaker and prober take it from there).
 //! After any failure the connection, and the metadata learnt through it, is
 //! dropped, so the next attempt reconnects and starts from fresh metadata.
+//! Reconnecting backs off: while the brokers are down, probes
+//! and commits fail at once between attempts, the attempts thin out to one every
+//! 30 s, and the log gets one warning and then a summary every 30 s, not a line
+//! per try.
 //!
 //! # Delivery guarantee: at least once
 //!
@@ -72,6 +76,7 @@ use rskafka::record::Record;
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::dedup::DeliveryKey;
 use super::template::{
@@ -167,6 +172,23 @@ const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Wait between two looks at the metadata for a topic just created, which brokers
 /// publish with a small delay.
 const TOPIC_VISIBLE_POLL: Duration = Duration::from_millis(100);
+/// Wait before the second connection attempt of an outage (the first is made at
+/// once): a broker restart or a leader move is usually over by then, so a blip
+/// costs one short wait, while a broker that refuses connections is not hammered.
+const RECONNECT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between two connection attempts, reached after eight failures in
+/// a row: a broker down for long is still tried twice a minute, so deliveries
+/// resume within 30 s of its return (Firehose keeps retrying far longer), while
+/// the attempts cost nothing noticeable on either side.
+const RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often, at most, an outage is summarised in the log after its first
+/// warning: often enough that an operator tailing the log sees it is still going
+/// on, rarely enough that a night-long outage is a few hundred lines, not millions.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Bound on the plain TCP connect made to each bootstrap broker before the client
+/// is built: a broker that does not even accept connections fails this at once,
+/// without the client's own retry loop (which logs a warning per try).
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Seed of Kafka's murmur2 partitioner.
 const MURMUR2_SEED: u32 = 0x9747_b28c;
 /// Multiplier of murmur2.
@@ -428,6 +450,17 @@ enum Failure {
     NoPartitions,
     /// A produce task died.
     Task(String),
+    /// No bootstrap broker accepts TCP connections.
+    Unreachable(String),
+    /// The last connection attempt failed too recently to try again.
+    Backoff {
+        /// Until the next attempt may be made.
+        wait: Duration,
+        /// Failures in a row so far.
+        failures: u64,
+        /// What the last one was.
+        last: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -437,6 +470,16 @@ impl std::fmt::Display for Failure {
             Self::NoTopic => f.write_str("the topic does not exist and create_topics is off"),
             Self::NoPartitions => f.write_str("the topic has no partitions"),
             Self::Task(error) => write!(f, "produce task failed: {error}"),
+            Self::Unreachable(error) => f.write_str(error),
+            Self::Backoff {
+                wait,
+                failures,
+                last,
+            } => write!(
+                f,
+                "{failures} failures in a row, next connection attempt in {} ms; last: {last}",
+                wait.as_millis()
+            ),
         }
     }
 }
@@ -444,6 +487,114 @@ impl std::fmt::Display for Failure {
 impl From<KafkaError> for Failure {
     fn from(error: KafkaError) -> Self {
         Self::Kafka(error)
+    }
+}
+
+/// What the log should say about a failure or a recovery, as decided by
+/// [`Reconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutageLog {
+    /// The first failure of an outage: a warning.
+    Started,
+    /// A reminder that the outage goes on: `failures` so far, over `down_for`.
+    StillDown { failures: u64, down_for: Duration },
+    /// The outage is over after `failures` failures over `down_for`.
+    Recovered { failures: u64, down_for: Duration },
+}
+
+/// An outage in progress: since when, how many failures, when last logged, the
+/// last failure's reason.
+#[derive(Debug, Clone)]
+struct Outage {
+    since: Instant,
+    failures: u64,
+    logged_at: Instant,
+    last: String,
+}
+
+/// When the next connection attempt may be made and what the log should say
+/// about failures; pure (the caller passes the time), so it is tested alone.
+///
+/// Each attempt pushes the next one back by the current backoff, which doubles
+/// from [`RECONNECT_INITIAL_BACKOFF`] to [`RECONNECT_MAX_BACKOFF`]; a success
+/// resets it. The delay is set when the attempt starts, not when it fails, so an
+/// attempt cut short by a timeout still counts. The first attempt after a success
+/// is made at once, since one failure may just be a leader moving.
+#[derive(Debug)]
+struct Reconnect {
+    /// Added to the time of the next attempt.
+    backoff: Duration,
+    /// No attempt before this; `None` when one may be made now.
+    next_attempt: Option<Instant>,
+    outage: Option<Outage>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            backoff: RECONNECT_INITIAL_BACKOFF,
+            next_attempt: None,
+            outage: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// Whether a connection attempt may start `now`: if so, the next one is pushed
+    /// back; if not, why not ([`Failure::Backoff`]).
+    fn try_attempt(&mut self, now: Instant) -> Result<(), Failure> {
+        if let Some(next) = self.next_attempt
+            && now < next
+        {
+            let (failures, last) = self
+                .outage
+                .as_ref()
+                .map(|outage| (outage.failures, outage.last.clone()))
+                .unwrap_or_default();
+            return Err(Failure::Backoff {
+                wait: next - now,
+                failures,
+                last,
+            });
+        }
+        self.next_attempt = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX_BACKOFF);
+        Ok(())
+    }
+
+    /// Records a failed attempt (or a failure of the connection) and its reason;
+    /// what to log, if anything.
+    fn failed(&mut self, now: Instant, reason: &str) -> Option<OutageLog> {
+        let Some(outage) = &mut self.outage else {
+            self.outage = Some(Outage {
+                since: now,
+                failures: 1,
+                logged_at: now,
+                last: reason.to_owned(),
+            });
+            return Some(OutageLog::Started);
+        };
+        outage.failures += 1;
+        reason.clone_into(&mut outage.last);
+        if now.duration_since(outage.logged_at) < UNREACHABLE_LOG_INTERVAL {
+            return None;
+        }
+        outage.logged_at = now;
+        Some(OutageLog::StillDown {
+            failures: outage.failures,
+            down_for: now.duration_since(outage.since),
+        })
+    }
+
+    /// Records a success: the backoff starts over; what to log, if this ends an
+    /// outage.
+    fn succeeded(&mut self, now: Instant) -> Option<OutageLog> {
+        self.backoff = RECONNECT_INITIAL_BACKOFF;
+        self.next_attempt = None;
+        self.outage.take().map(|outage| OutageLog::Recovered {
+            failures: outage.failures,
+            down_for: now.duration_since(outage.since),
+        })
     }
 }
 
@@ -508,6 +659,9 @@ pub struct KafkaSink {
     /// The client once connected; `None` before the first use and after a
     /// connection failure.
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Pacing of connection attempts and of the log lines about failures; only
+    /// held briefly, never across an await.
+    reconnect: std::sync::Mutex<Reconnect>,
     /// Counts split events and replaced keys and topic names.
     reshaped: ReshapeCounter,
 }
@@ -558,6 +712,7 @@ impl KafkaSink {
             timeout: Duration::from_millis(config.timeout_ms),
             max_batch_bytes: config.max_batch_bytes,
             connection: Mutex::new(None),
+            reconnect: std::sync::Mutex::default(),
             reshaped: ReshapeCounter::default(),
         })
     }
@@ -590,6 +745,7 @@ impl KafkaSink {
         let outcome = tokio::time::timeout(self.timeout, self.produce(by_topic)).await;
         match outcome {
             Ok(Ok(())) => {
+                self.succeeded();
                 for (action, count) in reshaped {
                     self.reshaped.add(action, count);
                 }
@@ -603,7 +759,7 @@ impl KafkaSink {
                 Ok(())
             }
             Ok(Err((topic, failure))) => {
-                self.disconnect(&failure.to_string()).await;
+                self.failed(&failure).await;
                 Err(SinkError::Unavailable(format!(
                     "kafka topic {topic:?}: {failure}"
                 )))
@@ -629,13 +785,16 @@ impl KafkaSink {
         let attempt = async {
             let connection = self.connection().await?;
             connection.client.list_topics().await?;
-            Ok::<(), KafkaError>(())
+            Ok::<(), Failure>(())
         };
         let brokers = self.brokers.join(",");
         match tokio::time::timeout(bound, attempt).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.succeeded();
+                Ok(())
+            }
             Ok(Err(error)) => {
-                self.disconnect(&error.to_string()).await;
+                self.failed(&error).await;
                 Err(SinkError::Unavailable(format!(
                     "kafka brokers {brokers}: {error}"
                 )))
@@ -790,7 +949,7 @@ impl KafkaSink {
         let connection = self
             .connection()
             .await
-            .map_err(|error| (first_topic, Failure::Kafka(error)))?;
+            .map_err(|failure| (first_topic, failure))?;
         let mut groups: BTreeMap<(String, i32), PartitionRecords> = BTreeMap::new();
         for (topic, records) in by_topic {
             let partitions = match self.partition_count(&connection, &topic).await {
@@ -908,13 +1067,20 @@ impl KafkaSink {
         }
     }
 
-    /// The connected client, connecting if there is none. Concurrent callers wait
-    /// for the same connection attempt rather than each starting one.
-    async fn connection(&self) -> Result<Arc<Connection>, KafkaError> {
+    /// The connected client, connecting if there is none and [`Reconnect`] allows
+    /// an attempt now. Concurrent callers wait for the same connection attempt
+    /// rather than each starting one.
+    async fn connection(&self) -> Result<Arc<Connection>, Failure> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(Arc::clone(connection));
         }
+        self.reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_attempt(Instant::now())?;
+        tracing::debug!(brokers = ?self.brokers, "Connecting to Kafka.");
+        self.reachable().await?;
         let backoff = BackoffConfig {
             init_backoff: RETRY_INITIAL_BACKOFF,
             max_backoff: RETRY_MAX_BACKOFF,
@@ -926,7 +1092,18 @@ impl KafkaSink {
             .backoff_config(backoff)
             .build()
             .await?;
-        tracing::info!(brokers = ?self.brokers, "Connected to Kafka.");
+        let quiet = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .outage
+            .is_none();
+        if quiet {
+            tracing::info!(brokers = ?self.brokers, "Connected to Kafka.");
+        } else {
+            // The outage's end is logged once a request succeeds through it.
+            tracing::debug!(brokers = ?self.brokers, "Connected to Kafka.");
+        }
         let connection = Arc::new(Connection {
             client,
             partition_counts: std::sync::Mutex::default(),
@@ -936,12 +1113,90 @@ impl KafkaSink {
         Ok(connection)
     }
 
-    /// Drops the cached connection so the next attempt reconnects.
-    async fn disconnect(&self, reason: &str) {
-        if self.connection.lock().await.take().is_some() {
-            tracing::warn!(brokers = ?self.brokers, %reason, "Dropping the Kafka connection; the next attempt reconnects.");
+    /// Checks that some bootstrap broker accepts a TCP connection, each within
+    /// [`REACHABLE_TIMEOUT`]. The client would retry (and log a warning per try)
+    /// until its deadline; this fails a down cluster with one quiet attempt.
+    async fn reachable(&self) -> Result<(), Failure> {
+        let mut errors = Vec::new();
+        for broker in &self.brokers {
+            match tokio::time::timeout(REACHABLE_TIMEOUT, tokio::net::TcpStream::connect(broker))
+                .await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => errors.push(format!("{broker}: {error}")),
+                Err(_) => errors.push(format!(
+                    "{broker}: no connection within {} ms",
+                    REACHABLE_TIMEOUT.as_millis()
+                )),
+            }
+        }
+        Err(Failure::Unreachable(errors.join("; ")))
+    }
+
+    /// Records a commit's or probe's success: the backoff starts over, and an
+    /// outage that ends is logged once.
+    fn succeeded(&self) {
+        let log = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .succeeded(Instant::now());
+        if let Some(OutageLog::Recovered { failures, down_for }) = log {
+            let down_for = humantime::format_duration(whole_seconds(down_for));
+            tracing::info!(
+                brokers = ?self.brokers,
+                failures,
+                %down_for,
+                "Kafka reachable again after {failures} failures over {down_for}."
+            );
         }
     }
+
+    /// Handles a commit's or probe's failure: drops the connection, unless the
+    /// failure was only a refusal to reconnect yet (which is no new attempt).
+    async fn failed(&self, failure: &Failure) {
+        if !matches!(failure, Failure::Backoff { .. }) {
+            self.disconnect(&failure.to_string()).await;
+        }
+    }
+
+    /// Drops the cached connection so the next attempt reconnects, and logs the
+    /// failure as [`Reconnect`] decides: a warning when an outage starts, then a
+    /// summary at most every [`UNREACHABLE_LOG_INTERVAL`].
+    async fn disconnect(&self, reason: &str) {
+        let dropped = self.connection.lock().await.take().is_some();
+        let log = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(Instant::now(), reason);
+        match log {
+            Some(OutageLog::Started) => tracing::warn!(
+                brokers = ?self.brokers,
+                %reason,
+                dropped,
+                "Kafka failed; reconnecting with a growing backoff (at most every {}s), further failures summarised every {}s.",
+                RECONNECT_MAX_BACKOFF.as_secs(),
+                UNREACHABLE_LOG_INTERVAL.as_secs()
+            ),
+            Some(OutageLog::StillDown { failures, down_for }) => {
+                let down_for = humantime::format_duration(whole_seconds(down_for));
+                tracing::warn!(
+                    brokers = ?self.brokers,
+                    %reason,
+                    failures,
+                    %down_for,
+                    "Kafka still unreachable: {failures} failures in a row over {down_for}."
+                );
+            }
+            Some(OutageLog::Recovered { .. }) | None => {}
+        }
+    }
+}
+
+/// `duration` without its fraction of a second, for the log.
+fn whole_seconds(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
 }
 
 /// The topic's partition count per a fresh metadata request, `None` if the cluster
@@ -1107,6 +1362,117 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// One step of [`reconnects_back_off_and_failures_are_logged_sparingly`].
+    #[derive(Debug)]
+    enum Step {
+        /// An attempt at this many ms: allowed (`None`) or the wait in ms.
+        Attempt(Option<u64>),
+        /// A failure and what it logs.
+        Fail(Option<OutageLog>),
+        /// A success and what it logs.
+        Succeed(Option<OutageLog>),
+    }
+
+    #[test]
+    fn reconnects_back_off_and_failures_are_logged_sparingly() {
+        use Step::{Attempt, Fail, Succeed};
+        let down = |failures, ms| OutageLog::StillDown {
+            failures,
+            down_for: Duration::from_millis(ms),
+        };
+        let recovered = |failures, ms| OutageLog::Recovered {
+            failures,
+            down_for: Duration::from_millis(ms),
+        };
+        // (ms since the start, step)
+        let table = [
+            // Connected, then the connection fails: the next attempt is at once.
+            (0, Attempt(None)),
+            (0, Succeed(None)),
+            (1_000, Fail(Some(OutageLog::Started))),
+            (1_000, Attempt(None)),
+            (1_010, Fail(None)),
+            // Then 250 ms, 500 ms, 1 s... after the start of each attempt.
+            (1_100, Attempt(Some(150))),
+            (1_250, Attempt(None)),
+            (1_300, Fail(None)),
+            (1_700, Attempt(Some(50))),
+            (1_750, Attempt(None)),
+            (1_760, Fail(None)),
+            (2_750, Attempt(None)),
+            (2_760, Fail(None)),
+            // Attempts cut short by a timeout (no failure recorded) still count.
+            (4_750, Attempt(None)),
+            (8_750, Attempt(None)),
+            (16_750, Attempt(None)),
+            (32_750, Attempt(None)),
+            // A summary once 30 s have passed since the last line.
+            (32_751, Fail(Some(down(6, 31_751)))),
+            // Capped at 30 s.
+            (62_700, Attempt(Some(50))),
+            (62_750, Attempt(None)),
+            (92_750, Attempt(None)),
+            (92_800, Fail(Some(down(7, 91_800)))),
+            (122_750, Attempt(None)),
+            (122_760, Fail(None)),
+            (152_749, Attempt(Some(1))),
+            (152_750, Attempt(None)),
+            // A success ends the outage, once, and resets the backoff.
+            (153_000, Succeed(Some(recovered(8, 152_000)))),
+            (153_100, Succeed(None)),
+            (160_000, Fail(Some(OutageLog::Started))),
+            (160_000, Attempt(None)),
+            (160_100, Attempt(Some(150))),
+        ];
+        let start = Instant::now();
+        let mut reconnect = Reconnect::default();
+        for (index, (at, step)) in table.into_iter().enumerate() {
+            let now = start + Duration::from_millis(at);
+            match step {
+                Attempt(expected) => {
+                    let wait = match reconnect.try_attempt(now) {
+                        Ok(()) => None,
+                        Err(Failure::Backoff { wait, last, .. }) => {
+                            assert!(!last.is_empty() || index < 3, "step {index}");
+                            Some(u64::try_from(wait.as_millis()).unwrap())
+                        }
+                        Err(other) => panic!("step {index}: {other}"),
+                    };
+                    assert_eq!(wait, expected, "step {index} at {at} ms");
+                }
+                Fail(expected) => {
+                    assert_eq!(reconnect.failed(now, "refused"), expected, "step {index}");
+                }
+                Succeed(expected) => {
+                    assert_eq!(reconnect.succeeded(now), expected, "step {index}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap() {
+        let start = Instant::now();
+        let mut reconnect = Reconnect::default();
+        let mut now = start;
+        let mut gaps = Vec::new();
+        for _ in 0..12 {
+            reconnect.try_attempt(now).unwrap();
+            let Err(Failure::Backoff { wait, .. }) = reconnect.try_attempt(now) else {
+                panic!("a second attempt at once is refused");
+            };
+            gaps.push(wait.as_millis());
+            now += wait;
+        }
+        assert_eq!(
+            gaps,
+            [
+                250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000,
+                30_000
+            ]
+        );
     }
 
     #[test]
