@@ -64,6 +64,8 @@
 //! deliveries per sink.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -71,8 +73,10 @@ use rskafka::BackoffConfig;
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -189,6 +193,10 @@ const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// is built: a broker that does not even accept connections fails this at once,
 /// without the client's own retry loop (which logs a warning per try).
 const REACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// SASL mechanisms accepted by `sasl_mechanism`.
+pub const SASL_MECHANISMS: [&str; 3] = ["plain", "scram-sha-256", "scram-sha-512"];
+/// Shown instead of a secret when a configuration is printed or logged.
+const REDACTED: &str = "<redacted>";
 /// Seed of Kafka's murmur2 partitioner.
 const MURMUR2_SEED: u32 = 0x9747_b28c;
 /// Multiplier of murmur2.
@@ -227,7 +235,9 @@ fn default_max_batch_bytes() -> usize {
 }
 
 /// Configuration of a `kafka` sink (a `[[sinks]]` entry with `type = "kafka"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+///
+/// Its `Debug` shows the SASL password only as set or not: configuration is logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port` each, e.g. `["127.0.0.1:9092"]`.
@@ -261,6 +271,57 @@ pub struct KafkaConfig {
     /// and the topics' `max.message.bytes`. Larger events are split into parts.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Whether the brokers are reached over TLS (off by default, as Kafka's own
+    /// listeners are).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the certificate authorities that sign the brokers'
+    /// certificates; without it, the system's trusted roots. Needs `tls`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of Hydrant's client certificate (and its chain), for brokers that
+    /// authenticate clients by certificate. Needs `tls` and `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// SASL authentication: one of [`SASL_MECHANISMS`] (in any case), with
+    /// `sasl_username` and `sasl_password`; none by default.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password; best given as `${VAR}` so it stays out of the file.
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("compression", &self.compression)
+            .field("create_topics", &self.create_topics)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -277,6 +338,13 @@ impl KafkaConfig {
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
         }
     }
 
@@ -324,7 +392,180 @@ impl KafkaConfig {
                 i32::MAX
             ));
         }
+        self.tls_config()?;
+        self.sasl()?;
         Ok(())
+    }
+
+    /// The TLS settings as a rustls configuration, `None` when `tls` is off. Files
+    /// are read and parsed here, so a missing or broken one is a configuration
+    /// error at startup rather than a failing connection later.
+    fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+        if !self.tls {
+            let set = [
+                ("tls_ca_file", self.tls_ca_file.is_some()),
+                ("tls_cert_file", self.tls_cert_file.is_some()),
+                ("tls_key_file", self.tls_key_file.is_some()),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(format!("{name} is set but tls is off; add tls = true"));
+            }
+            return Ok(None);
+        }
+        let roots = match &self.tls_ca_file {
+            Some(path) => ca_file_roots(path)?,
+            None => system_roots()?,
+        };
+        // An explicit provider: the configuration does not depend on which rustls
+        // crypto provider (if any) the process installed as its default.
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("tls: {error}"))?
+        .with_root_certificates(roots);
+        let config = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(_), None) => {
+                return Err(
+                    "tls_cert_file needs tls_key_file (the certificate's private key)".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("tls_key_file needs tls_cert_file (the client certificate)".into());
+            }
+            (Some(cert_path), Some(key_path)) => {
+                let chain = pem_certificates(cert_path, "tls_cert_file")?;
+                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| {
+                    format!(
+                        "tls_key_file {}: no usable private key ({error})",
+                        key_path.display()
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|error| {
+                    format!(
+                        "tls_cert_file {} and tls_key_file {}: {error}",
+                        cert_path.display(),
+                        key_path.display()
+                    )
+                })?
+            }
+        };
+        Ok(Some(Arc::new(config)))
+    }
+
+    /// The SASL settings, `None` when `sasl_mechanism` is not set.
+    fn sasl(&self) -> Result<Option<Sasl>, String> {
+        let Some(mechanism) = &self.sasl_mechanism else {
+            if self.sasl_username.is_some() || self.sasl_password.is_some() {
+                return Err(format!(
+                    "sasl_username and sasl_password need sasl_mechanism (one of {})",
+                    SASL_MECHANISMS.join(", ")
+                ));
+            }
+            return Ok(None);
+        };
+        // Kafka's own settings spell them in capitals (`SCRAM-SHA-512`): both work.
+        let written = mechanism;
+        let mechanism = written.to_ascii_lowercase();
+        if !SASL_MECHANISMS.contains(&mechanism.as_str()) {
+            return Err(format!(
+                "sasl_mechanism: unknown {written:?}; expected one of {}",
+                SASL_MECHANISMS.join(", ")
+            ));
+        }
+        let username = self.sasl_username.as_deref().unwrap_or_default();
+        if username.is_empty() {
+            return Err(format!("sasl_mechanism {mechanism:?} needs sasl_username"));
+        }
+        let password = self.sasl_password.as_deref().unwrap_or_default();
+        if password.is_empty() {
+            return Err(format!(
+                "sasl_mechanism {mechanism:?} needs sasl_password (e.g. \"${{KAFKA_PASSWORD}}\")"
+            ));
+        }
+        Ok(Some(Sasl {
+            mechanism,
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }))
+    }
+}
+
+/// The roots in a PEM CA bundle: every certificate in it, at least one.
+fn ca_file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in pem_certificates(path, "tls_ca_file")? {
+        roots.add(certificate).map_err(|error| {
+            format!(
+                "tls_ca_file {}: not a usable CA certificate ({error})",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The system's trusted roots (what `openssl` would use on this host).
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "tls: no system CA certificates found ({}); set tls_ca_file",
+            if errors.is_empty() {
+                "none installed".to_owned()
+            } else {
+                errors.join("; ")
+            }
+        ));
+    }
+    Ok(roots)
+}
+
+/// Every certificate of a PEM file, at least one; `key` names the setting.
+fn pem_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| format!("{key} {}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
+/// Validated SASL settings; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+struct Sasl {
+    mechanism: String,
+    username: String,
+    password: String,
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl Sasl {
+    /// The client's SASL configuration (the mechanism was validated).
+    fn client_config(&self) -> SaslConfig {
+        let credentials = Credentials::new(self.username.clone(), self.password.clone());
+        match self.mechanism.as_str() {
+            "scram-sha-256" => SaslConfig::ScramSha256(credentials),
+            "scram-sha-512" => SaslConfig::ScramSha512(credentials),
+            _ => SaslConfig::Plain(credentials),
+        }
     }
 }
 
@@ -656,6 +897,10 @@ pub struct KafkaSink {
     replication_factor: i16,
     timeout: Duration,
     max_batch_bytes: usize,
+    /// TLS to the brokers, when configured.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// SASL authentication, when configured.
+    sasl: Option<Sasl>,
     /// The client once connected; `None` before the first use and after a
     /// connection failure.
     connection: Mutex<Option<Arc<Connection>>>,
@@ -695,10 +940,14 @@ impl KafkaSink {
         let topic = Template::parse(&config.topic).map_err(invalid)?;
         let key = Template::parse(&config.key).map_err(invalid)?;
         let compression = parse_compression(&config.compression).map_err(invalid)?;
+        let tls = config.tls_config().map_err(invalid)?;
+        let sasl = config.sasl().map_err(invalid)?;
         tracing::info!(
             brokers = ?config.brokers,
             topic = %config.topic,
             compression = %config.compression,
+            tls = config.tls,
+            sasl = config.sasl_mechanism.as_deref().unwrap_or("none"),
             "Kafka sink configured; connecting on first use."
         );
         Ok(Self {
@@ -711,6 +960,8 @@ impl KafkaSink {
             replication_factor: config.replication_factor,
             timeout: Duration::from_millis(config.timeout_ms),
             max_batch_bytes: config.max_batch_bytes,
+            tls,
+            sasl,
             connection: Mutex::new(None),
             reconnect: std::sync::Mutex::default(),
             reshaped: ReshapeCounter::default(),
@@ -1087,11 +1338,16 @@ impl KafkaSink {
             base: 2.0,
             deadline: Some(self.timeout),
         };
-        let client = ClientBuilder::new(self.brokers.clone())
+        let mut builder = ClientBuilder::new(self.brokers.clone())
             .client_id(CLIENT_ID)
-            .backoff_config(backoff)
-            .build()
-            .await?;
+            .backoff_config(backoff);
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(sasl) = &self.sasl {
+            builder = builder.sasl_config(sasl.client_config());
+        }
+        let client = builder.build().await?;
         let quiet = self
             .reconnect
             .lock()
@@ -1362,6 +1618,143 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A TLS fixture (made by `tests/fixtures/tls/make.sh`).
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_are_validated() {
+        let (ca, cert, key, other_key) = (
+            fixture("ca.pem"),
+            fixture("client.pem"),
+            fixture("client.key"),
+            fixture("other.key"),
+        );
+        let missing = fixture("missing.pem");
+        let not_pem = fixture("make.sh");
+        // (settings after `brokers`, the error mentions; empty when valid)
+        let table = [
+            ("tls = true".to_owned(), ""),
+            (format!("tls = true\ntls_ca_file = {ca:?}"), ""),
+            (
+                format!("tls = true\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}"),
+                "",
+            ),
+            (format!("tls_ca_file = {ca:?}"), "tls_ca_file is set but tls is off"),
+            (format!("tls_cert_file = {cert:?}"), "tls_cert_file is set but tls is off"),
+            (format!("tls = true\ntls_ca_file = {missing:?}"), "tls_ca_file"),
+            (format!("tls = true\ntls_ca_file = {not_pem:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_ca_file = {key:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_cert_file = {cert:?}"), "tls_cert_file needs tls_key_file"),
+            (format!("tls = true\ntls_key_file = {key:?}"), "tls_key_file needs tls_cert_file"),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {cert:?}"),
+                "tls_key_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {other_key:?}"),
+                "tls_cert_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {missing:?}"),
+                "tls_key_file",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"scram-sha-256\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "tls = true\nsasl_mechanism = \"scram-sha-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"gssapi\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "sasl_mechanism: unknown \"gssapi\"",
+            ),
+            (
+                "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_password = \"p\"".to_owned(),
+                "needs sasl_username",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "need sasl_mechanism",
+            ),
+            ("tls = \"yes\"".to_owned(), "invalid type"),
+        ];
+        for (settings, expected) in &table {
+            let text = format!("brokers = [\"a:9093\"]\n{settings}");
+            match config(&text) {
+                Ok(_) => assert!(expected.is_empty(), "{text} should fail with {expected}"),
+                Err(error) => {
+                    assert!(!expected.is_empty(), "{text} should be valid: {error}");
+                    assert!(error.contains(expected), "{text}: {error}");
+                    assert!(!error.contains("\"p\""), "no password in {error}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_settings_build_a_client_configuration() {
+        let mut config = KafkaConfig::new(vec!["127.0.0.1:9093".into()]);
+        assert!(config.tls_config().unwrap().is_none(), "off by default");
+        config.tls = true;
+        config.tls_ca_file = Some(fixture("ca.pem").into());
+        let built = config.tls_config().unwrap().expect("tls on");
+        assert!(!built.client_auth_cert_resolver.has_certs());
+        config.tls_cert_file = Some(fixture("client.pem").into());
+        config.tls_key_file = Some(fixture("client.key").into());
+        let built = config.tls_config().unwrap().expect("tls on");
+        assert!(built.client_auth_cert_resolver.has_certs());
+        let sasl = |mechanism: &str| {
+            let mut config = KafkaConfig::new(vec!["a:9092".into()]);
+            config.sasl_mechanism = Some(mechanism.into());
+            config.sasl_username = Some("user".into());
+            config.sasl_password = Some("hunter2".into());
+            config.sasl().unwrap().unwrap().client_config()
+        };
+        assert!(
+            matches!(sasl("plain"), SaslConfig::Plain(c) if c.username == "user" && c.password == "hunter2")
+        );
+        assert!(matches!(sasl("scram-sha-256"), SaslConfig::ScramSha256(_)));
+        assert!(matches!(sasl("scram-sha-512"), SaslConfig::ScramSha512(_)));
+    }
+
+    #[tokio::test]
+    async fn passwords_never_show_in_debug_output() {
+        let mut config = KafkaConfig::new(vec!["a:9092".into()]);
+        config.sasl_mechanism = Some("scram-sha-256".into());
+        config.sasl_username = Some("hydrant".into());
+        config.sasl_password = Some("hunter2".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains(REDACTED) && shown.contains("hydrant"),
+            "{shown}"
+        );
+        let sink = KafkaSink::connect(config).await.unwrap();
+        let shown = format!("{sink:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("scram-sha-256"), "{shown}");
     }
 
     /// One step of [`reconnects_back_off_and_failures_are_logged_sparingly`].
