@@ -1637,7 +1637,6 @@ mod tests {
         let not_pem = fixture("make.sh");
         // (settings after `brokers`, the error mentions; empty when valid)
         let table = [
-            ("tls = true".to_owned(), ""),
             (format!("tls = true\ntls_ca_file = {ca:?}"), ""),
             (
                 format!("tls = true\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}"),
@@ -1718,6 +1717,11 @@ mod tests {
         let mut config = KafkaConfig::new(vec!["127.0.0.1:9093".into()]);
         assert!(config.tls_config().unwrap().is_none(), "off by default");
         config.tls = true;
+        // Without tls_ca_file, the host's roots: a host without any is told so.
+        match config.tls_config() {
+            Ok(built) => assert!(built.is_some()),
+            Err(error) => assert!(error.contains("set tls_ca_file"), "{error}"),
+        }
         config.tls_ca_file = Some(fixture("ca.pem").into());
         let built = config.tls_config().unwrap().expect("tls on");
         assert!(!built.client_auth_cert_resolver.has_certs());
