@@ -1128,7 +1128,10 @@ async fn tls_brokers_are_reached_with_the_configured_ca() {
     config.timeout_ms = 1_000;
     let sink = KafkaSink::connect(config).await.unwrap();
     let error = sink.probe().await.unwrap_err();
-    assert!(error.to_string().contains(&broker), "{error}");
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
     let mut config = KafkaConfig::new(vec![broker]);
     config.timeout_ms = 1_000;
     let sink = KafkaSink::connect(config).await.unwrap();
