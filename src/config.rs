@@ -2954,6 +2954,47 @@ dedup_capacity = 5
         assert!(message.contains("line 8, column 18"), "{message}");
     }
 
+    /// The Kafka sink's SASL password comes from the environment and is never shown;
+    /// its TLS and SASL mistakes are refused with the file.
+    #[cfg(feature = "kafka")]
+    #[test]
+    fn kafka_secrets_come_from_the_environment_and_stay_hidden() {
+        let vars = [("KAFKA_PASSWORD", "s3cr3t-kafka")];
+        let sink = "[[sinks]]\nname = \"k\"\ntype = \"kafka\"\nbrokers = [\"k:9093\"]\n";
+        let config = parse_file(
+            &format!(
+                "no_auth = true\n{sink}sasl_mechanism = \"scram-sha-512\"\nsasl_username = \"hydrant\"\nsasl_password = \"${{KAFKA_PASSWORD}}\"\n"
+            ),
+            &vars,
+        )
+        .unwrap();
+        let SinkKind::Kafka(kafka) = &config.sinks[1].kind else {
+            panic!()
+        };
+        assert_eq!(kafka.sasl_password.as_deref(), Some("s3cr3t-kafka"));
+        let described = config.describe();
+        assert!(!described.contains("s3cr3t"), "{described}");
+        assert!(described.contains("<redacted>"), "{described}");
+        for (settings, expected) in [
+            (
+                "tls = true\ntls_cert_file = \"/nonexistent.pem\"\n",
+                "tls_cert_file needs tls_key_file",
+            ),
+            (
+                "tls = true\ntls_ca_file = \"/nonexistent.pem\"\n",
+                "/nonexistent.pem",
+            ),
+            ("sasl_mechanism = \"plain\"\n", "needs sasl_username"),
+            (
+                "sasl_mechanism = \"oauthbearer\"\n",
+                "sasl_mechanism: unknown",
+            ),
+        ] {
+            let message = file_error(&format!("no_auth = true\n{sink}{settings}"), &vars);
+            assert!(message.contains(expected), "{settings}: {message}");
+        }
+    }
+
     /// The sinks' integer-unit keys still work, with a warning; the new keys take a
     /// unit; sizes take a unit.
     #[cfg(all(feature = "nats", feature = "kafka"))]

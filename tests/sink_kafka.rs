@@ -8,6 +8,10 @@
 //!
 //! What goes in is real captured Firehose deliveries; what is checked is what a
 //! Kafka consumer reads back (fetched with rskafka from offset 0).
+//!
+//! tansu has no TLS listener, so the TLS test puts `stunnel` in front of it (with
+//! a CA and server certificate made by the `openssl` CLI in a temporary
+//! directory) and has tansu advertise stunnel's port; `.ci/run` installs stunnel.
 
 mod common;
 
@@ -15,6 +19,7 @@ use std::collections::BTreeMap;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::http::StatusCode;
@@ -32,6 +37,8 @@ use hydrant::sink::kafka::{
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::UnknownTopicHandling;
 use rskafka::record::Record;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::Value;
 use sha2::Digest as _;
 
@@ -49,6 +56,9 @@ const INSTALL: &str = "cargo install tansu --locked --features dynostore,libsql"
 /// directory, killed on drop and restartable on the same port with its data.
 struct Tansu {
     port: u16,
+    /// The port written in the metadata clients get (a TLS proxy's), when it is
+    /// not `port`.
+    advertised_port: Option<u16>,
     child: Option<Child>,
     /// Holds the database and one log per start.
     dir: tempfile::TempDir,
@@ -57,8 +67,15 @@ struct Tansu {
 
 impl Tansu {
     fn start() -> Self {
+        Self::start_advertising(None)
+    }
+
+    /// A broker that tells clients to connect to `advertised_port` (a proxy in
+    /// front of it) rather than to its own port.
+    fn start_advertising(advertised_port: Option<u16>) -> Self {
         let mut tansu = Self {
             port: free_port(),
+            advertised_port,
             child: None,
             dir: tempfile::tempdir().unwrap(),
             starts: 0,
@@ -78,12 +95,16 @@ impl Tansu {
         let log_path = self.dir.path().join(format!("tansu-{}.log", self.starts));
         let log = std::fs::File::create(&log_path).unwrap();
         let listener = format!("tcp://127.0.0.1:{}", self.port);
+        let advertised = format!(
+            "tcp://127.0.0.1:{}",
+            self.advertised_port.unwrap_or(self.port)
+        );
         let child = Command::new(tansu_binary())
             .arg("broker")
             // Relative to the working directory: `dir/tansu.db`, kept across restarts.
             .args(["--storage-engine", "sqlite://tansu.db"])
             .args(["--listener-url", &listener])
-            .args(["--advertised-listener-url", &listener])
+            .args(["--advertised-listener-url", &advertised])
             .arg("--silent")
             // tansu also reads a `.env` in its working directory: there is none here.
             .current_dir(self.dir.path())
@@ -257,6 +278,19 @@ impl Consumed {
     }
 }
 
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`.
+fn wait_for_port(port: u16, what: &str) {
+    let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let started = Instant::now();
+    while TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_err() {
+        assert!(
+            started.elapsed() < START_TIMEOUT,
+            "{what} did not accept connections on {address} within {START_TIMEOUT:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The topics the broker lists, internal ones aside.
 async fn topics(broker: &str) -> BTreeMap<String, usize> {
     let client = ClientBuilder::new(vec![broker.to_owned()])
@@ -275,11 +309,21 @@ async fn topics(broker: &str) -> BTreeMap<String, usize> {
 /// Every record of every partition of `topic`, from offset 0 to the high
 /// watermark, by partition then offset.
 async fn consume(broker: &str, topic: &str) -> Vec<Consumed> {
+    consume_over(broker, topic, None).await
+}
+
+/// [`consume`], over TLS when `tls` is given.
+async fn consume_over(
+    broker: &str,
+    topic: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Vec<Consumed> {
     let read = async {
-        let client = ClientBuilder::new(vec![broker.to_owned()])
-            .build()
-            .await
-            .unwrap();
+        let mut builder = ClientBuilder::new(vec![broker.to_owned()]);
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls);
+        }
+        let client = builder.build().await.unwrap();
         let listed = client.list_topics().await.unwrap();
         let partitions = listed
             .into_iter()
@@ -805,4 +849,292 @@ async fn long_topic_names_stay_apart() {
         assert_eq!(consumed.len(), 1);
         assert_eq!(consumed[0].value["message"], group.as_str());
     }
+}
+
+/// Every JSON log line of this test process at WARN and above, and Hydrant's own
+/// at DEBUG and above. Installed once, as the global subscriber (tests run on
+/// several threads); tests pick their lines out by the broker address they use.
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    Arc::clone(LOGS.get_or_init(|| {
+        #[derive(Clone)]
+        struct Capture(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Capture {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let writer = Capture(Arc::clone(&logs));
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_env_filter("warn,hydrant=debug")
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        logs
+    }))
+}
+
+/// The captured log lines that mention `needle`.
+fn log_lines_with(logs: &Mutex<Vec<u8>>, needle: &str) -> Vec<Value> {
+    String::from_utf8(logs.lock().unwrap().clone())
+        .unwrap()
+        .lines()
+        .filter(|line| line.contains(needle))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+/// With nothing listening on the broker's port, probes as fast as a test can send
+/// them (far more often than the fan-out's 2 s) make only a handful of connection
+/// attempts (the backoff: at 0, 0.25, 0.75, 1.75 and 3.75 s) and one warning; the
+/// client's own retry loop, which logs a warning per try, is never entered.
+#[tokio::test]
+async fn a_down_broker_is_retried_with_a_backoff_and_logged_once() {
+    const RUN: Duration = Duration::from_secs(5);
+    let logs = captured_logs();
+    let broker = format!("127.0.0.1:{}", free_port());
+    let sink = KafkaSink::connect(KafkaConfig::new(vec![broker.clone()]))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut probes = 0;
+    let mut slowest = Duration::ZERO;
+    while started.elapsed() < RUN {
+        let probe = Instant::now();
+        let error = sink.probe().await.unwrap_err();
+        slowest = slowest.max(probe.elapsed());
+        assert!(error.to_string().contains(&broker), "{error}");
+        probes += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = log_lines_with(&logs, &broker);
+    let count =
+        |predicate: &dyn Fn(&Value) -> bool| lines.iter().filter(|line| predicate(line)).count();
+    let attempts = count(&|line| line["message"] == "Connecting to Kafka.");
+    let warnings = count(&|line| line["level"] == "WARN");
+    let errors = count(&|line| line["level"] == "ERROR");
+    assert!(
+        probes >= 100,
+        "probes in backoff fail at once: {probes}, slowest {slowest:?}"
+    );
+    assert!(
+        (4..=6).contains(&attempts),
+        "{attempts} attempts: {lines:#?}"
+    );
+    assert_eq!(warnings, 1, "{lines:#?}");
+    assert_eq!(errors, 0, "{lines:#?}");
+    let warning = lines.iter().find(|line| line["level"] == "WARN").unwrap();
+    assert!(
+        warning["reason"].as_str().unwrap().contains("refused"),
+        "{warning}"
+    );
+    // Beside them only the line saying the sink is configured.
+    assert_eq!(
+        lines.len(),
+        1 + attempts + warnings,
+        "nothing else: {lines:#?}"
+    );
+}
+
+/// Files made by the `openssl` CLI in a temporary directory: a CA and a server
+/// certificate it signed for 127.0.0.1 (as an IP subjectAltName, which is what a
+/// client connecting to an IP address checks).
+struct TestPki {
+    dir: tempfile::TempDir,
+}
+
+impl TestPki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let openssl = |args: &[&str]| {
+            let output = Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("the openssl CLI runs");
+            assert!(
+                output.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        std::fs::write(
+            dir.path().join("server.ext"),
+            "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n",
+        )
+        .unwrap();
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        openssl(
+            &[
+                &["req", "-x509", "-new"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.pem",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=Hydrant TLS test CA",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(
+            &[
+                &["req", "-new"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=127.0.0.1",
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A rustls client configuration trusting this CA, for reading back.
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        for certificate in CertificateDer::pem_file_iter(self.path("ca.pem")).unwrap() {
+            roots.add(certificate.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+/// `stunnel` accepting TLS on 127.0.0.1:`port` and passing the plain bytes on to
+/// 127.0.0.1:`upstream`; killed on drop.
+struct Stunnel {
+    child: Child,
+}
+
+impl Stunnel {
+    fn start(pki: &TestPki, port: u16, upstream: u16) -> Self {
+        let config = pki.path("stunnel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "foreground = yes\npid =\noutput = {}\n\n[kafka]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{upstream}\ncert = {}\nkey = {}\n",
+                pki.path("stunnel.log").display(),
+                pki.path("server.pem").display(),
+                pki.path("server.key").display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("stunnel")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("stunnel is installed (Debian package stunnel4; `.ci/run` installs it)");
+        wait_for_port(port, "stunnel");
+        Self { child }
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// TLS end to end: a sink trusting the test CA produces through stunnel (the
+/// broker advertises stunnel's port, so every connection the client makes is
+/// TLS) and the records are read back over TLS; a sink trusting another CA, or
+/// speaking plain Kafka to the TLS port, fails its probe.
+#[tokio::test]
+async fn tls_brokers_are_reached_with_the_configured_ca() {
+    let pki = TestPki::new();
+    let tls_port = free_port();
+    let tansu = Tansu::start_advertising(Some(tls_port));
+    let _stunnel = Stunnel::start(&pki, tls_port, tansu.port);
+    let broker = format!("127.0.0.1:{tls_port}");
+
+    let mut config = KafkaConfig::new(vec![broker.clone()]);
+    config.tls = true;
+    config.tls_ca_file = Some(pki.path("ca.pem"));
+    let sink = KafkaSink::connect(config).await.unwrap();
+    sink.probe().await.expect("a probe over TLS");
+    let server = server_routed(sink, &[KAFKA_SINK]);
+    let reply = server
+        .send(delivery(
+            "tls-0",
+            body_of("tls-0", &[br#"{"n":0}"#, br#"{"n":1}"#]),
+        ))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
+    let consumed = consume_over(&broker, "hydrant-events", Some(pki.client_config())).await;
+    let values: Vec<&Value> = consumed
+        .iter()
+        .map(|record| &record.value["data"]["n"])
+        .collect();
+    assert_eq!(values, [0, 1], "{consumed:?}");
+
+    // The repository's test CA did not sign stunnel's certificate.
+    let mut config = KafkaConfig::new(vec![broker.clone()]);
+    config.tls = true;
+    config.tls_ca_file =
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls/ca.pem"));
+    config.timeout_ms = 1_000;
+    let sink = KafkaSink::connect(config).await.unwrap();
+    let error = sink.probe().await.unwrap_err();
+    assert!(
+        error.to_string().contains("invalid peer certificate"),
+        "{error}"
+    );
+    let mut config = KafkaConfig::new(vec![broker]);
+    config.timeout_ms = 1_000;
+    let sink = KafkaSink::connect(config).await.unwrap();
+    let error = sink.probe().await.unwrap_err();
+    assert!(error.to_string().contains("127.0.0.1"), "{error}");
 }

@@ -46,6 +46,10 @@
 //! only marks the sink down (the fan-out's breaker and prober take it from there).
 //! After any failure the connection, and the metadata learnt through it, is
 //! dropped, so the next attempt reconnects and starts from fresh metadata.
+//! Reconnecting backs off: while the brokers are down, probes
+//! and commits fail at once between attempts, the attempts thin out to one every
+//! 30 s, and the log gets one warning and then a summary every 30 s, not a line
+//! per try.
 //!
 //! # Delivery guarantee: at least once
 //!
@@ -60,6 +64,8 @@
 //! deliveries per sink.
 
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -67,11 +73,14 @@ use rskafka::BackoffConfig;
 use rskafka::chrono::{DateTime, Utc};
 use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
-use rskafka::client::{Client, ClientBuilder};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use super::dedup::DeliveryKey;
 use super::template::{
@@ -167,6 +176,27 @@ const RETRY_MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Wait between two looks at the metadata for a topic just created, which brokers
 /// publish with a small delay.
 const TOPIC_VISIBLE_POLL: Duration = Duration::from_millis(100);
+/// Wait before the second connection attempt of an outage (the first is made at
+/// once): a broker restart or a leader move is usually over by then, so a blip
+/// costs one short wait, while a broker that refuses connections is not hammered.
+const RECONNECT_INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+/// Longest wait between two connection attempts, reached after eight failures in
+/// a row: a broker down for long is still tried twice a minute, so deliveries
+/// resume within 30 s of its return (Firehose keeps retrying far longer), while
+/// the attempts cost nothing noticeable on either side.
+const RECONNECT_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How often, at most, an outage is summarised in the log after its first
+/// warning: often enough that an operator tailing the log sees it is still going
+/// on, rarely enough that a night-long outage is a few hundred lines, not millions.
+const UNREACHABLE_LOG_INTERVAL: Duration = Duration::from_secs(30);
+/// Bound on the plain TCP connect made to each bootstrap broker before the client
+/// is built: a broker that does not even accept connections fails this at once,
+/// without the client's own retry loop (which logs a warning per try).
+const REACHABLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// SASL mechanisms accepted by `sasl_mechanism`.
+pub const SASL_MECHANISMS: [&str; 3] = ["plain", "scram-sha-256", "scram-sha-512"];
+/// Shown instead of a secret when a configuration is printed or logged.
+const REDACTED: &str = "<redacted>";
 /// Seed of Kafka's murmur2 partitioner.
 const MURMUR2_SEED: u32 = 0x9747_b28c;
 /// Multiplier of murmur2.
@@ -205,7 +235,9 @@ fn default_max_batch_bytes() -> usize {
 }
 
 /// Configuration of a `kafka` sink (a `[[sinks]]` entry with `type = "kafka"`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+///
+/// Its `Debug` shows the SASL password only as set or not: configuration is logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap brokers, `host:port` each, e.g. `["127.0.0.1:9092"]`.
@@ -239,6 +271,57 @@ pub struct KafkaConfig {
     /// and the topics' `max.message.bytes`. Larger events are split into parts.
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// Whether the brokers are reached over TLS (off by default, as Kafka's own
+    /// listeners are).
+    #[serde(default)]
+    pub tls: bool,
+    /// PEM file of the certificate authorities that sign the brokers'
+    /// certificates; without it, the system's trusted roots. Needs `tls`.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// PEM file of Hydrant's client certificate (and its chain), for brokers that
+    /// authenticate clients by certificate. Needs `tls` and `tls_key_file`.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM file of the private key of `tls_cert_file`.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// SASL authentication: one of [`SASL_MECHANISMS`] (in any case), with
+    /// `sasl_username` and `sasl_password`; none by default.
+    #[serde(default)]
+    pub sasl_mechanism: Option<String>,
+    /// SASL user name.
+    #[serde(default)]
+    pub sasl_username: Option<String>,
+    /// SASL password; best given as `${VAR}` so it stays out of the file.
+    #[serde(default)]
+    pub sasl_password: Option<String>,
+}
+
+impl fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("topic", &self.topic)
+            .field("key", &self.key)
+            .field("compression", &self.compression)
+            .field("create_topics", &self.create_topics)
+            .field("topic_partitions", &self.topic_partitions)
+            .field("replication_factor", &self.replication_factor)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("max_batch_bytes", &self.max_batch_bytes)
+            .field("tls", &self.tls)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("tls_cert_file", &self.tls_cert_file)
+            .field("tls_key_file", &self.tls_key_file)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field(
+                "sasl_password",
+                &self.sasl_password.as_ref().map(|_| REDACTED),
+            )
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -255,6 +338,13 @@ impl KafkaConfig {
             replication_factor: DEFAULT_REPLICATION_FACTOR,
             timeout_ms: DEFAULT_TIMEOUT_MS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
         }
     }
 
@@ -302,7 +392,180 @@ impl KafkaConfig {
                 i32::MAX
             ));
         }
+        self.tls_config()?;
+        self.sasl()?;
         Ok(())
+    }
+
+    /// The TLS settings as a rustls configuration, `None` when `tls` is off. Files
+    /// are read and parsed here, so a missing or broken one is a configuration
+    /// error at startup rather than a failing connection later.
+    fn tls_config(&self) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
+        if !self.tls {
+            let set = [
+                ("tls_ca_file", self.tls_ca_file.is_some()),
+                ("tls_cert_file", self.tls_cert_file.is_some()),
+                ("tls_key_file", self.tls_key_file.is_some()),
+            ];
+            if let Some((name, _)) = set.iter().find(|(_, set)| *set) {
+                return Err(format!("{name} is set but tls is off; add tls = true"));
+            }
+            return Ok(None);
+        }
+        let roots = match &self.tls_ca_file {
+            Some(path) => ca_file_roots(path)?,
+            None => system_roots()?,
+        };
+        // An explicit provider: the configuration does not depend on which rustls
+        // crypto provider (if any) the process installed as its default.
+        let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("tls: {error}"))?
+        .with_root_certificates(roots);
+        let config = match (&self.tls_cert_file, &self.tls_key_file) {
+            (None, None) => builder.with_no_client_auth(),
+            (Some(_), None) => {
+                return Err(
+                    "tls_cert_file needs tls_key_file (the certificate's private key)".into(),
+                );
+            }
+            (None, Some(_)) => {
+                return Err("tls_key_file needs tls_cert_file (the client certificate)".into());
+            }
+            (Some(cert_path), Some(key_path)) => {
+                let chain = pem_certificates(cert_path, "tls_cert_file")?;
+                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| {
+                    format!(
+                        "tls_key_file {}: no usable private key ({error})",
+                        key_path.display()
+                    )
+                })?;
+                builder.with_client_auth_cert(chain, key).map_err(|error| {
+                    format!(
+                        "tls_cert_file {} and tls_key_file {}: {error}",
+                        cert_path.display(),
+                        key_path.display()
+                    )
+                })?
+            }
+        };
+        Ok(Some(Arc::new(config)))
+    }
+
+    /// The SASL settings, `None` when `sasl_mechanism` is not set.
+    fn sasl(&self) -> Result<Option<Sasl>, String> {
+        let Some(mechanism) = &self.sasl_mechanism else {
+            if self.sasl_username.is_some() || self.sasl_password.is_some() {
+                return Err(format!(
+                    "sasl_username and sasl_password need sasl_mechanism (one of {})",
+                    SASL_MECHANISMS.join(", ")
+                ));
+            }
+            return Ok(None);
+        };
+        // Kafka's own settings spell them in capitals (`SCRAM-SHA-512`): both work.
+        let written = mechanism;
+        let mechanism = written.to_ascii_lowercase();
+        if !SASL_MECHANISMS.contains(&mechanism.as_str()) {
+            return Err(format!(
+                "sasl_mechanism: unknown {written:?}; expected one of {}",
+                SASL_MECHANISMS.join(", ")
+            ));
+        }
+        let username = self.sasl_username.as_deref().unwrap_or_default();
+        if username.is_empty() {
+            return Err(format!("sasl_mechanism {mechanism:?} needs sasl_username"));
+        }
+        let password = self.sasl_password.as_deref().unwrap_or_default();
+        if password.is_empty() {
+            return Err(format!(
+                "sasl_mechanism {mechanism:?} needs sasl_password (e.g. \"${{KAFKA_PASSWORD}}\")"
+            ));
+        }
+        Ok(Some(Sasl {
+            mechanism,
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }))
+    }
+}
+
+/// The roots in a PEM CA bundle: every certificate in it, at least one.
+fn ca_file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in pem_certificates(path, "tls_ca_file")? {
+        roots.add(certificate).map_err(|error| {
+            format!(
+                "tls_ca_file {}: not a usable CA certificate ({error})",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// The system's trusted roots (what `openssl` would use on this host).
+fn system_roots() -> Result<rustls::RootCertStore, String> {
+    let found = rustls_native_certs::load_native_certs();
+    let mut roots = rustls::RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(found.certs);
+    if added == 0 {
+        let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+        return Err(format!(
+            "tls: no system CA certificates found ({}); set tls_ca_file",
+            if errors.is_empty() {
+                "none installed".to_owned()
+            } else {
+                errors.join("; ")
+            }
+        ));
+    }
+    Ok(roots)
+}
+
+/// Every certificate of a PEM file, at least one; `key` names the setting.
+fn pem_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| format!("{key} {}: {error}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "{key} {}: no PEM certificate in it",
+            path.display()
+        ));
+    }
+    Ok(certificates)
+}
+
+/// Validated SASL settings; `Debug` hides the password.
+#[derive(Clone, PartialEq, Eq)]
+struct Sasl {
+    mechanism: String,
+    username: String,
+    password: String,
+}
+
+impl fmt::Debug for Sasl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sasl")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .field("password", &REDACTED)
+            .finish()
+    }
+}
+
+impl Sasl {
+    /// The client's SASL configuration (the mechanism was validated).
+    fn client_config(&self) -> SaslConfig {
+        let credentials = Credentials::new(self.username.clone(), self.password.clone());
+        match self.mechanism.as_str() {
+            "scram-sha-256" => SaslConfig::ScramSha256(credentials),
+            "scram-sha-512" => SaslConfig::ScramSha512(credentials),
+            _ => SaslConfig::Plain(credentials),
+        }
     }
 }
 
@@ -428,6 +691,17 @@ enum Failure {
     NoPartitions,
     /// A produce task died.
     Task(String),
+    /// No bootstrap broker accepts TCP connections.
+    Unreachable(String),
+    /// The last connection attempt failed too recently to try again.
+    Backoff {
+        /// Until the next attempt may be made.
+        wait: Duration,
+        /// Failures in a row so far.
+        failures: u64,
+        /// What the last one was.
+        last: String,
+    },
 }
 
 impl std::fmt::Display for Failure {
@@ -437,6 +711,16 @@ impl std::fmt::Display for Failure {
             Self::NoTopic => f.write_str("the topic does not exist and create_topics is off"),
             Self::NoPartitions => f.write_str("the topic has no partitions"),
             Self::Task(error) => write!(f, "produce task failed: {error}"),
+            Self::Unreachable(error) => f.write_str(error),
+            Self::Backoff {
+                wait,
+                failures,
+                last,
+            } => write!(
+                f,
+                "{failures} failures in a row, next connection attempt in {} ms; last: {last}",
+                wait.as_millis()
+            ),
         }
     }
 }
@@ -444,6 +728,114 @@ impl std::fmt::Display for Failure {
 impl From<KafkaError> for Failure {
     fn from(error: KafkaError) -> Self {
         Self::Kafka(error)
+    }
+}
+
+/// What the log should say about a failure or a recovery, as decided by
+/// [`Reconnect`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutageLog {
+    /// The first failure of an outage: a warning.
+    Started,
+    /// A reminder that the outage goes on: `failures` so far, over `down_for`.
+    StillDown { failures: u64, down_for: Duration },
+    /// The outage is over after `failures` failures over `down_for`.
+    Recovered { failures: u64, down_for: Duration },
+}
+
+/// An outage in progress: since when, how many failures, when last logged, the
+/// last failure's reason.
+#[derive(Debug, Clone)]
+struct Outage {
+    since: Instant,
+    failures: u64,
+    logged_at: Instant,
+    last: String,
+}
+
+/// When the next connection attempt may be made and what the log should say
+/// about failures; pure (the caller passes the time), so it is tested alone.
+///
+/// Each attempt pushes the next one back by the current backoff, which doubles
+/// from [`RECONNECT_INITIAL_BACKOFF`] to [`RECONNECT_MAX_BACKOFF`]; a success
+/// resets it. The delay is set when the attempt starts, not when it fails, so an
+/// attempt cut short by a timeout still counts. The first attempt after a success
+/// is made at once, since one failure may just be a leader moving.
+#[derive(Debug)]
+struct Reconnect {
+    /// Added to the time of the next attempt.
+    backoff: Duration,
+    /// No attempt before this; `None` when one may be made now.
+    next_attempt: Option<Instant>,
+    outage: Option<Outage>,
+}
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            backoff: RECONNECT_INITIAL_BACKOFF,
+            next_attempt: None,
+            outage: None,
+        }
+    }
+}
+
+impl Reconnect {
+    /// Whether a connection attempt may start `now`: if so, the next one is pushed
+    /// back; if not, why not ([`Failure::Backoff`]).
+    fn try_attempt(&mut self, now: Instant) -> Result<(), Failure> {
+        if let Some(next) = self.next_attempt
+            && now < next
+        {
+            let (failures, last) = self
+                .outage
+                .as_ref()
+                .map(|outage| (outage.failures, outage.last.clone()))
+                .unwrap_or_default();
+            return Err(Failure::Backoff {
+                wait: next - now,
+                failures,
+                last,
+            });
+        }
+        self.next_attempt = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX_BACKOFF);
+        Ok(())
+    }
+
+    /// Records a failed attempt (or a failure of the connection) and its reason;
+    /// what to log, if anything.
+    fn failed(&mut self, now: Instant, reason: &str) -> Option<OutageLog> {
+        let Some(outage) = &mut self.outage else {
+            self.outage = Some(Outage {
+                since: now,
+                failures: 1,
+                logged_at: now,
+                last: reason.to_owned(),
+            });
+            return Some(OutageLog::Started);
+        };
+        outage.failures += 1;
+        reason.clone_into(&mut outage.last);
+        if now.duration_since(outage.logged_at) < UNREACHABLE_LOG_INTERVAL {
+            return None;
+        }
+        outage.logged_at = now;
+        Some(OutageLog::StillDown {
+            failures: outage.failures,
+            down_for: now.duration_since(outage.since),
+        })
+    }
+
+    /// Records a success: the backoff starts over; what to log, if this ends an
+    /// outage.
+    fn succeeded(&mut self, now: Instant) -> Option<OutageLog> {
+        self.backoff = RECONNECT_INITIAL_BACKOFF;
+        self.next_attempt = None;
+        self.outage.take().map(|outage| OutageLog::Recovered {
+            failures: outage.failures,
+            down_for: now.duration_since(outage.since),
+        })
     }
 }
 
@@ -505,9 +897,16 @@ pub struct KafkaSink {
     replication_factor: i16,
     timeout: Duration,
     max_batch_bytes: usize,
+    /// TLS to the brokers, when configured.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// SASL authentication, when configured.
+    sasl: Option<Sasl>,
     /// The client once connected; `None` before the first use and after a
     /// connection failure.
     connection: Mutex<Option<Arc<Connection>>>,
+    /// Pacing of connection attempts and of the log lines about failures; only
+    /// held briefly, never across an await.
+    reconnect: std::sync::Mutex<Reconnect>,
     /// Counts split events and replaced keys and topic names.
     reshaped: ReshapeCounter,
 }
@@ -541,10 +940,14 @@ impl KafkaSink {
         let topic = Template::parse(&config.topic).map_err(invalid)?;
         let key = Template::parse(&config.key).map_err(invalid)?;
         let compression = parse_compression(&config.compression).map_err(invalid)?;
+        let tls = config.tls_config().map_err(invalid)?;
+        let sasl = config.sasl().map_err(invalid)?;
         tracing::info!(
             brokers = ?config.brokers,
             topic = %config.topic,
             compression = %config.compression,
+            tls = config.tls,
+            sasl = config.sasl_mechanism.as_deref().unwrap_or("none"),
             "Kafka sink configured; connecting on first use."
         );
         Ok(Self {
@@ -557,7 +960,10 @@ impl KafkaSink {
             replication_factor: config.replication_factor,
             timeout: Duration::from_millis(config.timeout_ms),
             max_batch_bytes: config.max_batch_bytes,
+            tls,
+            sasl,
             connection: Mutex::new(None),
+            reconnect: std::sync::Mutex::default(),
             reshaped: ReshapeCounter::default(),
         })
     }
@@ -590,6 +996,7 @@ impl KafkaSink {
         let outcome = tokio::time::timeout(self.timeout, self.produce(by_topic)).await;
         match outcome {
             Ok(Ok(())) => {
+                self.succeeded();
                 for (action, count) in reshaped {
                     self.reshaped.add(action, count);
                 }
@@ -603,7 +1010,7 @@ impl KafkaSink {
                 Ok(())
             }
             Ok(Err((topic, failure))) => {
-                self.disconnect(&failure.to_string()).await;
+                self.failed(&failure).await;
                 Err(SinkError::Unavailable(format!(
                     "kafka topic {topic:?}: {failure}"
                 )))
@@ -629,13 +1036,16 @@ impl KafkaSink {
         let attempt = async {
             let connection = self.connection().await?;
             connection.client.list_topics().await?;
-            Ok::<(), KafkaError>(())
+            Ok::<(), Failure>(())
         };
         let brokers = self.brokers.join(",");
         match tokio::time::timeout(bound, attempt).await {
-            Ok(Ok(())) => Ok(()),
+            Ok(Ok(())) => {
+                self.succeeded();
+                Ok(())
+            }
             Ok(Err(error)) => {
-                self.disconnect(&error.to_string()).await;
+                self.failed(&error).await;
                 Err(SinkError::Unavailable(format!(
                     "kafka brokers {brokers}: {error}"
                 )))
@@ -790,7 +1200,7 @@ impl KafkaSink {
         let connection = self
             .connection()
             .await
-            .map_err(|error| (first_topic, Failure::Kafka(error)))?;
+            .map_err(|failure| (first_topic, failure))?;
         let mut groups: BTreeMap<(String, i32), PartitionRecords> = BTreeMap::new();
         for (topic, records) in by_topic {
             let partitions = match self.partition_count(&connection, &topic).await {
@@ -908,25 +1318,48 @@ impl KafkaSink {
         }
     }
 
-    /// The connected client, connecting if there is none. Concurrent callers wait
-    /// for the same connection attempt rather than each starting one.
-    async fn connection(&self) -> Result<Arc<Connection>, KafkaError> {
+    /// The connected client, connecting if there is none and [`Reconnect`] allows
+    /// an attempt now. Concurrent callers wait for the same connection attempt
+    /// rather than each starting one.
+    async fn connection(&self) -> Result<Arc<Connection>, Failure> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
             return Ok(Arc::clone(connection));
         }
+        self.reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .try_attempt(Instant::now())?;
+        tracing::debug!(brokers = ?self.brokers, "Connecting to Kafka.");
+        self.reachable().await?;
         let backoff = BackoffConfig {
             init_backoff: RETRY_INITIAL_BACKOFF,
             max_backoff: RETRY_MAX_BACKOFF,
             base: 2.0,
             deadline: Some(self.timeout),
         };
-        let client = ClientBuilder::new(self.brokers.clone())
+        let mut builder = ClientBuilder::new(self.brokers.clone())
             .client_id(CLIENT_ID)
-            .backoff_config(backoff)
-            .build()
-            .await?;
-        tracing::info!(brokers = ?self.brokers, "Connected to Kafka.");
+            .backoff_config(backoff);
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(Arc::clone(tls));
+        }
+        if let Some(sasl) = &self.sasl {
+            builder = builder.sasl_config(sasl.client_config());
+        }
+        let client = builder.build().await?;
+        let quiet = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .outage
+            .is_none();
+        if quiet {
+            tracing::info!(brokers = ?self.brokers, "Connected to Kafka.");
+        } else {
+            // The outage's end is logged once a request succeeds through it.
+            tracing::debug!(brokers = ?self.brokers, "Connected to Kafka.");
+        }
         let connection = Arc::new(Connection {
             client,
             partition_counts: std::sync::Mutex::default(),
@@ -936,12 +1369,90 @@ impl KafkaSink {
         Ok(connection)
     }
 
-    /// Drops the cached connection so the next attempt reconnects.
-    async fn disconnect(&self, reason: &str) {
-        if self.connection.lock().await.take().is_some() {
-            tracing::warn!(brokers = ?self.brokers, %reason, "Dropping the Kafka connection; the next attempt reconnects.");
+    /// Checks that some bootstrap broker accepts a TCP connection, each within
+    /// [`REACHABLE_TIMEOUT`]. The client would retry (and log a warning per try)
+    /// until its deadline; this fails a down cluster with one quiet attempt.
+    async fn reachable(&self) -> Result<(), Failure> {
+        let mut errors = Vec::new();
+        for broker in &self.brokers {
+            match tokio::time::timeout(REACHABLE_TIMEOUT, tokio::net::TcpStream::connect(broker))
+                .await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(error)) => errors.push(format!("{broker}: {error}")),
+                Err(_) => errors.push(format!(
+                    "{broker}: no connection within {} ms",
+                    REACHABLE_TIMEOUT.as_millis()
+                )),
+            }
+        }
+        Err(Failure::Unreachable(errors.join("; ")))
+    }
+
+    /// Records a commit's or probe's success: the backoff starts over, and an
+    /// outage that ends is logged once.
+    fn succeeded(&self) {
+        let log = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .succeeded(Instant::now());
+        if let Some(OutageLog::Recovered { failures, down_for }) = log {
+            let down_for = humantime::format_duration(whole_seconds(down_for));
+            tracing::info!(
+                brokers = ?self.brokers,
+                failures,
+                %down_for,
+                "Kafka reachable again after {failures} failures over {down_for}."
+            );
         }
     }
+
+    /// Handles a commit's or probe's failure: drops the connection, unless the
+    /// failure was only a refusal to reconnect yet (which is no new attempt).
+    async fn failed(&self, failure: &Failure) {
+        if !matches!(failure, Failure::Backoff { .. }) {
+            self.disconnect(&failure.to_string()).await;
+        }
+    }
+
+    /// Drops the cached connection so the next attempt reconnects, and logs the
+    /// failure as [`Reconnect`] decides: a warning when an outage starts, then a
+    /// summary at most every [`UNREACHABLE_LOG_INTERVAL`].
+    async fn disconnect(&self, reason: &str) {
+        let dropped = self.connection.lock().await.take().is_some();
+        let log = self
+            .reconnect
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(Instant::now(), reason);
+        match log {
+            Some(OutageLog::Started) => tracing::warn!(
+                brokers = ?self.brokers,
+                %reason,
+                dropped,
+                "Kafka failed; reconnecting with a growing backoff (at most every {}s), further failures summarised every {}s.",
+                RECONNECT_MAX_BACKOFF.as_secs(),
+                UNREACHABLE_LOG_INTERVAL.as_secs()
+            ),
+            Some(OutageLog::StillDown { failures, down_for }) => {
+                let down_for = humantime::format_duration(whole_seconds(down_for));
+                tracing::warn!(
+                    brokers = ?self.brokers,
+                    %reason,
+                    failures,
+                    %down_for,
+                    "Kafka still unreachable: {failures} failures in a row over {down_for}."
+                );
+            }
+            Some(OutageLog::Recovered { .. }) | None => {}
+        }
+    }
+}
+
+/// `duration` without its fraction of a second, for the log.
+fn whole_seconds(duration: Duration) -> Duration {
+    Duration::from_secs(duration.as_secs())
 }
 
 /// The topic's partition count per a fresh metadata request, `None` if the cluster
@@ -1107,6 +1618,258 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A TLS fixture (made by `tests/fixtures/tls/make.sh`).
+    fn fixture(name: &str) -> String {
+        format!("{}/tests/fixtures/tls/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    #[test]
+    fn tls_and_sasl_settings_are_validated() {
+        let (ca, cert, key, other_key) = (
+            fixture("ca.pem"),
+            fixture("client.pem"),
+            fixture("client.key"),
+            fixture("other.key"),
+        );
+        let missing = fixture("missing.pem");
+        let not_pem = fixture("make.sh");
+        // (settings after `brokers`, the error mentions; empty when valid)
+        let table = [
+            (format!("tls = true\ntls_ca_file = {ca:?}"), ""),
+            (
+                format!("tls = true\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}"),
+                "",
+            ),
+            (format!("tls_ca_file = {ca:?}"), "tls_ca_file is set but tls is off"),
+            (format!("tls_cert_file = {cert:?}"), "tls_cert_file is set but tls is off"),
+            (format!("tls = true\ntls_ca_file = {missing:?}"), "tls_ca_file"),
+            (format!("tls = true\ntls_ca_file = {not_pem:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_ca_file = {key:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_cert_file = {cert:?}"), "tls_cert_file needs tls_key_file"),
+            (format!("tls = true\ntls_key_file = {key:?}"), "tls_key_file needs tls_cert_file"),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {cert:?}"),
+                "tls_key_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {other_key:?}"),
+                "tls_cert_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {missing:?}"),
+                "tls_key_file",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"scram-sha-256\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "tls = true\nsasl_mechanism = \"scram-sha-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"gssapi\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "sasl_mechanism: unknown \"gssapi\"",
+            ),
+            (
+                "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_password = \"p\"".to_owned(),
+                "needs sasl_username",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "need sasl_mechanism",
+            ),
+            ("tls = \"yes\"".to_owned(), "invalid type"),
+        ];
+        for (settings, expected) in &table {
+            let text = format!("brokers = [\"a:9093\"]\n{settings}");
+            match config(&text) {
+                Ok(_) => assert!(expected.is_empty(), "{text} should fail with {expected}"),
+                Err(error) => {
+                    assert!(!expected.is_empty(), "{text} should be valid: {error}");
+                    assert!(error.contains(expected), "{text}: {error}");
+                    assert!(!error.contains("\"p\""), "no password in {error}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tls_settings_build_a_client_configuration() {
+        let mut config = KafkaConfig::new(vec!["127.0.0.1:9093".into()]);
+        assert!(config.tls_config().unwrap().is_none(), "off by default");
+        config.tls = true;
+        // Without tls_ca_file, the host's roots: a host without any is told so.
+        match config.tls_config() {
+            Ok(built) => assert!(built.is_some()),
+            Err(error) => assert!(error.contains("set tls_ca_file"), "{error}"),
+        }
+        config.tls_ca_file = Some(fixture("ca.pem").into());
+        let built = config.tls_config().unwrap().expect("tls on");
+        assert!(!built.client_auth_cert_resolver.has_certs());
+        config.tls_cert_file = Some(fixture("client.pem").into());
+        config.tls_key_file = Some(fixture("client.key").into());
+        let built = config.tls_config().unwrap().expect("tls on");
+        assert!(built.client_auth_cert_resolver.has_certs());
+        let sasl = |mechanism: &str| {
+            let mut config = KafkaConfig::new(vec!["a:9092".into()]);
+            config.sasl_mechanism = Some(mechanism.into());
+            config.sasl_username = Some("user".into());
+            config.sasl_password = Some("hunter2".into());
+            config.sasl().unwrap().unwrap().client_config()
+        };
+        assert!(
+            matches!(sasl("plain"), SaslConfig::Plain(c) if c.username == "user" && c.password == "hunter2")
+        );
+        assert!(matches!(sasl("scram-sha-256"), SaslConfig::ScramSha256(_)));
+        assert!(matches!(sasl("scram-sha-512"), SaslConfig::ScramSha512(_)));
+    }
+
+    #[tokio::test]
+    async fn passwords_never_show_in_debug_output() {
+        let mut config = KafkaConfig::new(vec!["a:9092".into()]);
+        config.sasl_mechanism = Some("scram-sha-256".into());
+        config.sasl_username = Some("hydrant".into());
+        config.sasl_password = Some("hunter2".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.contains(REDACTED) && shown.contains("hydrant"),
+            "{shown}"
+        );
+        let sink = KafkaSink::connect(config).await.unwrap();
+        let shown = format!("{sink:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("scram-sha-256"), "{shown}");
+    }
+
+    /// One step of [`reconnects_back_off_and_failures_are_logged_sparingly`].
+    #[derive(Debug)]
+    enum Step {
+        /// An attempt at this many ms: allowed (`None`) or the wait in ms.
+        Attempt(Option<u64>),
+        /// A failure and what it logs.
+        Fail(Option<OutageLog>),
+        /// A success and what it logs.
+        Succeed(Option<OutageLog>),
+    }
+
+    #[test]
+    fn reconnects_back_off_and_failures_are_logged_sparingly() {
+        use Step::{Attempt, Fail, Succeed};
+        let down = |failures, ms| OutageLog::StillDown {
+            failures,
+            down_for: Duration::from_millis(ms),
+        };
+        let recovered = |failures, ms| OutageLog::Recovered {
+            failures,
+            down_for: Duration::from_millis(ms),
+        };
+        // (ms since the start, step)
+        let table = [
+            // Connected, then the connection fails: the next attempt is at once.
+            (0, Attempt(None)),
+            (0, Succeed(None)),
+            (1_000, Fail(Some(OutageLog::Started))),
+            (1_000, Attempt(None)),
+            (1_010, Fail(None)),
+            // Then 250 ms, 500 ms, 1 s... after the start of each attempt.
+            (1_100, Attempt(Some(150))),
+            (1_250, Attempt(None)),
+            (1_300, Fail(None)),
+            (1_700, Attempt(Some(50))),
+            (1_750, Attempt(None)),
+            (1_760, Fail(None)),
+            (2_750, Attempt(None)),
+            (2_760, Fail(None)),
+            // Attempts cut short by a timeout (no failure recorded) still count.
+            (4_750, Attempt(None)),
+            (8_750, Attempt(None)),
+            (16_750, Attempt(None)),
+            (32_750, Attempt(None)),
+            // A summary once 30 s have passed since the last line.
+            (32_751, Fail(Some(down(6, 31_751)))),
+            // Capped at 30 s.
+            (62_700, Attempt(Some(50))),
+            (62_750, Attempt(None)),
+            (92_750, Attempt(None)),
+            (92_800, Fail(Some(down(7, 91_800)))),
+            (122_750, Attempt(None)),
+            (122_760, Fail(None)),
+            (152_749, Attempt(Some(1))),
+            (152_750, Attempt(None)),
+            // A success ends the outage, once, and resets the backoff.
+            (153_000, Succeed(Some(recovered(8, 152_000)))),
+            (153_100, Succeed(None)),
+            (160_000, Fail(Some(OutageLog::Started))),
+            (160_000, Attempt(None)),
+            (160_100, Attempt(Some(150))),
+        ];
+        let start = Instant::now();
+        let mut reconnect = Reconnect::default();
+        for (index, (at, step)) in table.into_iter().enumerate() {
+            let now = start + Duration::from_millis(at);
+            match step {
+                Attempt(expected) => {
+                    let wait = match reconnect.try_attempt(now) {
+                        Ok(()) => None,
+                        Err(Failure::Backoff { wait, last, .. }) => {
+                            assert!(!last.is_empty() || index < 3, "step {index}");
+                            Some(u64::try_from(wait.as_millis()).unwrap())
+                        }
+                        Err(other) => panic!("step {index}: {other}"),
+                    };
+                    assert_eq!(wait, expected, "step {index} at {at} ms");
+                }
+                Fail(expected) => {
+                    assert_eq!(reconnect.failed(now, "refused"), expected, "step {index}");
+                }
+                Succeed(expected) => {
+                    assert_eq!(reconnect.succeeded(now), expected, "step {index}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap() {
+        let start = Instant::now();
+        let mut reconnect = Reconnect::default();
+        let mut now = start;
+        let mut gaps = Vec::new();
+        for _ in 0..12 {
+            reconnect.try_attempt(now).unwrap();
+            let Err(Failure::Backoff { wait, .. }) = reconnect.try_attempt(now) else {
+                panic!("a second attempt at once is refused");
+            };
+            gaps.push(wait.as_millis());
+            now += wait;
+        }
+        assert_eq!(
+            gaps,
+            [
+                250, 500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000, 30_000,
+                30_000
+            ]
+        );
     }
 
     #[test]
