@@ -38,8 +38,8 @@ use crate::event::{Delivery, EventWriter, RecordData};
 use crate::glob::Glob;
 use std::sync::Arc;
 
+use crate::event::lines::EventLines;
 use crate::limits::{DecodeBudget, DecodeStop, gunzip_capped, is_gzip};
-use crate::sink::EventLines;
 
 /// Default cap on one record's inflated size. CloudWatch Logs puts at most ~1 MiB of
 /// log events in one subscription record (its `PutLogEvents` batch limit), so 16 MiB
@@ -678,7 +678,7 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::EventMeta;
+    use crate::event::lines::EventMeta;
 
     fn decode(records: &[&[u8]], settings: &DecodeSettings) -> Result<Decoded, DecodeError> {
         let encoded: Vec<Cow<'_, str>> = records

@@ -317,7 +317,14 @@ fn decode_json(
         Ok(decoded) => decoded,
         Err(error) => return (Err(error.into()), records),
     };
-    state.metrics.record_decoding(&decoded);
+    state.metrics.record_decoding(
+        decoded
+            .formats
+            .iter()
+            .map(|(format, count)| (*format, *count)),
+        decoded.dead_letter_formats.iter().copied(),
+        decoded.control_messages as u64,
+    );
     let (batches, copied) = route(delivery, decoded, state);
     // Lines split between sinks that take different events are copies: held too.
     let held = reservation
