@@ -93,6 +93,10 @@ pub enum SinkError {
     /// Writing or syncing failed; the partial write was rolled back.
     #[error("storage write failed: {0}")]
     Write(String),
+    /// The sink's configuration is not one it can work with (found when it is
+    /// opened; most mistakes are caught earlier, when the configuration is read).
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The sink has stopped (shutdown) and takes no more batches.
     #[error("storage is closed")]
     Closed,
