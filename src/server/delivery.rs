@@ -202,7 +202,10 @@ async fn accept(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::ShuttingDown)?;
+    // The blocking pool's threads do not inherit the request's span; carry it.
+    let span = tracing::Span::current();
     let (batches, records, reservation) = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let _slot = slot;
         decode_body(&body, gzipped, delivery, &blocking_state, reservation)
     })
