@@ -56,6 +56,11 @@ impl RunError {
         match self {
             // EX_CANTCREAT: the data directory cannot be used.
             Self::Storage(_) => 73,
+            // EX_USAGE, as for every configuration error: a sink refused its settings.
+            Self::Sink {
+                error: SinkError::Config(_),
+                ..
+            } => 64,
             // EX_UNAVAILABLE: the address is taken, or a sink cannot be set up.
             Self::Bind { .. } | Self::Sink { .. } => 69,
             Self::Serve(_) => 1,
@@ -212,4 +217,36 @@ async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(address)
         .await
         .map_err(|source| RunError::Bind { address, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each way Hydrant can fail to run has its exit code (sysexits.h), one row each.
+    #[test]
+    fn each_run_error_has_its_exit_code() {
+        let io = || std::io::Error::other("x");
+        let sink = |error: SinkError| RunError::Sink {
+            name: "bus".into(),
+            error,
+        };
+        let table: [(RunError, u8); 6] = [
+            (RunError::Storage(OpenError::Locked("/data".into())), 73),
+            (sink(SinkError::Config("bad url".into())), 64),
+            (sink(SinkError::Unavailable("down".into())), 69),
+            (sink(SinkError::Write("disk".into())), 69),
+            (
+                RunError::Bind {
+                    address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                    source: io(),
+                },
+                69,
+            ),
+            (RunError::Serve(io()), 1),
+        ];
+        for (error, code) in table {
+            assert_eq!(error.exit_code(), code, "{error}");
+        }
+    }
 }

@@ -13,7 +13,11 @@
 //! - [`decode`]: base64 records into events, one file per payload format
 //!   (CloudWatch Logs, Metric Streams JSON and OpenTelemetry, EventBridge, raw);
 //!   [`glob`] matches the paths and stream names that choose a format.
-//! - [`event`]: the event shapes and their NDJSON form (documented in `docs/events.md`).
+//! - [`routing`]: which sinks each event goes to, and the split of a delivery's
+//!   lines per sink.
+//! - [`event`]: the data model: the event shapes and their NDJSON form (documented
+//!   in `docs/events.md`), and the lines decoders write and sinks read
+//!   ([`event::lines`]).
 //! - [`sink`]: where events go; [`sink::file`] writes durable NDJSON segments and is
 //!   the reason a 200 means "on disk".
 //! - [`metrics`]: Hydrant's own Prometheus metrics; [`logging`]: log output that
@@ -23,6 +27,11 @@
 //! - [`app`]: the composition root that wires the above together; [`shutdown`]
 //!   tells it when to stop; [`clock`] holds wall-clock helpers; [`tls`] picks the
 //!   one TLS crypto backend every network sink's client uses.
+//!
+//! Dependencies point one way, down this list's layers: `app`/`config` → `server` →
+//! `decode`, `routing`, `sink` → `event` → the leaves (`limits`, `metrics`,
+//! `logging`, `clock`, `glob`, `units`). `tests/architecture.rs` fails on any cycle
+//! between modules and on a leaf that uses a stage above it.
 
 pub mod app;
 pub mod clock;

@@ -33,9 +33,13 @@ pub const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// How often a flush looks again for room in a full queue.
 const FLUSH_RETRY: Duration = Duration::from_millis(5);
 
+/// Metric name: log lines dropped (served by [`crate::metrics`], which re-exports it;
+/// declared here so that logging needs nothing of the metrics module).
+pub const LOG_LINES_DROPPED_TOTAL: &str = "hydrant_log_lines_dropped_total";
+
 static DROPPED: LazyLock<IntCounter> = LazyLock::new(|| {
     IntCounter::new(
-        crate::metrics::LOG_LINES_DROPPED_TOTAL,
+        LOG_LINES_DROPPED_TOTAL,
         "Log lines dropped because standard error was closed or did not take them in time.",
     )
     .expect("valid metric")

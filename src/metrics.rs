@@ -70,7 +70,39 @@ pub const SINK_RESHAPED_TOTAL: &str = "hydrant_sink_reshaped_total";
 pub const BUILD_INFO: &str = "hydrant_build_info";
 /// Log lines that could not be written (standard error closed, or too slow to take
 /// them) and were dropped.
-pub const LOG_LINES_DROPPED_TOTAL: &str = "hydrant_log_lines_dropped_total";
+pub use crate::logging::LOG_LINES_DROPPED_TOTAL;
+
+/// Outcome label of a delivery stored now.
+pub const OUTCOME_OK: &str = "ok";
+/// Outcome label of a retried delivery that was already stored.
+pub const OUTCOME_DUPLICATE: &str = "duplicate";
+/// Outcome label of a malformed request (400).
+pub const OUTCOME_BAD_REQUEST: &str = "bad_request";
+/// Outcome label of a missing or wrong access key (401).
+pub const OUTCOME_UNAUTHORIZED: &str = "unauthorized";
+/// Outcome label of a body over a size limit (413).
+pub const OUTCOME_TOO_LARGE: &str = "too_large";
+/// Outcome label of a body that arrived too slowly (408).
+pub const OUTCOME_TOO_SLOW: &str = "too_slow";
+/// Outcome label of a delivery refused at the in-flight limit (503).
+pub const OUTCOME_OVERLOADED: &str = "overloaded";
+/// Outcome label of a delivery refused during shutdown (503).
+pub const OUTCOME_SHUTTING_DOWN: &str = "shutting_down";
+/// Outcome label of a delivery a sink did not store (503).
+pub const OUTCOME_STORAGE_ERROR: &str = "storage_error";
+/// Every outcome label value, for metrics that start at zero.
+pub const OUTCOMES: [&str; 9] = [
+    OUTCOME_OK,
+    OUTCOME_DUPLICATE,
+    OUTCOME_BAD_REQUEST,
+    OUTCOME_UNAUTHORIZED,
+    OUTCOME_TOO_LARGE,
+    OUTCOME_TOO_SLOW,
+    OUTCOME_OVERLOADED,
+    OUTCOME_SHUTTING_DOWN,
+    OUTCOME_STORAGE_ERROR,
+];
+
 /// Connections open now, by listener.
 pub const OPEN_CONNECTIONS: &str = "hydrant_open_connections";
 /// The cap on open connections, by listener, for alerting on the ratio.
@@ -80,7 +112,7 @@ pub const CONNECTIONS_REFUSED_TOTAL: &str = "hydrant_connections_refused_total";
 /// Connections closed by a timeout, by listener and reason.
 pub const CONNECTIONS_TIMED_OUT_TOTAL: &str = "hydrant_connections_timed_out_total";
 
-/// Label key: how a delivery ended (see [`crate::server::error::ApiError::outcome`]).
+/// Label key: how a delivery ended (one of [`OUTCOMES`]).
 pub const LABEL_OUTCOME: &str = "outcome";
 /// Label key: delivery stream name from the source ARN.
 pub const LABEL_STREAM: &str = "delivery_stream";
@@ -507,7 +539,7 @@ impl Metrics {
         // Every series whose labels are known now starts at zero, so that alerts on
         // `absent()` or `rate()` see it before its first event. Delivery streams and
         // key names come with requests: their series start under `(none)`.
-        for outcome in crate::server::error::OUTCOMES {
+        for outcome in OUTCOMES {
             requests.with_label_values(&[outcome, LABEL_VALUE_NONE, LABEL_VALUE_NONE]);
             ack_latency.with_label_values(&[outcome, LABEL_VALUE_NONE]);
         }
@@ -584,23 +616,28 @@ impl Metrics {
                 .with_label_values(&[stream, key])
                 .inc_by(outcome.events_written);
         }
-        if outcome.outcome == crate::server::error::OUTCOME_DUPLICATE {
+        if outcome.outcome == OUTCOME_DUPLICATE {
             self.duplicates.with_label_values(&[stream, key]).inc();
         }
     }
 
-    /// Records what decoding a request found.
-    pub fn record_decoding(&self, decoded: &crate::decode::Decoded) {
-        for (format, count) in &decoded.formats {
+    /// Records what decoding a request found: records decoded per format, one dead
+    /// letter per entry of `dead_letter_formats`, and the control messages skipped.
+    pub fn record_decoding<'a>(
+        &self,
+        formats: impl IntoIterator<Item = (&'a str, u64)>,
+        dead_letter_formats: impl IntoIterator<Item = &'a str>,
+        control_messages: u64,
+    ) {
+        for (format, count) in formats {
             self.records_decoded
                 .with_label_values(&[format])
-                .inc_by(*count);
+                .inc_by(count);
         }
-        for format in &decoded.dead_letter_formats {
+        for format in dead_letter_formats {
             self.dead_letters.with_label_values(&[format]).inc();
         }
-        self.control_messages
-            .inc_by(decoded.control_messages as u64);
+        self.control_messages.inc_by(control_messages);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -676,18 +713,12 @@ mod tests {
         metrics.record(
             &labels,
             &DeliveryOutcome {
-                outcome: crate::server::error::OUTCOME_DUPLICATE,
+                outcome: OUTCOME_DUPLICATE,
                 ..DeliveryOutcome::default()
             },
         );
         metrics.storage.errors.with_label_values(&["write"]).inc();
-        let decoded = crate::decode::Decoded {
-            formats: [("cloudwatch_logs", 2)].into(),
-            dead_letter_formats: vec!["gzip"],
-            control_messages: 1,
-            ..crate::decode::Decoded::default()
-        };
-        metrics.record_decoding(&decoded);
+        metrics.record_decoding([("cloudwatch_logs", 2)], ["gzip"], 1);
         let sink = ["s", "file"];
         metrics
             .sink_write_seconds

@@ -12,11 +12,10 @@
 //! once per request ([`Router::for_request`]), so per event only the event-level
 //! predicates of the remaining routes are checked.
 
+use crate::event::CommonAttributes;
+use crate::event::lines::{EventLines, EventMeta, LineChunk};
+pub use crate::event::lines::{MAX_SINKS, SinkSet};
 use crate::glob::Glob;
-use crate::server::contract::CommonAttributes;
-
-/// Most sinks one Hydrant can have: sink sets are 64-bit masks.
-pub const MAX_SINKS: usize = 64;
 
 /// Event kinds a route can name.
 pub const KINDS: [&str; 4] = ["log", "metric", "record", "dead_letter"];
@@ -45,50 +44,6 @@ pub const EVENT_FORMATS: [&str; 14] = [
     "gzip",
     "base64",
 ];
-
-/// A set of sinks, by their position in the configuration.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct SinkSet(u64);
-
-impl SinkSet {
-    /// The set of the given sink positions (each below [`MAX_SINKS`]).
-    #[must_use]
-    pub fn of(sinks: &[usize]) -> Self {
-        let mut set = Self::default();
-        for sink in sinks {
-            set.insert(*sink);
-        }
-        set
-    }
-
-    /// Adds a sink.
-    pub fn insert(&mut self, sink: usize) {
-        debug_assert!(sink < MAX_SINKS);
-        self.0 |= 1 << (sink % MAX_SINKS);
-    }
-
-    /// Adds every sink of `other`.
-    pub fn extend(&mut self, other: Self) {
-        self.0 |= other.0;
-    }
-
-    /// Whether `sink` is in the set.
-    #[must_use]
-    pub fn contains(self, sink: usize) -> bool {
-        sink < MAX_SINKS && self.0 & (1 << sink) != 0
-    }
-
-    /// Whether the set is empty.
-    #[must_use]
-    pub fn is_empty(self) -> bool {
-        self.0 == 0
-    }
-
-    /// The sink positions in the set, in order.
-    pub fn iter(self) -> impl Iterator<Item = usize> {
-        (0..MAX_SINKS).filter(move |sink| self.contains(*sink))
-    }
-}
 
 /// The facts of a delivery that routes can match, known before decoding.
 #[derive(Debug, Clone, Copy)]
@@ -305,9 +260,163 @@ impl Match {
     }
 }
 
+impl EventLines {
+    /// Splits the lines by the sinks their events are routed to. Returns each sink's
+    /// lines (the same bytes shared, not copied, when every event goes to the same
+    /// sinks), the number of events routed nowhere, which are dropped, and how many
+    /// bytes the split copies hold beyond the lines' own size (they are held until
+    /// the sinks have them).
+    #[must_use]
+    pub fn route(mut self, router: &RequestRouter<'_>) -> (Vec<(usize, EventLines)>, usize, usize) {
+        let fixed = router.fixed();
+        let mut union = SinkSet::default();
+        let mut uniform = true;
+        let mut dropped = 0;
+        for meta in self
+            .chunks
+            .iter_mut()
+            .flat_map(|chunk| chunk.metas.iter_mut())
+        {
+            meta.sinks = match fixed {
+                Some(sinks) => sinks,
+                None => router.route(&EventFacts {
+                    kind: meta.kind,
+                    format: meta.format,
+                    log_group: meta.log_group.as_deref(),
+                    namespace: meta.namespace.as_deref(),
+                    source: meta.source.as_deref(),
+                    detail_type: meta.detail_type.as_deref(),
+                }),
+            };
+            uniform &= union.is_empty() || meta.sinks == union;
+            union.extend(meta.sinks);
+            dropped += usize::from(meta.sinks.is_empty());
+        }
+        if self.is_empty() || union.is_empty() {
+            return (Vec::new(), dropped, 0);
+        }
+        if uniform && dropped == 0 {
+            // Every sink shares the bytes; the last one takes the metadata too.
+            let mut sinks: Vec<usize> = union.iter().collect();
+            let last = sinks.pop().expect("the union is not empty");
+            let mut shared: Vec<(usize, EventLines)> =
+                sinks.into_iter().map(|sink| (sink, self.clone())).collect();
+            shared.push((last, self));
+            return (shared, 0, 0);
+        }
+        let per_sink: Vec<(usize, EventLines)> = union
+            .iter()
+            .map(|sink| {
+                let chunks = self
+                    .chunks
+                    .iter()
+                    .map(|chunk| {
+                        let mut bytes = Vec::new();
+                        let mut metas = Vec::new();
+                        for (meta, line) in chunk.iter() {
+                            if meta.sinks.contains(sink) {
+                                bytes.extend_from_slice(line);
+                                bytes.push(b'\n');
+                                metas.push(EventMeta {
+                                    end: bytes.len(),
+                                    ..meta.clone()
+                                });
+                            }
+                        }
+                        LineChunk {
+                            bytes: bytes.into(),
+                            metas,
+                        }
+                    })
+                    .filter(|chunk| !chunk.metas.is_empty())
+                    .collect();
+                (sink, EventLines { chunks })
+            })
+            .collect();
+        let copies: usize = per_sink.iter().map(|(_, lines)| lines.byte_len()).sum();
+        (per_sink, dropped, copies.saturating_sub(self.byte_len()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn routing_splits_lines_per_sink_and_shares_when_uniform() {
+        let attributes = CommonAttributes::new();
+        let request = RequestFacts {
+            path: "/",
+            delivery_stream: None,
+            source_arn: None,
+            access_key: None,
+            common_attributes: &attributes,
+        };
+        let lines = EventLines::single(
+            Bytes::from_static(b"log1\nmetric\nlog2\n"),
+            vec![
+                EventMeta {
+                    end: 5,
+                    kind: "log",
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 12,
+                    kind: "metric",
+                    ..EventMeta::default()
+                },
+                EventMeta {
+                    end: 17,
+                    kind: "log",
+                    ..EventMeta::default()
+                },
+            ],
+        );
+        let router = Router {
+            routes: vec![Route {
+                name: "metrics".into(),
+                matcher: Match {
+                    kinds: vec!["metric".into()],
+                    ..Match::default()
+                },
+                sinks: SinkSet::of(&[1, 2]),
+                continue_matching: false,
+            }],
+            default_sinks: SinkSet::of(&[0]),
+        };
+        let (per_sink, dropped, copied) = lines.clone().route(&router.for_request(&request));
+        assert_eq!(dropped, 0);
+        assert_eq!(copied, 7, "the metric line is held twice, once per sink");
+        let text = |lines: &EventLines| String::from_utf8(lines.concat()).unwrap();
+        assert_eq!(per_sink.len(), 3);
+        assert_eq!(
+            (per_sink[0].0, text(&per_sink[0].1)),
+            (0, "log1\nlog2\n".to_owned())
+        );
+        assert_eq!(
+            (per_sink[1].0, text(&per_sink[1].1)),
+            (1, "metric\n".to_owned())
+        );
+        let metric = &per_sink[2].1.chunks[0].metas[0];
+        assert_eq!(metric.end, 7);
+        assert!(metric.sinks.contains(2));
+
+        let everything = Router::everything_to(SinkSet::of(&[0, 1]));
+        let (per_sink, _, copied) = lines.clone().route(&everything.for_request(&request));
+        assert_eq!(copied, 0, "shared");
+        assert_eq!(per_sink.len(), 2);
+        assert_eq!(
+            per_sink[0].1.chunks[0].bytes.as_ptr(),
+            lines.chunks[0].bytes.as_ptr(),
+            "shared, not copied"
+        );
+
+        let nowhere = Router::default();
+        let (per_sink, dropped, _) = lines.route(&nowhere.for_request(&request));
+        assert!(per_sink.is_empty());
+        assert_eq!(dropped, 3);
+    }
 
     /// [`EVENT_FORMATS`] is exactly what the decoders write: one record of each
     /// kind, good and bad, through every format setting, and the formats of the

@@ -74,11 +74,25 @@ async fn a_sink_outage_logs_one_warning_per_refused_delivery() {
     assert_eq!(server.send(wrong).await.status, StatusCode::UNAUTHORIZED);
 
     let lines = log_lines(&logs);
+    // A sink's change of state ("marking it down") is logged once, in the span of
+    // the delivery that found it; it is about the sink, not one more line per
+    // delivery, so it is counted apart.
+    let state_change = |line: &Value| {
+        line["message"]
+            .as_str()
+            .is_some_and(|message| message.contains("marking it down"))
+    };
+    let state_changes: Vec<&Value> = lines
+        .iter()
+        .filter(|line| state_change(line) && line.to_string().contains("outage-"))
+        .collect();
+    assert_eq!(state_changes.len(), 1, "{state_changes:#?}");
     let above_debug = |id: &str| -> Vec<&Value> {
         lines
             .iter()
             .filter(|line| line.to_string().contains(id))
             .filter(|line| line["level"] != "DEBUG" && line["level"] != "TRACE")
+            .filter(|line| !state_change(line))
             .collect()
     };
     for id in refused {
@@ -107,4 +121,37 @@ async fn a_sink_outage_logs_one_warning_per_refused_delivery() {
     );
     let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
     assert!(!text.contains(KEY) && !text.contains("wrong-secret-value"));
+}
+
+/// Lines logged where a delivery's work continues — the fan-out's task per sink —
+/// carry the request's span, so a sink's failure names the delivery it failed.
+#[tokio::test]
+async fn a_sink_failure_line_names_the_request() {
+    let logs = captured_logs();
+    let server = TestServer::new();
+    let events = server.dir.path().join("events");
+    std::fs::remove_dir_all(&events).unwrap();
+    std::fs::write(&events, b"in the way").unwrap();
+    let id = "span-carried-1";
+    let reply = server.send(delivery(id, body_of(id, &[b"x"]))).await;
+    assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
+
+    let lines = log_lines(&logs);
+    let failed: Vec<&Value> = lines
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|message| message.starts_with("Sink commit failed"))
+        })
+        .filter(|line| line["span"]["request_id"] == id)
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "no sink failure line names {id}: {lines:#?}"
+    );
+    assert!(
+        failed.iter().all(|line| line["sink"] == "file"),
+        "{failed:#?}"
+    );
 }

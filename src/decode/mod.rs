@@ -38,8 +38,8 @@ use crate::event::{Delivery, EventWriter, RecordData};
 use crate::glob::Glob;
 use std::sync::Arc;
 
+use crate::event::lines::EventLines;
 use crate::limits::{DecodeBudget, DecodeStop, gunzip_capped, is_gzip};
-use crate::sink::EventLines;
 
 /// Default cap on one record's inflated size. CloudWatch Logs puts at most ~1 MiB of
 /// log events in one subscription record (its `PutLogEvents` batch limit), so 16 MiB
@@ -517,7 +517,7 @@ fn decode_record(
         Format::Eventbridge => {
             eventbridge::decode(content, index, writer).map_err(fail("eventbridge"))
         }
-        Format::VpcFlow => vpc_direct(content, index, context, writer),
+        Format::VpcFlow => vpc_flow::decode_direct(content, index, context, writer),
         Format::Raw => {
             let data = raw::classify(bytes, base64);
             writer.record(index, &data);
@@ -598,61 +598,6 @@ fn metrics_otel(
     Ok("metric_stream_otel")
 }
 
-/// VPC flow logs delivered straight to Firehose: lines of the flow log format, each
-/// possibly wrapped as `{"message": "<line>"}`.
-fn vpc_direct(
-    content: &[u8],
-    index: usize,
-    context: &Context<'_>,
-    writer: &mut EventWriter,
-) -> Result<&'static str, Failure> {
-    let text = std::str::from_utf8(content).map_err(|error| Failure {
-        format: "vpc_flow",
-        reason: format!("flow log record is not UTF-8: {error}"),
-    })?;
-    let mut any = false;
-    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
-        let unwrapped = match serde_json::from_str::<serde_json::Value>(line) {
-            Ok(serde_json::Value::Object(object)) => object
-                .get("message")
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_owned),
-            _ => None,
-        };
-        let message = unwrapped.as_deref().unwrap_or(line);
-        let fields = vpc_flow::parse(message, context.vpc_fields).ok_or_else(|| Failure {
-            format: "vpc_flow",
-            reason: format!(
-                "not a flow log line of the configured format: {:?}",
-                truncate(message, 200)
-            ),
-        })?;
-        let log = crate::event::LogEvent {
-            timestamp: context.timestamp,
-            message,
-            format: "vpc_flow",
-            parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
-                fields,
-            ))),
-            aws: crate::event::AwsHead::none(),
-            event_id: None,
-        };
-        let facts = crate::event::Facts {
-            format: Some("vpc_flow"),
-            ..crate::event::Facts::default()
-        };
-        writer.log(index, facts, &log);
-        any = true;
-    }
-    if !any {
-        return Err(Failure {
-            format: "vpc_flow",
-            reason: "empty record: no flow log line".into(),
-        });
-    }
-    Ok("vpc_flow")
-}
-
 fn truncate(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((cut, _)) => &text[..cut],
@@ -678,7 +623,7 @@ pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sink::EventMeta;
+    use crate::event::lines::EventMeta;
 
     fn decode(records: &[&[u8]], settings: &DecodeSettings) -> Result<Decoded, DecodeError> {
         let encoded: Vec<Cow<'_, str>> = records

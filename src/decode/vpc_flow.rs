@@ -8,6 +8,9 @@
 
 use serde_json::{Map, Value};
 
+use super::{Context, Failure, truncate};
+use crate::event::EventWriter;
+
 /// The default format's fields, in order.
 pub const DEFAULT_FIELDS: [&str; 14] = [
     "version",
@@ -83,6 +86,61 @@ fn looks_like_default(values: &[&str]) -> bool {
         && values[0] == "2"
         && matches!(values[12], "ACCEPT" | "REJECT" | "-")
         && matches!(values[13], "OK" | "NODATA" | "SKIPDATA")
+}
+
+/// VPC flow logs delivered straight to Firehose: lines of the flow log format, each
+/// possibly wrapped as `{"message": "<line>"}`.
+pub(super) fn decode_direct(
+    content: &[u8],
+    index: usize,
+    context: &Context<'_>,
+    writer: &mut EventWriter,
+) -> Result<&'static str, Failure> {
+    let text = std::str::from_utf8(content).map_err(|error| Failure {
+        format: "vpc_flow",
+        reason: format!("flow log record is not UTF-8: {error}"),
+    })?;
+    let mut any = false;
+    for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        let unwrapped = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Object(object)) => object
+                .get("message")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        let message = unwrapped.as_deref().unwrap_or(line);
+        let fields = parse(message, context.vpc_fields).ok_or_else(|| Failure {
+            format: "vpc_flow",
+            reason: format!(
+                "not a flow log line of the configured format: {:?}",
+                truncate(message, 200)
+            ),
+        })?;
+        let log = crate::event::LogEvent {
+            timestamp: context.timestamp,
+            message,
+            format: "vpc_flow",
+            parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
+                fields,
+            ))),
+            aws: crate::event::AwsHead::none(),
+            event_id: None,
+        };
+        let facts = crate::event::Facts {
+            format: Some("vpc_flow"),
+            ..crate::event::Facts::default()
+        };
+        writer.log(index, facts, &log);
+        any = true;
+    }
+    if !any {
+        return Err(Failure {
+            format: "vpc_flow",
+            reason: "empty record: no flow log line".into(),
+        });
+    }
+    Ok("vpc_flow")
 }
 
 #[cfg(test)]

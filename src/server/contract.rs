@@ -338,8 +338,7 @@ impl SourceArn {
     }
 }
 
-/// The stream's common attributes, in key order.
-pub type CommonAttributes = serde_json::Map<String, serde_json::Value>;
+pub use crate::event::CommonAttributes;
 
 /// Parses the `X-Amz-Firehose-Common-Attributes` header:
 /// `{"commonAttributes": {"name": "value", ...}}` with string values.

@@ -202,7 +202,10 @@ async fn accept(
         .acquire_owned()
         .await
         .map_err(|_| ApiError::ShuttingDown)?;
+    // The blocking pool's threads do not inherit the request's span; carry it.
+    let span = tracing::Span::current();
     let (batches, records, reservation) = tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
         let _slot = slot;
         decode_body(&body, gzipped, delivery, &blocking_state, reservation)
     })
@@ -317,7 +320,14 @@ fn decode_json(
         Ok(decoded) => decoded,
         Err(error) => return (Err(error.into()), records),
     };
-    state.metrics.record_decoding(&decoded);
+    state.metrics.record_decoding(
+        decoded
+            .formats
+            .iter()
+            .map(|(format, count)| (*format, *count)),
+        decoded.dead_letter_formats.iter().copied(),
+        decoded.control_messages as u64,
+    );
     let (batches, copied) = route(delivery, decoded, state);
     // Lines split between sinks that take different events are copies: held too.
     let held = reservation

@@ -14,36 +14,12 @@ use crate::limits::{DecodeStop, InflateError};
 use crate::server::contract::EnvelopeError;
 use crate::sink::fanout::FanoutError;
 
-/// Outcome label of a delivery stored now.
-pub const OUTCOME_OK: &str = "ok";
-/// Outcome label of a retried delivery that was already stored.
-pub const OUTCOME_DUPLICATE: &str = "duplicate";
-/// Outcome label of a malformed request (400).
-pub const OUTCOME_BAD_REQUEST: &str = "bad_request";
-/// Outcome label of a missing or wrong access key (401).
-pub const OUTCOME_UNAUTHORIZED: &str = "unauthorized";
-/// Outcome label of a body over a size limit (413).
-pub const OUTCOME_TOO_LARGE: &str = "too_large";
-/// Outcome label of a body that arrived too slowly (408).
-pub const OUTCOME_TOO_SLOW: &str = "too_slow";
-/// Outcome label of a delivery refused at the in-flight limit (503).
-pub const OUTCOME_OVERLOADED: &str = "overloaded";
-/// Outcome label of a delivery refused during shutdown (503).
-pub const OUTCOME_SHUTTING_DOWN: &str = "shutting_down";
-/// Outcome label of a delivery a sink did not store (503).
-pub const OUTCOME_STORAGE_ERROR: &str = "storage_error";
-/// Every outcome label value, for metrics that start at zero.
-pub const OUTCOMES: [&str; 9] = [
-    OUTCOME_OK,
-    OUTCOME_DUPLICATE,
-    OUTCOME_BAD_REQUEST,
-    OUTCOME_UNAUTHORIZED,
-    OUTCOME_TOO_LARGE,
-    OUTCOME_TOO_SLOW,
-    OUTCOME_OVERLOADED,
-    OUTCOME_SHUTTING_DOWN,
-    OUTCOME_STORAGE_ERROR,
-];
+// The outcome label values are the metrics' vocabulary (`crate::metrics`); each
+// error variant names its own below.
+pub use crate::metrics::{
+    OUTCOME_BAD_REQUEST, OUTCOME_DUPLICATE, OUTCOME_OK, OUTCOME_OVERLOADED, OUTCOME_SHUTTING_DOWN,
+    OUTCOME_STORAGE_ERROR, OUTCOME_TOO_LARGE, OUTCOME_TOO_SLOW, OUTCOME_UNAUTHORIZED, OUTCOMES,
+};
 
 /// Why a delivery was not accepted. The `Display` text is the reply's `errorMessage`:
 /// it must help the sender and must never contain a secret or a local path.

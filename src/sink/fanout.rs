@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 use super::dedup::{DedupWindow, DeliveryKey};
 use super::{Committed, Sink, SinkBatch, SinkError};
@@ -287,10 +288,14 @@ impl Sinks {
         let mut tasks = JoinSet::new();
         for (handle, batch) in routed {
             let settings = self.settings;
-            tasks.spawn(async move {
-                let result = handle.commit_with_retry(&batch, settings).await;
-                (handle, result)
-            });
+            // In the request's span, so each sink's lines name the delivery.
+            tasks.spawn(
+                async move {
+                    let result = handle.commit_with_retry(&batch, settings).await;
+                    (handle, result)
+                }
+                .instrument(tracing::Span::current()),
+            );
         }
         let collect = async {
             let mut events = 0;

@@ -413,9 +413,9 @@ impl NatsSink {
     ///
     /// # Errors
     ///
-    /// [`SinkError::Write`] when the configuration is invalid.
+    /// [`SinkError::Config`] when the configuration is invalid.
     pub async fn connect(config: NatsConfig) -> Result<Self, SinkError> {
-        let invalid = |reason: String| SinkError::Write(format!("nats: {reason}"));
+        let invalid = |reason: String| SinkError::Config(format!("nats: {reason}"));
         crate::tls::install_crypto_provider();
         config.validate().map_err(invalid)?;
         let subject = Template::parse(&config.subject).map_err(invalid)?;
@@ -1289,7 +1289,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(invalid, SinkError::Write(ref reason) if reason.contains("url")),
+            matches!(invalid, SinkError::Config(ref reason) if reason.contains("url")),
             "{invalid:?}"
         );
     }

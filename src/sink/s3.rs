@@ -401,14 +401,14 @@ impl S3Sink {
     ///
     /// # Errors
     ///
-    /// [`SinkError::Write`] for a configuration the client does not accept.
+    /// [`SinkError::Config`] for a configuration the client does not accept.
     #[expect(
         clippy::unused_async,
         reason = "async like the other sinks' connect, which do talk to their service"
     )]
     pub async fn connect(config: S3Config) -> Result<Self, SinkError> {
         let invalid =
-            |reason: String| SinkError::Write(format!("s3 bucket {:?}: {reason}", config.bucket));
+            |reason: String| SinkError::Config(format!("s3 bucket {:?}: {reason}", config.bucket));
         crate::tls::install_crypto_provider();
         config.validate().map_err(invalid)?;
         let layout = KeyLayout::new(&config).map_err(invalid)?;
@@ -756,7 +756,7 @@ mod tests {
         assert!(matches!(sink.probe().await, Err(SinkError::Unavailable(_))));
         assert!(matches!(
             S3Sink::connect(S3Config::default()).await,
-            Err(SinkError::Write(_))
+            Err(SinkError::Config(_))
         ));
     }
 

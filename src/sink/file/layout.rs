@@ -273,7 +273,7 @@ impl Layout {
             Ok(true) => metrics.segments_sealed.inc(),
             Ok(false) => {}
             Err(error) => {
-                super::writer::count_failure(metrics, super::writer::OPERATION_SEAL, &error);
+                super::failure::count_failure(metrics, super::failure::OPERATION_SEAL, &error);
                 self.abandon(&segment);
             }
         }

@@ -39,6 +39,7 @@
 //! deleted, replaced or changed by hand, the group is refused, the sink is down, and
 //! the next probe rebuilds the directory.
 
+mod failure;
 mod journal;
 mod layout;
 mod segment;

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use tokio::sync::oneshot;
 
+use super::failure::*;
 use super::journal;
 use super::layout::{Layout, Opening, TornDown};
 use super::segment::OpenSegment;
@@ -16,28 +17,6 @@ use crate::clock::{duration_ms, now_ms};
 use crate::metrics::StorageMetrics;
 use crate::sink::dedup::{DedupWindow, DeliveryKey};
 use crate::sink::{Committed, SinkError};
-
-/// `operation` label values of `hydrant_storage_errors_total`.
-pub(super) const OPERATION_WRITE: &str = "write";
-pub(super) const OPERATION_JOURNAL: &str = "journal";
-pub(super) const OPERATION_OPEN: &str = "open";
-pub(super) const OPERATION_SEAL: &str = "seal";
-/// Starting a new journal generation failed.
-pub(super) const OPERATION_ROTATE: &str = "rotate";
-/// The data directory was found damaged (deleted, replaced, changed by hand).
-pub(super) const OPERATION_LAYOUT: &str = "layout";
-/// Rebuilding a damaged data directory failed.
-pub(super) const OPERATION_REBUILD: &str = "rebuild";
-/// Every `operation` label value, whose series start at zero when a file sink opens.
-const OPERATIONS: [&str; 7] = [
-    OPERATION_WRITE,
-    OPERATION_JOURNAL,
-    OPERATION_OPEN,
-    OPERATION_SEAL,
-    OPERATION_ROTATE,
-    OPERATION_LAYOUT,
-    OPERATION_REBUILD,
-];
 
 /// Where a commit's answer goes.
 pub(super) type Reply = oneshot::Sender<Result<Committed, SinkError>>;
@@ -59,16 +38,6 @@ struct Pending {
     batch: Batch,
     reply: Reply,
     copies: Vec<Reply>,
-}
-
-/// Counts and logs a failed storage operation.
-pub(super) fn count_failure(
-    metrics: &StorageMetrics,
-    operation: &str,
-    error: &dyn std::fmt::Display,
-) {
-    metrics.errors.with_label_values(&[operation]).inc();
-    tracing::error!(%error, operation, "Storage operation failed.");
 }
 
 /// Owns the data directory; runs on its own thread.

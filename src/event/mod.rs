@@ -15,10 +15,13 @@ use serde::Serialize;
 use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
+pub mod lines;
+
 use crate::limits::DecodeBudget;
-use crate::routing::SinkSet;
-use crate::server::contract::CommonAttributes;
-use crate::sink::{CHUNK_BYTES, EventLines, EventMeta, LineChunk};
+use lines::{CHUNK_BYTES, EventLines, EventMeta, LineChunk, SinkSet};
+
+/// The stream's common attributes, in key order.
+pub type CommonAttributes = serde_json::Map<String, serde_json::Value>;
 
 /// The facts of one delivery, shared by all of its events (the `firehose` object).
 #[derive(Debug, Clone, Default, Serialize)]
