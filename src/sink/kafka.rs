@@ -928,14 +928,13 @@ impl KafkaSink {
     ///
     /// # Errors
     ///
-    /// [`SinkError::Write`] when the configuration is invalid.
+    /// [`SinkError::Config`] when the configuration is invalid.
     #[allow(
         clippy::unused_async,
         reason = "every sink connects asynchronously; this one defers it"
     )]
     pub async fn connect(config: KafkaConfig) -> Result<Self, SinkError> {
-        let invalid =
-            |reason: String| SinkError::Write(format!("kafka sink configuration: {reason}"));
+        let invalid = |reason: String| SinkError::Config(format!("kafka: {reason}"));
         config.validate().map_err(invalid)?;
         let topic = Template::parse(&config.topic).map_err(invalid)?;
         let key = Template::parse(&config.key).map_err(invalid)?;
@@ -2136,7 +2135,7 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&error, SinkError::Write(message) if message.contains("brokers")),
+            matches!(&error, SinkError::Config(message) if message.contains("brokers")),
             "{error:?}"
         );
     }
