@@ -25,7 +25,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use common::{TestServer, body_of, delivery, fixture};
+use common::certs::Certificates;
+use common::{TestServer, binary_bytes, body_of, delivery, file_lines, fixture};
 use hydrant::routing::{Router, SinkSet};
 use hydrant::server::Settings;
 use hydrant::server::auth::{AccessKey, Auth};
@@ -657,34 +658,6 @@ async fn a_retried_committed_delivery_is_not_produced_again() {
     );
 }
 
-/// `len` bytes that are not text, the same on every call.
-fn binary_bytes(len: usize) -> Vec<u8> {
-    let mut state: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// The raw lines of the file sink, each without its `\n`.
-fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
-    common::segment_files(server.dir.path())
-        .iter()
-        .flat_map(|file| {
-            let bytes = std::fs::read(file).unwrap();
-            bytes
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
 /// A 900 KiB binary record (Firehose takes records up to 1,000 KiB) makes an event
 /// line of about 1.2 MB, over a broker's default `message.max.bytes` of 1 MiB: a
 /// broker that enforces it refused the batch on every retry. The event is produced
@@ -943,111 +916,20 @@ async fn a_down_broker_is_retried_with_a_backoff_and_logged_once() {
     );
 }
 
-/// Files made by the `openssl` CLI in a temporary directory: a CA and a server
-/// certificate it signed for 127.0.0.1 (as an IP subjectAltName, which is what a
-/// client connecting to an IP address checks).
-struct TestPki {
-    dir: tempfile::TempDir,
-}
-
-impl TestPki {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let openssl = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl CLI runs");
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        std::fs::write(
-            dir.path().join("server.ext"),
-            "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\nbasicConstraints = CA:FALSE\n",
-        )
-        .unwrap();
-        let ec = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        openssl(
-            &[
-                &["req", "-x509", "-new"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "ca.key",
-                    "-out",
-                    "ca.pem",
-                    "-days",
-                    "2",
-                    "-subj",
-                    "/CN=Hydrant TLS test CA",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            &[
-                &["req", "-new"][..],
-                &ec,
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ]);
-        Self { dir }
+/// A rustls client configuration trusting the test CA, for reading back.
+fn client_config(certificates: &Certificates) -> Arc<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_file_iter(certificates.path("ca.pem")).unwrap() {
+        roots.add(certificate.unwrap()).unwrap();
     }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    /// A rustls client configuration trusting this CA, for reading back.
-    fn client_config(&self) -> Arc<rustls::ClientConfig> {
-        let mut roots = rustls::RootCertStore::empty();
-        for certificate in CertificateDer::pem_file_iter(self.path("ca.pem")).unwrap() {
-            roots.add(certificate.unwrap()).unwrap();
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        Arc::new(config)
-    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Arc::new(config)
 }
 
 /// `stunnel` accepting TLS on 127.0.0.1:`port` and passing the plain bytes on to
@@ -1057,7 +939,7 @@ struct Stunnel {
 }
 
 impl Stunnel {
-    fn start(pki: &TestPki, port: u16, upstream: u16) -> Self {
+    fn start(pki: &Certificates, port: u16, upstream: u16) -> Self {
         let config = pki.path("stunnel.conf");
         std::fs::write(
             &config,
@@ -1094,7 +976,7 @@ impl Drop for Stunnel {
 /// speaking plain Kafka to the TLS port, fails its probe.
 #[tokio::test]
 async fn tls_brokers_are_reached_with_the_configured_ca() {
-    let pki = TestPki::new();
+    let pki = Certificates::new();
     let tls_port = free_port();
     let tansu = Tansu::start_advertising(Some(tls_port));
     let _stunnel = Stunnel::start(&pki, tls_port, tansu.port);
@@ -1113,7 +995,7 @@ async fn tls_brokers_are_reached_with_the_configured_ca() {
         ))
         .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
-    let consumed = consume_over(&broker, "hydrant-events", Some(pki.client_config())).await;
+    let consumed = consume_over(&broker, "hydrant-events", Some(client_config(&pki))).await;
     let values: Vec<&Value> = consumed
         .iter()
         .map(|record| &record.value["data"]["n"])

@@ -21,7 +21,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use common::certs::Certificates;
-use common::{KEY, KEY_NAME, SOURCE_ARN, TestServer, body_of, delivery, fixture};
+use common::{
+    KEY, KEY_NAME, SOURCE_ARN, TestServer, binary_bytes, body_of, delivery, file_lines, fixture,
+};
 use futures_util::StreamExt as _;
 use hydrant::decode::DecodeSettings;
 use hydrant::event::Delivery;
@@ -775,34 +777,6 @@ async fn without_a_stream_name_the_subjects_stream_is_used() {
 /// is over it (the default is 1 MiB, which a 900 KiB binary record passes once
 /// base64'd into its event line).
 const SMALL_MAX_PAYLOAD: usize = 16 * 1024;
-
-/// `len` bytes that are not text, the same on every call.
-fn binary_bytes(len: usize) -> Vec<u8> {
-    let mut state: u32 = 0x9e37_79b9;
-    (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state.to_le_bytes()[0]
-        })
-        .collect()
-}
-
-/// The raw lines of the file sink, each without its `\n`.
-fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
-    common::segment_files(server.dir.path())
-        .iter()
-        .flat_map(|file| {
-            let bytes = std::fs::read(file).unwrap();
-            bytes
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
 
 /// An event larger than the server's `max_payload` used to be refused on every
 /// retry, blocking its delivery stream for good. It is now stored as parts that

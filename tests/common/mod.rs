@@ -246,3 +246,31 @@ fn table_files(data_dir: &Path, table: &str) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// `len` bytes that are not text, the same on every call.
+pub fn binary_bytes(len: usize) -> Vec<u8> {
+    let mut state: u32 = 0x9e37_79b9;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The raw lines of the file sink, each without its `\n`.
+pub fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
+    segment_files(server.dir.path())
+        .iter()
+        .flat_map(|file| {
+            let bytes = std::fs::read(file).unwrap();
+            bytes
+                .split(|byte| *byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
