@@ -1,3 +1,4 @@
+
 use super::*;
 use crate::event::Delivery;
 use crate::sink::{EventLines, EventMeta};
@@ -30,18 +31,18 @@ fn configurations_are_validated() {
     let table = [
         (
             r#"brokers = ["a:9092"]
-            topic = "logs.{log_group}"
-            key = "{request_id}"
-            compression = "zstd"
-            create_topics = false
-            topic_partitions = 6
-            replication_factor = 3
-            timeout_ms = 2000"#,
+                topic = "logs.{log_group}"
+                key = "{request_id}"
+                compression = "zstd"
+                create_topics = false
+                topic_partitions = 6
+                replication_factor = 3
+                timeout_ms = 2000"#,
             "",
         ),
         (
             r#"brokers = ["a:9092"]
-            compression = "lz4""#,
+                compression = "lz4""#,
             "",
         ),
         ("topic = \"t\"", "missing field `brokers`"),
@@ -49,62 +50,62 @@ fn configurations_are_validated() {
         (r#"brokers = [" "]"#, "not a host:port"),
         (
             r#"brokers = ["a:9092"]
-            topic = "{nope}""#,
+                topic = "{nope}""#,
             "topic: template",
         ),
         (
             r#"brokers = ["a:9092"]
-            topic = """#,
+                topic = """#,
             "topic: the template is empty",
         ),
         (
             r#"brokers = ["a:9092"]
-            key = "{request_id""#,
+                key = "{request_id""#,
             "key: template",
         ),
         (
             r#"brokers = ["a:9092"]
-            compression = "brotli""#,
+                compression = "brotli""#,
             "compression: unknown \"brotli\"",
         ),
         (
             r#"brokers = ["a:9092"]
-            topic_partitions = 0"#,
+                topic_partitions = 0"#,
             "topic_partitions",
         ),
         (
             r#"brokers = ["a:9092"]
-            replication_factor = 0"#,
+                replication_factor = 0"#,
             "replication_factor",
         ),
         (
             r#"brokers = ["a:9092"]
-            timeout_ms = 0"#,
+                timeout_ms = 0"#,
             "timeout_ms",
         ),
         (
             r#"brokers = ["a:9092"]
-            timeout_ms = 3000000000"#,
+                timeout_ms = 3000000000"#,
             "timeout_ms",
         ),
         (
             r#"brokers = ["a:9092"]
-            partitions = 3"#,
+                partitions = 3"#,
             "unknown field `partitions`",
         ),
         (
             r#"brokers = ["a:9092"]
-            key = "{request_id}%{record_index}""#,
+                key = "{request_id}%{record_index}""#,
             "reserved",
         ),
         (
             r#"brokers = ["a:9092"]
-            max_batch_bytes = 1000"#,
+                max_batch_bytes = 1000"#,
             "max_batch_bytes",
         ),
         (
             r#"brokers = ["a:9092"]
-            max_batch_bytes = 1048576"#,
+                max_batch_bytes = 1048576"#,
             "",
         ),
     ];
@@ -136,68 +137,68 @@ fn tls_and_sasl_settings_are_validated() {
     let not_pem = fixture("make.sh");
     // (settings after `brokers`, the error mentions; empty when valid)
     let table = [
-        (format!("tls = true\ntls_ca_file = {ca:?}"), ""),
-        (
-            format!("tls = true\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}"),
-            "",
-        ),
-        (format!("tls_ca_file = {ca:?}"), "tls_ca_file is set but tls is off"),
-        (format!("tls_cert_file = {cert:?}"), "tls_cert_file is set but tls is off"),
-        (format!("tls = true\ntls_ca_file = {missing:?}"), "tls_ca_file"),
-        (format!("tls = true\ntls_ca_file = {not_pem:?}"), "no PEM certificate"),
-        (format!("tls = true\ntls_ca_file = {key:?}"), "no PEM certificate"),
-        (format!("tls = true\ntls_cert_file = {cert:?}"), "tls_cert_file needs tls_key_file"),
-        (format!("tls = true\ntls_key_file = {key:?}"), "tls_key_file needs tls_cert_file"),
-        (
-            format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {cert:?}"),
-            "tls_key_file",
-        ),
-        (
-            format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {other_key:?}"),
-            "tls_cert_file",
-        ),
-        (
-            format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {missing:?}"),
-            "tls_key_file",
-        ),
-        (
-            "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "",
-        ),
-        (
-            "sasl_mechanism = \"scram-sha-256\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "",
-        ),
-        (
-            "tls = true\nsasl_mechanism = \"scram-sha-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "",
-        ),
-        (
-            "sasl_mechanism = \"gssapi\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "sasl_mechanism: unknown \"gssapi\"",
-        ),
-        (
-            "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "",
-        ),
-        (
-            "sasl_mechanism = \"plain\"\nsasl_password = \"p\"".to_owned(),
-            "needs sasl_username",
-        ),
-        (
-            "sasl_mechanism = \"plain\"\nsasl_username = \"u\"".to_owned(),
-            "needs sasl_password",
-        ),
-        (
-            "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"\"".to_owned(),
-            "needs sasl_password",
-        ),
-        (
-            "sasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
-            "need sasl_mechanism",
-        ),
-        ("tls = \"yes\"".to_owned(), "invalid type"),
-    ];
+            (format!("tls = true\ntls_ca_file = {ca:?}"), ""),
+            (
+                format!("tls = true\ntls_ca_file = {ca:?}\ntls_cert_file = {cert:?}\ntls_key_file = {key:?}"),
+                "",
+            ),
+            (format!("tls_ca_file = {ca:?}"), "tls_ca_file is set but tls is off"),
+            (format!("tls_cert_file = {cert:?}"), "tls_cert_file is set but tls is off"),
+            (format!("tls = true\ntls_ca_file = {missing:?}"), "tls_ca_file"),
+            (format!("tls = true\ntls_ca_file = {not_pem:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_ca_file = {key:?}"), "no PEM certificate"),
+            (format!("tls = true\ntls_cert_file = {cert:?}"), "tls_cert_file needs tls_key_file"),
+            (format!("tls = true\ntls_key_file = {key:?}"), "tls_key_file needs tls_cert_file"),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {cert:?}"),
+                "tls_key_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {other_key:?}"),
+                "tls_cert_file",
+            ),
+            (
+                format!("tls = true\ntls_cert_file = {cert:?}\ntls_key_file = {missing:?}"),
+                "tls_key_file",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"scram-sha-256\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "tls = true\nsasl_mechanism = \"scram-sha-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"gssapi\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "sasl_mechanism: unknown \"gssapi\"",
+            ),
+            (
+                "sasl_mechanism = \"SCRAM-SHA-512\"\nsasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_password = \"p\"".to_owned(),
+                "needs sasl_username",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_mechanism = \"plain\"\nsasl_username = \"u\"\nsasl_password = \"\"".to_owned(),
+                "needs sasl_password",
+            ),
+            (
+                "sasl_username = \"u\"\nsasl_password = \"p\"".to_owned(),
+                "need sasl_mechanism",
+            ),
+            ("tls = \"yes\"".to_owned(), "invalid type"),
+        ];
     for (settings, expected) in &table {
         let text = format!("brokers = [\"a:9093\"]\n{settings}");
         match config(&text) {
