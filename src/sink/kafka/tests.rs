@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::event::Delivery;
 use crate::sink::{EventLines, EventMeta};
