@@ -42,16 +42,14 @@ pub fn pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, Str
     Ok(certificates)
 }
 
-/// Checks that the PEM file at `path` holds a private key (its bytes are dropped at
-/// once; the client that uses it reads the file itself).
+/// The private key in the PEM file at `path`.
 ///
 /// # Errors
 ///
 /// The file's name and what is wrong, for a configuration error.
-pub fn check_pem_private_key(path: &Path) -> Result<(), String> {
+pub fn pem_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path)
-        .map(drop)
-        .map_err(|error| format!("{}: no private key: {error}", path.display()))
+        .map_err(|error| format!("{}: no usable private key ({error})", path.display()))
 }
 
 #[cfg(test)]
@@ -79,7 +77,7 @@ mod tests {
         for path in [&empty, &garbage, &missing] {
             let error = pem_certificates(path).unwrap_err();
             assert!(error.contains(&path.display().to_string()), "{error}");
-            assert!(check_pem_private_key(path).is_err());
+            assert!(pem_private_key(path).is_err());
         }
     }
 }

@@ -333,7 +333,8 @@ impl NatsConfig {
             (Some(cert), Some(key)) => {
                 crate::tls::pem_certificates(cert)
                     .map_err(|error| format!("tls_cert_file {error}"))?;
-                crate::tls::check_pem_private_key(key)
+                crate::tls::pem_private_key(key)
+                    .map(drop)
                     .map_err(|error| format!("tls_key_file {error}"))?;
             }
             (None, None) => {}

@@ -77,8 +77,6 @@ use rskafka::client::error::{Error as KafkaError, ProtocolError};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
 use rskafka::record::Record;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::task::JoinSet;
@@ -434,13 +432,10 @@ impl KafkaConfig {
                 return Err("tls_key_file needs tls_cert_file (the client certificate)".into());
             }
             (Some(cert_path), Some(key_path)) => {
-                let chain = pem_certificates(cert_path, "tls_cert_file")?;
-                let key = PrivateKeyDer::from_pem_file(key_path).map_err(|error| {
-                    format!(
-                        "tls_key_file {}: no usable private key ({error})",
-                        key_path.display()
-                    )
-                })?;
+                let chain = crate::tls::pem_certificates(cert_path)
+                    .map_err(|error| format!("tls_cert_file {error}"))?;
+                let key = crate::tls::pem_private_key(key_path)
+                    .map_err(|error| format!("tls_key_file {error}"))?;
                 builder.with_client_auth_cert(chain, key).map_err(|error| {
                     format!(
                         "tls_cert_file {} and tls_key_file {}: {error}",
@@ -494,7 +489,9 @@ impl KafkaConfig {
 /// The roots in a PEM CA bundle: every certificate in it, at least one.
 fn ca_file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
-    for certificate in pem_certificates(path, "tls_ca_file")? {
+    for certificate in
+        crate::tls::pem_certificates(path).map_err(|error| format!("tls_ca_file {error}"))?
+    {
         roots.add(certificate).map_err(|error| {
             format!(
                 "tls_ca_file {}: not a usable CA certificate ({error})",
@@ -522,20 +519,6 @@ fn system_roots() -> Result<rustls::RootCertStore, String> {
         ));
     }
     Ok(roots)
-}
-
-/// Every certificate of a PEM file, at least one; `key` names the setting.
-fn pem_certificates(path: &Path, key: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
-        .map_err(|error| format!("{key} {}: {error}", path.display()))?;
-    if certificates.is_empty() {
-        return Err(format!(
-            "{key} {}: no PEM certificate in it",
-            path.display()
-        ));
-    }
-    Ok(certificates)
 }
 
 /// Validated SASL settings; `Debug` hides the password.
