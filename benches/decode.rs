@@ -16,8 +16,8 @@ use base64::engine::general_purpose::STANDARD;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hydrant::decode::{DecodeSettings, Format, decode_records};
 use hydrant::event::Delivery;
+use hydrant::firehose::DeliveryRequest;
 use hydrant::limits::gunzip_capped;
-use hydrant::server::contract::DeliveryRequest;
 
 const LOG_GROUPS: [&str; 7] = [
     "/aws/lambda/checkout",

@@ -4,7 +4,12 @@
 # `file` sink, and reads Hydrant's CPU time and peak RSS from /proc.
 #
 #   bash loadtest/matrix.sh [seconds per run]      (default 15)
+#   bash loadtest/matrix.sh --end-to-end [seconds] (the end-to-end table only)
 #   bash loadtest/matrix.sh --binaries             (print the two binaries' paths)
+#
+# HYDRANT=/path/to/hydrant runs that binary instead of building this checkout's,
+# so two versions can be measured in turns in one sitting (before and after a
+# change), each against the same load tester.
 #
 # Everything runs on this machine, on loopback; each run is bounded in time. The
 # binaries are found where Cargo puts them, CARGO_TARGET_DIR included.
@@ -17,11 +22,16 @@ target_dir() {
   cargo metadata --format-version 1 --no-deps --manifest-path "$1" |
     python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
 }
-hydrant=$(target_dir Cargo.toml)/release/hydrant
+hydrant=${HYDRANT:-$(target_dir Cargo.toml)/release/hydrant}
 loadtest=$(target_dir loadtest/Cargo.toml)/release/hydrant-loadtest
 if [ "${1:-}" = --binaries ]; then
   printf '%s\n%s\n' "$hydrant" "$loadtest"
   exit 0
+fi
+scaling_table=yes
+if [ "${1:-}" = --end-to-end ]; then
+  scaling_table=no
+  shift
 fi
 SECONDS_PER_RUN=${1:-15}
 PORT=18180
@@ -30,7 +40,9 @@ KEY=matrix-key
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-cargo build --release --quiet
+if [ -z "${HYDRANT:-}" ]; then
+  cargo build --release --quiet
+fi
 cargo build --release --quiet --manifest-path loadtest/Cargo.toml
 
 cat > "$work/discard.toml" <<'TOML'
@@ -103,8 +115,10 @@ for sink in discard file; do
     run "${entry%%|*}" "$sink" "${entry#*|}"
   done
 done
-printf '\nScaling (one sender, discard sink):\n\n'
-header
-for entry in "${scaling[@]}"; do
-  run "${entry%%|*}" discard "${entry#*|}"
-done
+if [ "$scaling_table" = yes ]; then
+  printf '\nScaling (one sender, discard sink):\n\n'
+  header
+  for entry in "${scaling[@]}"; do
+    run "${entry%%|*}" discard "${entry#*|}"
+  done
+fi

@@ -1,5 +1,6 @@
-//! The composition root: opens the sinks, binds the listeners and serves until
-//! shutdown.
+//! The composition root: opens the sinks, assembles the server around them
+//! ([`App::new`], which the integration tests use too), binds the listeners and
+//! serves until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,7 +12,7 @@ use crate::config::{Config, SinkKind};
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Listeners, Settings};
 use crate::sink::discard::DiscardSink;
-use crate::sink::fanout::{SinkSetup, Sinks};
+use crate::sink::fanout::{FanoutSettings, SinkSetup, Sinks};
 use crate::sink::file::{FileSink, OpenError};
 #[cfg(feature = "kafka")]
 use crate::sink::kafka::KafkaSink;
@@ -116,7 +117,13 @@ pub async fn run(
             gates_readiness: spec.gates_readiness,
         });
     }
-    let sinks = Arc::new(Sinks::new(sinks, config.fanout, &metrics));
+    let settings = Settings {
+        auth: config.auth,
+        limits: config.limits,
+        decode: config.decode,
+        router: config.router,
+    };
+    let app = App::new(settings, sinks, config.fanout, metrics);
 
     let listeners = Listeners {
         ingest: bind(config.listen).await?,
@@ -124,29 +131,66 @@ pub async fn run(
     };
     tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, "Listening.");
     tracing::info!(listener = "admin", address = %listeners.admin.local_addr()?, "Listening.");
-
-    let settings = Settings {
-        auth: config.auth,
-        limits: config.limits,
-        decode: config.decode,
-        router: config.router,
-    };
-    let state = AppState::new(settings, Arc::clone(&sinks), metrics);
-    // Learn which sinks' services answer before taking traffic, then keep checking.
-    sinks.probe_all().await;
-    let prober = sinks.spawn_prober();
-    state.readiness.set(true);
-    let served = server::serve(
+    app.serve(
         listeners,
-        state,
         shutdown,
         config.shutdown_grace,
         config.connections,
     )
-    .await;
-    prober.abort();
-    served?;
+    .await?;
     Ok(())
+}
+
+/// Hydrant assembled around its sinks, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    state: AppState,
+    sinks: Arc<Sinks>,
+}
+
+impl App {
+    /// Wires the delivery pipeline, the fan-out and the handlers' state around
+    /// `sinks` (opened, or left unopened when no route names them), which
+    /// `settings.router`'s positions index.
+    #[must_use]
+    pub fn new(
+        settings: Settings,
+        sinks: Vec<impl Into<SinkSetup>>,
+        fanout: FanoutSettings,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let sinks = Arc::new(Sinks::new(sinks, fanout, &metrics));
+        let state = AppState::new(settings, Arc::clone(&sinks), metrics);
+        Self { state, sinks }
+    }
+
+    /// The state both listeners' handlers share (for `oneshot` tests).
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Learns which sinks' services answer, keeps checking them in the background,
+    /// declares itself ready and serves until `shutdown` resolves, then drains.
+    ///
+    /// # Errors
+    ///
+    /// When an accept loop fails.
+    pub async fn serve(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()> + Send,
+        grace: std::time::Duration,
+        connections: crate::server::listener::ConnectionSettings,
+    ) -> std::io::Result<()> {
+        // Learn which sinks' services answer before taking traffic, then keep checking.
+        self.sinks.probe_all().await;
+        let prober = self.sinks.spawn_prober();
+        self.state.readiness.set(true);
+        let served = server::serve(listeners, self.state, shutdown, grace, connections).await;
+        prober.abort();
+        served
+    }
 }
 
 enum OpenSinkError {

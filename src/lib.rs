@@ -2,43 +2,54 @@
 //!
 //! A delivery travels through these modules, in order:
 //!
-//! - [`server`]: the HTTP contract. The ingest listener takes `POST` deliveries on
-//!   any path ([`server::contract`] holds the protocol's headers and shapes), checks
-//!   the access key ([`server::auth`]), admits the request against the in-flight
-//!   byte budget ([`server::admission`]) and answers in Firehose's JSON shape,
-//!   with statuses from one error enum ([`server::error`]). The admin listener
-//!   serves metrics and health ([`server::health`]). Both run an accept loop
-//!   ([`server::listener`]) that caps connections and times out slow clients.
-//! - [`limits`]: every cap on untrusted input, and the only size-capped gunzip.
+//! - [`server`]: HTTP only. The ingest listener takes `POST` deliveries on any
+//!   path, checks the access key ([`server::auth`]) and the headers, reads the
+//!   body within the in-flight byte budget, hands it to [`ingest`] and maps the
+//!   result to the reply, with statuses from one error enum ([`server::error`]).
+//!   The admin listener serves metrics and health ([`server::health`]). Both run an
+//!   accept loop ([`server::listener`]) that caps connections and times out slow
+//!   clients.
+//! - [`firehose`]: the protocol's model: header names, the request envelope, the
+//!   reply, the source ARN and common attributes.
+//! - [`admission`]: the in-flight byte budget every request reserves from.
+//! - [`ingest`]: the pipeline apart from HTTP: inflate → envelope → decode (on the
+//!   [`ingest::pool`] of decode slots) → route → fan-out, with a typed result.
 //! - [`decode`]: base64 records into events, one file per payload format
 //!   (CloudWatch Logs, Metric Streams JSON and OpenTelemetry, EventBridge, raw);
 //!   [`glob`] matches the paths and stream names that choose a format.
 //! - [`routing`]: which sinks each event goes to, and the split of a delivery's
 //!   lines per sink.
+//! - [`sink`]: where events go; [`sink::fanout`] commits a delivery to its sinks
+//!   with retries and a breaker each; [`sink::file`] writes durable NDJSON segments
+//!   and is the reason a 200 means "on disk".
 //! - [`event`]: the data model: the event shapes and their NDJSON form (documented
 //!   in `docs/events.md`), and the lines decoders write and sinks read
 //!   ([`event::lines`]).
-//! - [`sink`]: where events go; [`sink::file`] writes durable NDJSON segments and is
-//!   the reason a 200 means "on disk".
-//! - [`metrics`]: Hydrant's own Prometheus metrics; [`logging`]: log output that
-//!   neither stalls nor panics when standard error is full or closed.
+//! - Leaves: [`limits`] (every cap on untrusted input, and the only size-capped
+//!   gunzip), [`metrics`] (Hydrant's own Prometheus metrics, a small recorder per
+//!   stage), [`logging`] (log output that neither stalls nor panics when standard
+//!   error is full or closed), [`clock`], [`glob`], [`units`] (every size and
+//!   duration in the configuration), [`shutdown`], [`tls`] (the one TLS crypto
+//!   backend every network sink's client uses).
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
-//!   [`units`] reads every size and duration in them.
-//! - [`app`]: the composition root that wires the above together; [`shutdown`]
-//!   tells it when to stop; [`clock`] holds wall-clock helpers; [`tls`] picks the
-//!   one TLS crypto backend every network sink's client uses.
+//!   [`app`]: the composition root that opens the sinks and wires the above
+//!   together, for `main` and the tests alike.
 //!
-//! Dependencies point one way, down this list's layers: `app`/`config` → `server` →
-//! `decode`, `routing`, `sink` → `event` → the leaves (`limits`, `metrics`,
-//! `logging`, `clock`, `glob`, `units`). `tests/architecture.rs` fails on any cycle
-//! between modules and on a leaf that uses a stage above it.
+//! Dependencies point one way, down this list: `app`/`config` → `server` →
+//! `ingest` → `decode`, `routing`, `sink` → `event` → the leaves. `firehose` and
+//! `admission` sit under `server` and `ingest`, which both use them.
+//! `tests/architecture.rs` fails on any cycle between modules and on a leaf that
+//! uses a stage above it.
 
+pub mod admission;
 pub mod app;
 pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod event;
+pub mod firehose;
 pub mod glob;
+pub mod ingest;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

@@ -7,7 +7,7 @@
 //! under [`LABEL_VALUE_OTHER`].
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use prometheus::{
@@ -229,7 +229,7 @@ pub struct Metrics {
     dead_letters: IntCounterVec,
     control_messages: IntCounter,
     /// Events no route matched.
-    pub events_unrouted: IntCounter,
+    events_unrouted: IntCounter,
     /// Per-sink commit time.
     pub sink_write_seconds: HistogramVec,
     /// Per-sink events.
@@ -284,26 +284,58 @@ pub struct StorageMetrics {
     pub recovery_truncated_bytes: IntCounter,
 }
 
-/// Labels of one delivery, resolved once per request.
+/// The metrics of one delivery, its label values resolved once: each stage
+/// records what it learnt when it ends (body read, envelope parsed, answer given),
+/// not through a tally carried across them.
 #[derive(Debug, Clone)]
-pub struct DeliveryLabels {
+pub struct DeliveryRecorder {
+    metrics: Arc<Metrics>,
     stream: String,
     access_key: String,
 }
 
-/// What to record about one answered delivery.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct DeliveryOutcome {
-    /// The outcome label value.
-    pub outcome: &'static str,
-    /// Time from receipt to answer.
-    pub latency: Duration,
-    /// Body bytes received.
-    pub body_bytes: u64,
-    /// Records in the request (0 when it could not be parsed).
-    pub records: u64,
-    /// Events written (0 for duplicates and failures).
-    pub events_written: u64,
+impl DeliveryRecorder {
+    /// The body was read in full: `bytes` as received (before inflating).
+    pub fn body_read(&self, bytes: u64) {
+        self.metrics
+            .received_bytes
+            .with_label_values(&[&self.stream, &self.access_key])
+            .inc_by(bytes);
+    }
+
+    /// The envelope was parsed and holds `records`.
+    pub fn envelope_parsed(&self, records: u64) {
+        if records > 0 {
+            self.metrics
+                .received_records
+                .with_label_values(&[&self.stream, &self.access_key])
+                .inc_by(records);
+        }
+    }
+
+    /// The delivery was answered with `outcome` after `latency`, having written
+    /// `events_written` events (0 for duplicates and failures).
+    pub fn answered(&self, outcome: &'static str, latency: Duration, events_written: u64) {
+        let (stream, key) = (self.stream.as_str(), self.access_key.as_str());
+        let metrics = &self.metrics;
+        metrics
+            .requests
+            .with_label_values(&[outcome, stream, key])
+            .inc();
+        metrics
+            .ack_latency
+            .with_label_values(&[outcome, stream])
+            .observe(latency.as_secs_f64());
+        if events_written > 0 {
+            metrics
+                .events_written
+                .with_label_values(&[stream, key])
+                .inc_by(events_written);
+        }
+        if outcome == OUTCOME_DUPLICATE {
+            metrics.duplicates.with_label_values(&[stream, key]).inc();
+        }
+    }
 }
 
 impl Metrics {
@@ -585,39 +617,18 @@ impl Metrics {
         }
     }
 
-    /// Resolves the bounded label values of a delivery.
+    /// The recorder of one delivery from `stream` (by its source ARN) sent with
+    /// the access key named `access_key`; either is `none` when not known.
     #[must_use]
-    pub fn labels(&self, stream: Option<&str>, access_key: Option<&str>) -> DeliveryLabels {
-        DeliveryLabels {
+    pub fn delivery(
+        self: &Arc<Self>,
+        stream: Option<&str>,
+        access_key: Option<&str>,
+    ) -> DeliveryRecorder {
+        DeliveryRecorder {
+            metrics: Arc::clone(self),
             stream: self.streams.value(stream),
             access_key: access_key.unwrap_or(LABEL_VALUE_NONE).to_owned(),
-        }
-    }
-
-    /// Records one answered delivery.
-    pub fn record(&self, labels: &DeliveryLabels, outcome: &DeliveryOutcome) {
-        let (stream, key) = (labels.stream.as_str(), labels.access_key.as_str());
-        self.requests
-            .with_label_values(&[outcome.outcome, stream, key])
-            .inc();
-        self.ack_latency
-            .with_label_values(&[outcome.outcome, stream])
-            .observe(outcome.latency.as_secs_f64());
-        self.received_bytes
-            .with_label_values(&[stream, key])
-            .inc_by(outcome.body_bytes);
-        if outcome.records > 0 {
-            self.received_records
-                .with_label_values(&[stream, key])
-                .inc_by(outcome.records);
-        }
-        if outcome.events_written > 0 {
-            self.events_written
-                .with_label_values(&[stream, key])
-                .inc_by(outcome.events_written);
-        }
-        if outcome.outcome == OUTCOME_DUPLICATE {
-            self.duplicates.with_label_values(&[stream, key]).inc();
         }
     }
 
@@ -638,6 +649,11 @@ impl Metrics {
             self.dead_letters.with_label_values(&[format]).inc();
         }
         self.control_messages.inc_by(control_messages);
+    }
+
+    /// Records events (and dead letters) that matched no route and were dropped.
+    pub fn record_unrouted(&self, events: u64) {
+        self.events_unrouted.inc_by(events);
     }
 
     /// The Prometheus text exposition of every metric.
@@ -698,25 +714,12 @@ mod tests {
 
     #[test]
     fn every_metric_is_exposed_with_its_name() {
-        let metrics = Metrics::new(10);
-        let labels = metrics.labels(Some("stream-a"), Some("prod"));
-        metrics.record(
-            &labels,
-            &DeliveryOutcome {
-                outcome: "ok",
-                latency: Duration::from_millis(3),
-                body_bytes: 100,
-                records: 2,
-                events_written: 2,
-            },
-        );
-        metrics.record(
-            &labels,
-            &DeliveryOutcome {
-                outcome: OUTCOME_DUPLICATE,
-                ..DeliveryOutcome::default()
-            },
-        );
+        let metrics = Arc::new(Metrics::new(10));
+        let delivery = metrics.delivery(Some("stream-a"), Some("prod"));
+        delivery.body_read(100);
+        delivery.envelope_parsed(2);
+        delivery.answered("ok", Duration::from_millis(3), 2);
+        delivery.answered(OUTCOME_DUPLICATE, Duration::ZERO, 0);
         metrics.storage.errors.with_label_values(&["write"]).inc();
         metrics.record_decoding([("cloudwatch_logs", 2)], ["gzip"], 1);
         let sink = ["s", "file"];
@@ -734,7 +737,7 @@ mod tests {
             counter.with_label_values(&sink).inc();
         }
         metrics.sink_up.with_label_values(&sink).set(1);
-        metrics.events_unrouted.inc();
+        metrics.record_unrouted(1);
         let connections = &metrics.connections;
         connections.open.with_label_values(&["ingest"]).inc();
         connections.limit.with_label_values(&["ingest"]).set(2);

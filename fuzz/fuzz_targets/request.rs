@@ -5,7 +5,7 @@
 use hydrant::decode::{BadRecords, DecodeSettings, decode_records};
 use hydrant::event::Delivery;
 use hydrant::limits::{gunzip_capped, is_gzip};
-use hydrant::server::contract::DeliveryRequest;
+use hydrant::firehose::DeliveryRequest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|body: &[u8]| {

@@ -6,41 +6,27 @@
 //! the threads that serve connections. The answer is 200 only after the sink has made
 //! the events durable (or recognised the delivery as an already-committed retry).
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request::Parts};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 
 use super::AppState;
-use super::contract::{
-    DeliveryRequest, HEADER_ACCESS_KEY, HEADER_COMMON_ATTRIBUTES, HEADER_PROTOCOL_VERSION,
-    HEADER_REQUEST_ID, HEADER_SOURCE_ARN, MAX_PATH_BYTES, PROTOCOL_VERSION, Reply, SourceArn,
-    check_request_id, parse_common_attributes,
-};
 use super::error::{ApiError, OUTCOME_DUPLICATE, OUTCOME_OK};
 use super::listener::SlowBody;
+use crate::admission::Reservation;
 use crate::clock::now_ms;
-use crate::decode::{PARALLEL_DECODE_MIN_BYTES, decode_records_in_parallel};
-use crate::event::Delivery;
-use crate::limits::{DecodeBudget, gunzip_capped, gzip_size_hint};
-use crate::metrics::DeliveryOutcome;
-use crate::routing::RequestFacts;
-use crate::server::admission::Reservation;
-use crate::sink::dedup::DeliveryKey;
-use crate::sink::{Committed, EventLines, SinkBatch};
-
-/// What is learnt about a delivery as it is checked, for metrics and logs.
-#[derive(Debug, Default)]
-struct Tally {
-    stream: Option<String>,
-    access_key: Option<String>,
-    body_bytes: u64,
-    records: u64,
-}
+use crate::firehose::{
+    HEADER_ACCESS_KEY, HEADER_COMMON_ATTRIBUTES, HEADER_PROTOCOL_VERSION, HEADER_REQUEST_ID,
+    HEADER_SOURCE_ARN, MAX_PATH_BYTES, PROTOCOL_VERSION, Reply, SourceArn, check_request_id,
+    parse_common_attributes,
+};
+use crate::ingest::Arrival;
+use crate::metrics::DeliveryRecorder;
+use crate::sink::Committed;
 
 /// Handles a delivery on any path (any method: others than `POST` get 405).
 pub(crate) async fn deliver(State(state): State<AppState>, request: Request) -> Response {
@@ -57,78 +43,94 @@ pub(crate) async fn deliver(State(state): State<AppState>, request: Request) -> 
         return response;
     }
     let started = Instant::now();
-    let echo_id = String::from_utf8_lossy(
+    let request_id = String::from_utf8_lossy(
         parts
             .headers
             .get(HEADER_REQUEST_ID)
             .map_or(&b""[..], HeaderValue::as_bytes),
     )
     .into_owned();
-    let mut tally = Tally::default();
-    let result = accept(&state, &parts, body, &mut tally).await;
-
-    let labels = state
-        .metrics
-        .labels(tally.stream.as_deref(), tally.access_key.as_deref());
-    let mut outcome = DeliveryOutcome {
-        latency: started.elapsed(),
-        body_bytes: tally.body_bytes,
-        records: tally.records,
-        ..DeliveryOutcome::default()
-    };
-    let response = match result {
-        Ok(committed) => {
-            outcome.outcome = match committed {
-                Committed::Written { events } => {
-                    outcome.events_written = events as u64;
-                    OUTCOME_OK
-                }
-                Committed::Duplicate => OUTCOME_DUPLICATE,
-            };
-            tracing::debug!(
-                outcome = outcome.outcome,
-                records = tally.records,
-                events = outcome.events_written,
-                latency_ms = outcome.latency.as_secs_f64() * 1000.0,
-                "Delivery stored."
+    let (recorder, result) = match check(&state, &parts) {
+        Ok(arrival) => {
+            let recorder = state.metrics.delivery(
+                arrival
+                    .source
+                    .as_ref()
+                    .map(|source| source.delivery_stream.as_str()),
+                arrival.access_key_name.as_deref(),
             );
-            reply(StatusCode::OK, &echo_id, None)
+            let result = receive(&state, arrival, body, &parts.headers, &recorder).await;
+            (recorder, result)
         }
-        Err(error) => {
-            outcome.outcome = error.outcome();
-            let status = error.status();
-            // One line per refused delivery: the only one, as the trace layer does
-            // not log failures (see `ingest_router`). Never a key: errors hold
-            // none, and the span holds the request id, method and path only.
-            let cause = error.log_detail();
-            if status.is_server_error() {
-                tracing::warn!(%error, cause, status = status.as_u16(), "Delivery not stored; Firehose will retry.");
-            } else {
-                tracing::info!(%error, cause, status = status.as_u16(), "Delivery refused.");
-            }
-            reply(status, &echo_id, Some(&error.to_string()))
-        }
+        Err(refused) => (
+            state
+                .metrics
+                .delivery(refused.stream.as_deref(), refused.access_key.as_deref()),
+            Err(refused.error),
+        ),
     };
-    state.metrics.record(&labels, &outcome);
-    response
+    let (outcome, events) = match &result {
+        Ok(Committed::Written { events }) => (OUTCOME_OK, *events as u64),
+        Ok(Committed::Duplicate) => (OUTCOME_DUPLICATE, 0),
+        Err(error) => (error.outcome(), 0),
+    };
+    recorder.answered(outcome, started.elapsed(), events);
+    Answer { request_id, result }.into_response()
 }
 
-async fn accept(
-    state: &AppState,
-    parts: &Parts,
-    body: Body,
-    tally: &mut Tally,
-) -> Result<Committed, ApiError> {
+/// A delivery refused by its headers, with what is known of its sender for the
+/// metrics' labels.
+struct Refused {
+    error: ApiError,
+    stream: Option<String>,
+    access_key: Option<String>,
+}
+
+/// Checks what comes before the body, in the order that reveals least to a
+/// stranger: shutdown, the access key, then the headers.
+fn check(state: &AppState, parts: &Parts) -> Result<Arrival, Refused> {
     let received_at = now_ms();
+    let refused = |error| Refused {
+        error,
+        stream: None,
+        access_key: None,
+    };
     if state.is_shutting_down() {
-        return Err(ApiError::ShuttingDown);
+        return Err(refused(ApiError::ShuttingDown));
     }
     let headers = &parts.headers;
     let access_key_name = state
         .auth
-        .check(headers.get(HEADER_ACCESS_KEY).map(HeaderValue::as_bytes))?;
-    tally.access_key = access_key_name.as_deref().map(str::to_owned);
+        .check(headers.get(HEADER_ACCESS_KEY).map(HeaderValue::as_bytes))
+        .map_err(refused)?
+        .as_deref()
+        .map(str::to_owned);
+    // A refusal past the key is counted under the key, and under the stream when
+    // the source ARN header is valid, whatever else is wrong.
+    arrival(
+        headers,
+        parts.uri.path(),
+        access_key_name.clone(),
+        received_at,
+    )
+    .map_err(|error| Refused {
+        error,
+        stream: header_text(headers, &HEADER_SOURCE_ARN)
+            .ok()
+            .flatten()
+            .and_then(|arn| SourceArn::parse(arn).ok())
+            .map(|source| source.delivery_stream),
+        access_key: access_key_name,
+    })
+}
 
+/// The delivery's facts from its headers, each header checked.
+fn arrival(
+    headers: &HeaderMap,
+    path: &str,
+    access_key_name: Option<String>,
+    received_at: u64,
+) -> Result<Arrival, ApiError> {
     let version = header_text(headers, &HEADER_PROTOCOL_VERSION)?.unwrap_or_default();
     if version != PROTOCOL_VERSION {
         return Err(ApiError::ProtocolVersion(version.to_owned()));
@@ -137,7 +139,7 @@ async fn accept(
         .filter(|id| !id.is_empty())
         .ok_or(ApiError::MissingRequestId)?;
     check_request_id(request_id).map_err(ApiError::InvalidRequestId)?;
-    if parts.uri.path().len() > MAX_PATH_BYTES {
+    if path.len() > MAX_PATH_BYTES {
         return Err(ApiError::PathTooLong {
             limit: MAX_PATH_BYTES,
         });
@@ -147,253 +149,69 @@ async fn accept(
         .map(SourceArn::parse)
         .transpose()
         .map_err(ApiError::SourceArn)?;
-    tally.stream = source.as_ref().map(|source| source.delivery_stream.clone());
     // Checked as a whole first: JSON parsing skips the text of fields it ignores.
     let common_attributes = header_text(headers, &HEADER_COMMON_ATTRIBUTES)?
         .map(|value| parse_common_attributes(value.as_bytes()))
         .transpose()
         .map_err(ApiError::CommonAttributes)?
         .unwrap_or_default();
-    let gzipped = content_is_gzip(headers)?;
+    Ok(Arrival {
+        request_id: request_id.to_owned(),
+        path: path.to_owned(),
+        source,
+        access_key_name,
+        common_attributes,
+        gzipped: content_is_gzip(headers)?,
+        received_at,
+    })
+}
 
+/// Reads the body within the in-flight budget and hands it to the pipeline.
+async fn receive(
+    state: &AppState,
+    arrival: Arrival,
+    body: Body,
+    headers: &HeaderMap,
+    recorder: &DeliveryRecorder,
+) -> Result<Committed, ApiError> {
     let mut reservation = state.in_flight.reservation();
     let body = read_body(body, headers, state.limits.max_body_bytes, &mut reservation).await?;
-    tally.body_bytes = body.len() as u64;
-
-    // A retry of a delivery that every sink it can go to has committed already is
-    // answered now: decoding it again would cost as much as the first time, and
-    // count its records, dead letters and formats a second time.
-    let dedup_key = DeliveryKey::new(
-        source.as_ref().map(|source| source.arn.as_str()),
-        request_id,
-    );
-    let candidates = state
-        .router
-        .for_request(&RequestFacts {
-            path: parts.uri.path(),
-            delivery_stream: source
-                .as_ref()
-                .map(|source| source.delivery_stream.as_str()),
-            source_arn: source.as_ref().map(|source| source.arn.as_str()),
-            access_key: tally.access_key.as_deref(),
-            common_attributes: &common_attributes,
-        })
-        .candidates();
-    if state.sinks.committed_everywhere(candidates, &dedup_key) {
-        return Ok(Committed::Duplicate);
-    }
-
-    let delivery = Delivery {
-        request_id: request_id.to_owned(),
-        timestamp: 0,
-        received_at,
-        source_arn: source.as_ref().map(|source| source.arn.clone()),
-        delivery_stream: source.as_ref().map(|source| source.delivery_stream.clone()),
-        region: source.as_ref().map(|source| source.region.clone()),
-        account_id: source.as_ref().map(|source| source.account_id.clone()),
-        access_key_name: tally.access_key.clone(),
-        path: parts.uri.path().to_owned(),
-        common_attributes,
-    };
-    let blocking_state = state.clone();
-    // One decode per core at a time: decoding is CPU work, and each decode may hold
-    // an inflated record (up to max_record_inflated_bytes) outside the byte budget.
-    let slot = Arc::clone(&state.decode_slots)
-        .acquire_owned()
-        .await
-        .map_err(|_| ApiError::ShuttingDown)?;
-    // The blocking pool's threads do not inherit the request's span; carry it.
-    let span = tracing::Span::current();
-    let (batches, records, reservation) = tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let _slot = slot;
-        decode_body(&body, gzipped, delivery, &blocking_state, reservation)
-    })
-    .await
-    .map_err(|_| ApiError::Record("decoding failed unexpectedly".into()))?;
-    // Counted even when the batch is refused, so metrics show what arrived.
-    tally.records = records;
-    let batches = batches?;
-    if batches.is_empty() {
-        // Nothing to store (no records, only control messages, or all dropped).
-        return Ok(Committed::Written { events: 0 });
-    }
-    let committed = state.sinks.deliver(batches).await?;
-    drop(reservation);
-    Ok(committed)
+    recorder.body_read(body.len() as u64);
+    Ok(state
+        .ingest
+        .run(arrival, body, reservation, recorder)
+        .await?)
 }
 
-/// One delivery's batch for each sink its events were routed to.
-type Batches = Vec<(usize, SinkBatch)>;
-
-/// A request's reservation once decoding shares it with the [`DecodeBudget`].
-type SharedReservation = Arc<std::sync::Mutex<Reservation>>;
-
-/// Inflates (if gzip), parses and decodes a body, and routes its events into one
-/// batch per sink. Returns the record count separately so metrics have it even on
-/// failure.
-fn decode_body(
-    body: &[u8],
-    gzipped: bool,
-    delivery: Delivery,
-    state: &AppState,
-    mut reservation: Reservation,
-) -> (Result<Batches, ApiError>, u64, SharedReservation) {
-    let inflated;
-    let json: &[u8] = if gzipped {
-        // Reserve what the trailer claims before inflating, the rest after.
-        let limits = state.limits;
-        let claimed = gzip_size_hint(body)
-            .unwrap_or(0)
-            .min(limits.max_inflated_bytes);
-        if let Err(error) = reservation.grow(claimed) {
-            return (Err(error), 0, share(reservation));
-        }
-        inflated = match gunzip_capped(body, limits.max_inflated_bytes) {
-            Ok(inflated) => inflated,
-            Err(error) => return (Err(error.into()), 0, share(reservation)),
-        };
-        if let Err(error) = reservation.grow((inflated.len() as u64).saturating_sub(claimed)) {
-            return (Err(error), 0, share(reservation));
-        }
-        &inflated
-    } else {
-        body
-    };
-    let reservation = share(reservation);
-    let (result, records) = decode_json(json, delivery, state, &reservation);
-    (result, records, reservation)
+/// A delivery's answer: the reply in the contract's shape, echoing the request
+/// id, and the delivery's one log line.
+struct Answer {
+    request_id: String,
+    result: Result<Committed, ApiError>,
 }
 
-fn share(reservation: Reservation) -> SharedReservation {
-    Arc::new(std::sync::Mutex::new(reservation))
-}
-
-/// Parses and decodes an (inflated) body, charging its events to `reservation` as
-/// they are written, then routes them.
-fn decode_json(
-    json: &[u8],
-    mut delivery: Delivery,
-    state: &AppState,
-    reservation: &SharedReservation,
-) -> (Result<Batches, ApiError>, u64) {
-    let limits = state.limits;
-    let request = match DeliveryRequest::parse(json, limits.max_records) {
-        Ok(request) => request,
-        Err(error) => return (Err(error.into()), 0),
-    };
-    let records = request.records.len() as u64;
-    if request.request_id != delivery.request_id {
-        return (Err(ApiError::RequestIdMismatch), records);
-    }
-    delivery.timestamp = request.timestamp;
-    // The events are held until the sinks have them: they are charged to the
-    // in-flight budget as they are written, and may not pass the delivery's
-    // allowance, so a small request cannot decode into a flood.
-    let charged = Arc::clone(reservation);
-    let budget = Arc::new(DecodeBudget::new(
-        limits.decoded_allowance(json.len() as u64),
-        Box::new(move |bytes| {
-            charged
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .grow(bytes)
-                .is_ok()
-        }),
-    ));
-    // A big delivery also takes the decode slots that are free at this moment, one
-    // more thread per slot, so that it uses idle cores while decodes stay at one
-    // per core (each may hold an inflated record outside the budget).
-    let encoded: usize = request.records.iter().map(|record| record.len()).sum();
-    let borrowed: Vec<_> = if encoded >= PARALLEL_DECODE_MIN_BYTES {
-        std::iter::from_fn(|| state.decode_slots.try_acquire().ok())
-            .take(state.cores.saturating_sub(1))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let threads = 1 + borrowed.len();
-    let decoded =
-        decode_records_in_parallel(&request.records, &delivery, &state.decode, threads, &budget);
-    drop(borrowed);
-    let decoded = match decoded {
-        Ok(decoded) => decoded,
-        Err(error) => return (Err(error.into()), records),
-    };
-    state.metrics.record_decoding(
-        decoded
-            .formats
-            .iter()
-            .map(|(format, count)| (*format, *count)),
-        decoded.dead_letter_formats.iter().copied(),
-        decoded.control_messages as u64,
-    );
-    let (batches, copied) = route(delivery, decoded, state);
-    // Lines split between sinks that take different events are copies: held too.
-    let held = reservation
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .grow(copied as u64);
-    (held.map(|()| batches), records)
-}
-
-/// Splits a delivery's events and dead letters into one batch per sink; also
-/// returns the bytes of copies the split made.
-fn route(
-    delivery: Delivery,
-    decoded: crate::decode::Decoded,
-    state: &AppState,
-) -> (Batches, usize) {
-    let request = RequestFacts {
-        path: &delivery.path,
-        delivery_stream: delivery.delivery_stream.as_deref(),
-        source_arn: delivery.source_arn.as_deref(),
-        access_key: delivery.access_key_name.as_deref(),
-        common_attributes: &delivery.common_attributes,
-    };
-    let router = state.router.for_request(&request);
-    let (events, dropped_events, copied_events) = decoded.events.route(&router);
-    let (dead_letters, dropped_dead, copied_dead) = decoded.dead_letters.route(&router);
-    let dropped = dropped_events + dropped_dead;
-    if dropped > 0 {
-        state.metrics.events_unrouted.inc_by(dropped as u64);
-        tracing::debug!(dropped, "Events matched no route and were dropped.");
-    }
-    let dedup_key = DeliveryKey::new(delivery.source_arn.as_deref(), &delivery.request_id);
-    let delivery = Arc::new(delivery);
-    let mut batches: Batches = Vec::new();
-    let tables = events
-        .into_iter()
-        .map(|(sink, lines)| (sink, lines, true))
-        .chain(
-            dead_letters
-                .into_iter()
-                .map(|(sink, lines)| (sink, lines, false)),
-        );
-    for (sink, lines, is_events) in tables {
-        let position = match batches.iter().position(|(existing, _)| *existing == sink) {
-            Some(position) => position,
-            None => {
-                batches.push((
-                    sink,
-                    SinkBatch {
-                        delivery: Arc::clone(&delivery),
-                        dedup_key,
-                        events: EventLines::default(),
-                        dead_letters: EventLines::default(),
-                    },
-                ));
-                batches.len() - 1
+impl IntoResponse for Answer {
+    fn into_response(self) -> Response {
+        match self.result {
+            Ok(committed) => {
+                tracing::debug!(?committed, "Delivery stored.");
+                reply(StatusCode::OK, &self.request_id, None)
             }
-        };
-        let batch = &mut batches[position].1;
-        if is_events {
-            batch.events = lines;
-        } else {
-            batch.dead_letters = lines;
+            Err(error) => {
+                let status = error.status();
+                // One line per refused delivery: the only one, as the trace layer
+                // does not log failures (see `ingest_router`). Never a key: errors
+                // hold none, and the span holds the request id, method and path.
+                let cause = error.log_detail();
+                if status.is_server_error() {
+                    tracing::warn!(%error, cause, status = status.as_u16(), "Delivery not stored; Firehose will retry.");
+                } else {
+                    tracing::info!(%error, cause, status = status.as_u16(), "Delivery refused.");
+                }
+                reply(status, &self.request_id, Some(&error.to_string()))
+            }
         }
     }
-    (batches, copied_events + copied_dead)
 }
 
 /// Reads the body, refusing more than `max` bytes.

@@ -9,9 +9,12 @@
 
 use axum::http::StatusCode;
 
+use crate::admission::Overloaded;
 use crate::decode::DecodeError;
+use crate::firehose::EnvelopeError;
+use crate::ingest::IngestError;
+use crate::ingest::pool::PoolError;
 use crate::limits::{DecodeStop, InflateError};
-use crate::server::contract::EnvelopeError;
 use crate::sink::fanout::FanoutError;
 
 // The outcome label values are the metrics' vocabulary (`crate::metrics`); each
@@ -194,6 +197,29 @@ impl ApiError {
         match self {
             Self::SinkFailed { cause, .. } => Some(cause),
             _ => None,
+        }
+    }
+}
+
+impl From<Overloaded> for ApiError {
+    fn from(Overloaded: Overloaded) -> Self {
+        Self::Overloaded
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Overloaded(error) => error.into(),
+            IngestError::Inflate(error) => error.into(),
+            IngestError::Envelope(error) => error.into(),
+            IngestError::RequestIdMismatch => Self::RequestIdMismatch,
+            IngestError::Decode(error) => error.into(),
+            IngestError::Pool(PoolError::Closed) => Self::ShuttingDown,
+            // A decoder bug: the delivery is answered 400 rather than retried
+            // forever into the same panic.
+            IngestError::Pool(PoolError::Crashed) => Self::Record(error.to_string()),
+            IngestError::Fanout(error) => error.into(),
         }
     }
 }

@@ -15,9 +15,7 @@
 //! Both listeners run the accept loop of [`listener`], which caps open connections
 //! and times out clients that send slowly or not at all.
 
-pub mod admission;
 pub mod auth;
-pub mod contract;
 mod delivery;
 pub mod error;
 pub mod health;
@@ -37,14 +35,16 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
+use crate::admission::InFlight;
 use crate::decode::DecodeSettings;
+use crate::firehose::HEADER_REQUEST_ID;
+use crate::ingest::Ingest;
+use crate::ingest::pool::DecodePool;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
 use crate::sink::fanout::Sinks;
-use admission::InFlight;
 use auth::Auth;
-use contract::HEADER_REQUEST_ID;
 use health::Readiness;
 use listener::{ConnectionSettings, Listener};
 
@@ -76,17 +76,11 @@ pub struct Shared {
     pub auth: Auth,
     /// Limits on untrusted input.
     pub limits: Limits,
-    /// How records are decoded.
-    pub decode: DecodeSettings,
-    /// Which sinks events go to.
-    pub router: Routes,
     /// The in-flight byte budget.
     pub in_flight: InFlight,
-    /// Decode threads allowed to run at once (one per core).
-    pub decode_slots: Arc<tokio::sync::Semaphore>,
-    /// Number of cores, and so of decode slots.
-    pub cores: usize,
-    /// Where events are committed.
+    /// The pipeline a delivery's body goes through.
+    pub ingest: Arc<Ingest>,
+    /// Where events are committed (for readiness and shutdown).
     pub sinks: Arc<Sinks>,
     /// Hydrant's metrics.
     pub metrics: Arc<Metrics>,
@@ -117,15 +111,19 @@ impl AppState {
         metrics
             .in_flight_limit_bytes
             .set(i64::try_from(limits.max_in_flight_bytes).unwrap_or(i64::MAX));
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        Self(Arc::new(Shared {
-            auth,
+        let ingest = Ingest::new(
             limits,
             decode,
             router,
+            Arc::clone(&sinks),
+            Arc::clone(&metrics),
+            DecodePool::per_core(),
+        );
+        Self(Arc::new(Shared {
+            auth,
+            limits,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
-            decode_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
-            cores,
+            ingest: Arc::new(ingest),
             sinks,
             metrics,
             readiness: Readiness::default(),

@@ -28,8 +28,8 @@ use tracing::Instrument as _;
 use super::dedup::{DedupWindow, DeliveryKey};
 use super::{Committed, Sink, SinkBatch, SinkError};
 use crate::clock::{duration_ms, now_ms};
+use crate::event::lines::SinkSet;
 use crate::metrics::Metrics;
-use crate::routing::SinkSet;
 
 /// Consecutive failed commits that mark a sink down.
 pub const BREAKER_THRESHOLD: u32 = 3;

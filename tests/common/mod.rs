@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use http_body_util::BodyExt;
+use hydrant::app::App;
 use hydrant::decode::DecodeSettings;
 use hydrant::limits::Limits;
 use hydrant::metrics::Metrics;
@@ -25,7 +26,7 @@ use hydrant::routing::{Router, SinkSet};
 use hydrant::server::auth::{AccessKey, Auth};
 use hydrant::server::{AppState, Settings, admin_router, ingest_router};
 use hydrant::sink::Sink;
-use hydrant::sink::fanout::{FanoutSettings, Sinks};
+use hydrant::sink::fanout::FanoutSettings;
 use hydrant::sink::file::{FileSink, FileSinkSettings};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -79,8 +80,10 @@ impl TestServer {
             deadline: std::time::Duration::from_secs(30),
             ..FanoutSettings::default()
         };
-        let sinks = Arc::new(Sinks::new(sinks, fanout, &metrics));
-        let state = AppState::new(settings, sinks, metrics);
+        // Wired by the same composition root as `main`; ready at once, as the
+        // tests' sinks need no probing first.
+        let app = App::new(settings, sinks, fanout, metrics);
+        let state = app.state().clone();
         state.readiness.set(true);
         Self { dir, state }
     }

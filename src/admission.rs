@@ -18,7 +18,11 @@ use std::sync::Arc;
 use prometheus::IntGauge;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::error::ApiError;
+/// The budget cannot cover a request's bytes now: the request is answered 503,
+/// and Firehose retries it later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("too much data in flight; retry later")]
+pub struct Overloaded;
 
 /// Budget unit: tokio semaphores count in `u32`, so bytes are reserved in KiB.
 const UNIT: u64 = 1024;
@@ -75,8 +79,8 @@ impl Reservation {
     ///
     /// # Errors
     ///
-    /// [`ApiError::Overloaded`] when the budget cannot cover them now.
-    pub fn grow(&mut self, bytes: u64) -> Result<(), ApiError> {
+    /// [`Overloaded`] when the budget cannot cover them now.
+    pub fn grow(&mut self, bytes: u64) -> Result<(), Overloaded> {
         if bytes == 0 {
             return Ok(());
         }
@@ -86,11 +90,11 @@ impl Reservation {
             self.beyond += wanted;
         } else {
             let held = self.held_units();
-            let units = u32::try_from(wanted).map_err(|_| ApiError::Overloaded)?;
+            let units = u32::try_from(wanted).map_err(|_| Overloaded)?;
             match Arc::clone(&self.budget).try_acquire_many_owned(units) {
                 Ok(more) => self.merge(more),
                 Err(_) if held + wanted > self.units => self.run_alone(held, wanted)?,
-                Err(_) => return Err(ApiError::Overloaded),
+                Err(_) => return Err(Overloaded),
             }
         }
         self.gauge
@@ -100,15 +104,15 @@ impl Reservation {
 
     /// Takes the rest of the budget for a delivery that can never fit in it, if no
     /// other request holds any of it.
-    fn run_alone(&mut self, held: u64, wanted: u64) -> Result<(), ApiError> {
+    fn run_alone(&mut self, held: u64, wanted: u64) -> Result<(), Overloaded> {
         let rest = self.units.saturating_sub(held);
         if self.budget.available_permits() as u64 != rest {
-            return Err(ApiError::Overloaded);
+            return Err(Overloaded);
         }
-        let rest_units = u32::try_from(rest).map_err(|_| ApiError::Overloaded)?;
+        let rest_units = u32::try_from(rest).map_err(|_| Overloaded)?;
         let all = Arc::clone(&self.budget)
             .try_acquire_many_owned(rest_units)
-            .map_err(|_| ApiError::Overloaded)?;
+            .map_err(|_| Overloaded)?;
         self.merge(all);
         self.beyond = wanted - rest;
         tracing::info!(
@@ -163,7 +167,7 @@ mod tests {
         assert_eq!(first.bytes(), 7 * UNIT);
         assert_eq!(gauge.get(), 7 * UNIT as i64);
         let mut second = in_flight.reservation();
-        assert_eq!(second.grow(4 * UNIT), Err(ApiError::Overloaded));
+        assert_eq!(second.grow(4 * UNIT), Err(Overloaded));
         second.grow(3 * UNIT).unwrap();
         drop(first);
         assert_eq!(gauge.get(), 3 * UNIT as i64);
@@ -185,7 +189,7 @@ mod tests {
         giant.grow(4 * UNIT).unwrap();
         assert_eq!(
             giant.grow(20 * UNIT),
-            Err(ApiError::Overloaded),
+            Err(Overloaded),
             "not while others hold some"
         );
         drop(small);
@@ -195,16 +199,13 @@ mod tests {
         assert_eq!(gauge.get(), 25 * UNIT as i64);
         assert_eq!(
             in_flight.reservation().grow(1),
-            Err(ApiError::Overloaded),
+            Err(Overloaded),
             "others wait"
         );
         drop(giant);
         assert_eq!(gauge.get(), 0);
         let mut after = in_flight.reservation();
         after.grow(10 * UNIT).unwrap();
-        assert_eq!(
-            in_flight.reservation().grow(u64::MAX),
-            Err(ApiError::Overloaded)
-        );
+        assert_eq!(in_flight.reservation().grow(u64::MAX), Err(Overloaded));
     }
 }
