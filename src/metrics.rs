@@ -247,9 +247,9 @@ pub struct Metrics {
     /// Per-sink reshaped events and keys, by action.
     pub sink_reshaped: IntCounterVec,
     /// Bytes held by requests in flight.
-    pub in_flight_bytes: IntGauge,
+    in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
-    pub in_flight_limit_bytes: IntGauge,
+    in_flight_limit_bytes: IntGauge,
     /// The storage's own metrics.
     pub storage: StorageMetrics,
     /// The listeners' connection metrics.
@@ -649,6 +649,15 @@ impl Metrics {
             self.dead_letters.with_label_values(&[format]).inc();
         }
         self.control_messages.inc_by(control_messages);
+    }
+
+    /// The gauge of bytes held by requests in flight, for a budget of
+    /// `limit_bytes` (exposed beside it, so alerts can compare the two).
+    #[must_use]
+    pub fn in_flight_gauge(&self, limit_bytes: u64) -> IntGauge {
+        self.in_flight_limit_bytes
+            .set(i64::try_from(limit_bytes).unwrap_or(i64::MAX));
+        self.in_flight_bytes.clone()
     }
 
     /// Records events (and dead letters) that matched no route and were dropped.

@@ -107,10 +107,7 @@ impl AppState {
             decode,
             router,
         } = settings;
-        let gauge = metrics.in_flight_bytes.clone();
-        metrics
-            .in_flight_limit_bytes
-            .set(i64::try_from(limits.max_in_flight_bytes).unwrap_or(i64::MAX));
+        let gauge = metrics.in_flight_gauge(limits.max_in_flight_bytes);
         let ingest = Ingest::new(
             limits,
             decode,
