@@ -186,7 +186,7 @@ impl App {
         // Learn which sinks' services answer before taking traffic, then keep checking.
         self.sinks.probe_all().await;
         let prober = self.sinks.spawn_prober();
-        self.state.readiness.set(true);
+        self.state.readiness().set(true);
         let served = server::serve(listeners, self.state, shutdown, grace, connections).await;
         prober.abort();
         served

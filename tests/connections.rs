@@ -86,7 +86,7 @@ impl Running {
     fn metric(&self, series: &str) -> f64 {
         self.server
             .state
-            .metrics
+            .metrics()
             .render()
             .lines()
             .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())

@@ -605,8 +605,8 @@ fn futures_stream(
 async fn in_flight_budget_exhausted_gets_503_at_once() {
     let server = TestServer::new();
     // Hold the whole budget, as a flood of large deliveries would.
-    let mut hog = server.state.in_flight.reservation();
-    hog.grow(server.state.limits.max_in_flight_bytes).unwrap();
+    let mut hog = server.state.in_flight().reservation();
+    hog.grow(server.state.limits().max_in_flight_bytes).unwrap();
     let reply = server.send(delivery("r-o", body_of("r-o", &[b"x"]))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_contract_reply(&reply, "r-o");
@@ -637,7 +637,7 @@ async fn a_delivery_larger_than_the_budget_runs_alone() {
     let body = body_of("r-big", &[&record]);
     assert!(body.len() < 64 * 1024, "the body itself fits easily");
 
-    let mut other = server.state.in_flight.reservation();
+    let mut other = server.state.in_flight().reservation();
     other.grow(1).unwrap();
     let reply = server.send(delivery("r-big", body.clone())).await;
     assert_eq!(
@@ -670,7 +670,7 @@ async fn shutting_down_gets_503() {
 #[tokio::test]
 async fn closed_storage_gets_503() {
     let server = TestServer::new();
-    server.state.sinks.close().await;
+    server.state.sinks().close().await;
     let reply = server.send(delivery("r-c", body_of("r-c", &[b"x"]))).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_contract_reply(&reply, "r-c");
@@ -713,7 +713,7 @@ async fn storage_write_failure_gets_503_and_recovers() {
     );
 
     std::fs::remove_file(&events).unwrap();
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     let reply = server.send(delivery("r-w", body_of("r-w", &[b"x"]))).await;
     assert_eq!(
         reply.status,

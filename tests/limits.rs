@@ -208,7 +208,7 @@ async fn decoded_lines_are_charged_to_the_budget_as_they_are_written() {
     );
     // Others hold half the budget; the allowance (at least 64 MiB) is not what
     // stops this delivery's ~10 MB of lines.
-    let mut others = server.state.in_flight.reservation();
+    let mut others = server.state.in_flight().reservation();
     others.grow(4 * MIB).unwrap();
     let reply = server.send(delivery("r-b", body.clone())).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);

@@ -521,7 +521,7 @@ async fn a_broker_outage_answers_503_then_recovers() {
     config.timeout_ms = 1_000;
     config.compression = "lz4".into();
     let server = server_with(config).await;
-    let sink = || server.state.sinks.get(KAFKA_SINK).unwrap();
+    let sink = || server.state.sinks().get(KAFKA_SINK).unwrap();
 
     let first = body_of("outage-0", &[br#"{"n":0}"#]);
     let reply = server.send(delivery("outage-0", first)).await;
@@ -564,7 +564,7 @@ async fn a_broker_outage_answers_503_then_recovers() {
         "the breaker answers at once: {:?}",
         started.elapsed()
     );
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert!(
         !sink().is_up(),
         "a probe of a dead broker keeps the sink down"
@@ -582,7 +582,7 @@ async fn a_broker_outage_answers_503_then_recovers() {
             recovered.elapsed() < Duration::from_secs(15),
             "the sink never came back up"
         );
-        server.state.sinks.probe_all().await;
+        server.state.sinks().probe_all().await;
         if !sink().is_up() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

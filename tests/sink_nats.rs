@@ -551,7 +551,7 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
         "{}",
         reply.error_message()
     );
-    let nats_handle = server.state.sinks.get(NATS).unwrap();
+    let nats_handle = server.state.sinks().get(NATS).unwrap();
     assert!(!nats_handle.is_up(), "the breaker is open");
     let (_, metrics) = server.admin("/metrics").await;
     assert!(
@@ -570,7 +570,7 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
         "fails fast: {:?}",
         started.elapsed()
     );
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert!(!nats_handle.is_up(), "a probe does not find it either");
 
     nats.restart();
@@ -581,7 +581,7 @@ async fn an_outage_answers_503_then_the_retries_store_each_event_once() {
             "the sink did not come back within {RECONNECT_LIMIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        server.state.sinks.probe_all().await;
+        server.state.sinks().probe_all().await;
     }
 
     // Firehose retries with the same request ids.
@@ -698,8 +698,8 @@ async fn a_server_down_at_startup_is_waited_for() {
     let mut nats = NatsServer::start();
     nats.stop();
     let server = hydrant_with(nats_sink(&nats, |_| {}).await, &[NATS]);
-    server.state.sinks.probe_all().await;
-    let handle = server.state.sinks.get(NATS).unwrap();
+    server.state.sinks().probe_all().await;
+    let handle = server.state.sinks().get(NATS).unwrap();
     assert!(!handle.is_up());
     let (request_id, reply) = deliver_fixture(&server, "telegraf/record.json").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -712,7 +712,7 @@ async fn a_server_down_at_startup_is_waited_for() {
             "the sink did not come up within {RECONNECT_LIMIT:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
-        server.state.sinks.probe_all().await;
+        server.state.sinks().probe_all().await;
     }
     let reply = deliver(&server, &request_id, fixture("telegraf/record.json")).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.error_message());
@@ -1062,9 +1062,9 @@ async fn a_tls_server_is_reached_with_the_configured_ca_and_client_certificate()
         config.tls_key_file = Some(certificates.path("client.key"));
     };
     let server = hydrant_with(nats_sink(&nats, tls).await, &[NATS]);
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert!(
-        server.state.sinks.get(NATS).unwrap().is_up(),
+        server.state.sinks().get(NATS).unwrap().is_up(),
         "{}",
         nats.log()
     );
@@ -1086,8 +1086,8 @@ async fn a_tls_server_is_reached_with_the_configured_ca_and_client_certificate()
         })
         .await;
         let server = hydrant_with(sink, &[NATS]);
-        server.state.sinks.probe_all().await;
-        assert!(!server.state.sinks.get(NATS).unwrap().is_up(), "{case}");
+        server.state.sinks().probe_all().await;
+        assert!(!server.state.sinks().get(NATS).unwrap().is_up(), "{case}");
         let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{case}");
     }
@@ -1108,9 +1108,9 @@ async fn an_nkey_user_is_let_in_and_another_seed_is_not() {
         nats_sink(&nats, |config| config.nkey = Some(seed)).await,
         &[NATS],
     );
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert!(
-        server.state.sinks.get(NATS).unwrap().is_up(),
+        server.state.sinks().get(NATS).unwrap().is_up(),
         "{}",
         nats.log()
     );
@@ -1122,8 +1122,8 @@ async fn an_nkey_user_is_let_in_and_another_seed_is_not() {
         nats_sink(&nats, |config| config.nkey = Some(stranger)).await,
         &[NATS],
     );
-    server.state.sinks.probe_all().await;
-    assert!(!server.state.sinks.get(NATS).unwrap().is_up());
+    server.state.sinks().probe_all().await;
+    assert!(!server.state.sinks().get(NATS).unwrap().is_up());
     let (_, reply) = deliver_fixture(&server, "telegraf/record.json").await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -409,7 +409,7 @@ async fn an_outage_loses_and_duplicates_nothing() {
         reply.error_message()
     );
     assert!(
-        !server.state.sinks.get(S3).unwrap().is_up(),
+        !server.state.sinks().get(S3).unwrap().is_up(),
         "the failed retries trip the breaker"
     );
     let started = Instant::now();
@@ -423,9 +423,9 @@ async fn an_outage_loses_and_duplicates_nothing() {
     );
 
     s3.restart();
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert!(
-        server.state.sinks.get(S3).unwrap().is_up(),
+        server.state.sinks().get(S3).unwrap().is_up(),
         "the probe finds the store back"
     );
     for (id, body, _) in &requests {

@@ -74,7 +74,7 @@ async fn a_deleted_data_directory_answers_503_until_the_prober_rebuilds_it() {
         "down until a probe rebuilds it"
     );
 
-    let prober = server.state.sinks.spawn_prober();
+    let prober = server.state.sinks().spawn_prober();
     wait_for_readyz(&server, StatusCode::OK).await;
     prober.abort();
     assert_eq!(send(&server, "r-2", 2).await.status, StatusCode::OK);
@@ -117,7 +117,7 @@ async fn a_replaced_data_directory_answers_503_until_rebuilt() {
         server.admin("/readyz").await.0,
         StatusCode::SERVICE_UNAVAILABLE
     );
-    server.state.sinks.probe_all().await;
+    server.state.sinks().probe_all().await;
     assert_eq!(server.admin("/readyz").await.0, StatusCode::OK);
     assert_eq!(send(&server, "r-2", 2).await.status, StatusCode::OK);
     assert_eq!(stored_numbers(&data), [2]);
@@ -134,7 +134,7 @@ async fn probes_of_an_intact_directory_keep_it_ready() {
             send(&server, &format!("r-{n}"), n).await.status,
             StatusCode::OK
         );
-        server.state.sinks.probe_all().await;
+        server.state.sinks().probe_all().await;
         assert_eq!(server.admin("/readyz").await.0, StatusCode::OK);
     }
     assert_eq!(stored_numbers(server.dir.path()), [0, 1, 2]);

@@ -69,23 +69,17 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The shared parts of [`AppState`].
+/// What both listeners' handlers share; reached through [`AppState`]'s methods
+/// from outside the server.
 #[derive(Debug)]
 pub struct Shared {
-    /// Access keys.
-    pub auth: Auth,
-    /// Limits on untrusted input.
-    pub limits: Limits,
-    /// The in-flight byte budget.
-    pub in_flight: InFlight,
-    /// The pipeline a delivery's body goes through.
-    pub ingest: Arc<Ingest>,
-    /// Where events are committed (for readiness and shutdown).
-    pub sinks: Arc<Sinks>,
-    /// Hydrant's metrics.
-    pub metrics: Arc<Metrics>,
-    /// Readiness reported on `/readyz`.
-    pub readiness: Readiness,
+    auth: Auth,
+    limits: Limits,
+    in_flight: InFlight,
+    ingest: Arc<Ingest>,
+    sinks: Arc<Sinks>,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
     shutting_down: AtomicBool,
 }
 
@@ -126,6 +120,36 @@ impl AppState {
             readiness: Readiness::default(),
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// Limits on untrusted input.
+    #[must_use]
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    /// The in-flight byte budget.
+    #[must_use]
+    pub fn in_flight(&self) -> &InFlight {
+        &self.0.in_flight
+    }
+
+    /// The sinks, behind their fan-out.
+    #[must_use]
+    pub fn sinks(&self) -> &Arc<Sinks> {
+        &self.0.sinks
+    }
+
+    /// Hydrant's metrics.
+    #[must_use]
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
+    }
+
+    /// Readiness reported on `/readyz`.
+    #[must_use]
+    pub fn readiness(&self) -> &Readiness {
+        &self.0.readiness
     }
 
     /// From now on, deliveries get 503 and `/readyz` says not ready.

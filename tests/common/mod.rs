@@ -84,7 +84,7 @@ impl TestServer {
         // tests' sinks need no probing first.
         let app = App::new(settings, sinks, fanout, metrics);
         let state = app.state().clone();
-        state.readiness.set(true);
+        state.readiness().set(true);
         Self { dir, state }
     }
 
