@@ -3,70 +3,22 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::body_of;
+use common::process::{Hydrant, Stderr, hydrant, run};
 
 /// sysexits.h EX_USAGE, the exit code of an invalid configuration.
 const EX_USAGE: i32 = 64;
 
-fn hydrant() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_hydrant"));
-    // The variables Hydrant reads must come from the test alone.
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("HYDRANT_") {
-            command.env_remove(name);
-        }
-    }
-    command
-}
-
-/// Longest a run that should exit by itself may take; past it the process is
-/// killed and the test fails (a mistake that is not refused starts serving).
-const RUN_LIMIT: Duration = Duration::from_secs(30);
-
-fn run(command: &mut Command) -> (Option<i32>, String, String) {
-    let mut child = command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let read = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).unwrap();
-            text
-        })
-    };
-    let stdout = read(Box::new(child.stdout.take().unwrap()));
-    let stderr = read(Box::new(child.stderr.take().unwrap()));
-    let deadline = Instant::now() + RUN_LIMIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().unwrap();
-            child.wait().unwrap();
-            panic!("{command:?} did not exit within {RUN_LIMIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    (
-        status.code(),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-    )
-}
-
 /// Runs and expects exit 64 with one line on stderr; returns that line. Should the
 /// configuration be taken after all, the server it starts binds loopback ports
-/// only and writes under a temporary directory, until [`RUN_LIMIT`] ends it.
+/// only and writes under a temporary directory, until
+/// [`common::process::RUN_LIMIT`] ends it.
 fn refused(command: &mut Command) -> String {
     let scratch = tempfile::tempdir().unwrap();
     let (code, _, stderr) = run(command
@@ -79,89 +31,24 @@ fn refused(command: &mut Command) -> String {
     stderr
 }
 
-/// A running `hydrant` with the addresses it bound and its log so far.
-struct Server {
-    child: Child,
-    ingest: SocketAddr,
-    logs: String,
-}
-
-impl Server {
-    fn start(command: &mut Command) -> Self {
-        let mut child = command
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let (mut ingest, mut admin, mut logs) = (None, None, String::new());
-        while ingest.is_none() || admin.is_none() {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("hydrant exited before listening: {logs}"))
-                .unwrap();
-            logs.push_str(&line);
-            logs.push('\n');
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if entry["message"] == "Listening." {
-                let address: SocketAddr = entry["address"].as_str().unwrap().parse().unwrap();
-                match entry["listener"].as_str() {
-                    Some("ingest") => ingest = Some(address),
-                    _ => admin = Some(address),
-                }
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Self {
-            child,
-            ingest: ingest.unwrap(),
-            logs,
-        }
-    }
-
-    /// Posts one Firehose delivery with `key`; the status.
-    fn deliver(&self, request_id: &str, key: &str) -> u16 {
-        let body = body_of(request_id, &[br#"{"a":1}"#]);
-        let mut stream = TcpStream::connect(self.ingest).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "POST /cli HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-             X-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: {request_id}\r\n\
-             X-Amz-Firehose-Access-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        )
+/// Posts one Firehose delivery with `key` to `server`; the status.
+fn deliver(server: &Hydrant, request_id: &str, key: &str) -> u16 {
+    let body = body_of(request_id, &[br#"{"a":1}"#]);
+    let mut stream = TcpStream::connect(server.ingest).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
         .unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
-        answer.split(' ').nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    write!(
+        stream,
+        "POST /cli HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         X-Amz-Firehose-Protocol-Version: 1.0\r\nX-Amz-Firehose-Request-Id: {request_id}\r\n\
+         X-Amz-Firehose-Access-Key: {key}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split(' ').nth(1).unwrap().parse().unwrap()
 }
 
 /// Keys given as flags and keys in HYDRANT_ACCESS_KEYS are both accepted (the
@@ -169,7 +56,7 @@ impl Drop for Server {
 #[test]
 fn keys_from_flags_and_the_environment_are_used_together() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
+    let server = Hydrant::spawn(
         hydrant()
             .arg("--data-dir")
             .arg(dir.path())
@@ -178,12 +65,14 @@ fn keys_from_flags_and_the_environment_are_used_together() {
                 "HYDRANT_ACCESS_KEYS",
                 "env-key=secret-from-the-env\nother=another-env-secret",
             ),
+        Stderr::Read,
     );
-    assert_eq!(server.deliver("by-flag", "secret-from-the-flag"), 200);
-    assert_eq!(server.deliver("by-env", "secret-from-the-env"), 200);
-    assert_eq!(server.deliver("by-env-2", "another-env-secret"), 200);
-    assert_eq!(server.deliver("by-nobody", "not-a-key"), 401);
-    assert!(!server.logs.contains("secret-from"), "{}", server.logs);
+    assert_eq!(deliver(&server, "by-flag", "secret-from-the-flag"), 200);
+    assert_eq!(deliver(&server, "by-env", "secret-from-the-env"), 200);
+    assert_eq!(deliver(&server, "by-env-2", "another-env-secret"), 200);
+    assert_eq!(deliver(&server, "by-nobody", "not-a-key"), 401);
+    let logs = server.logs();
+    assert!(!logs.contains("secret-from"), "{logs}");
 
     let message = refused(
         hydrant()
@@ -383,15 +272,16 @@ fn deprecated_keys_are_logged_at_startup() {
         format!("no_auth = true\n[[sinks]]\nname = \"bus\"\ntype = \"nats\"\nurl = \"nats://{down}\"\nack_timeout_ms = 500\n"),
     )
     .unwrap();
-    let server = Server::start(
+    let server = Hydrant::spawn(
         hydrant()
             .arg("--config")
             .arg(&config)
             .arg("--data-dir")
             .arg(dir.path().join("data")),
+        Stderr::Read,
     );
-    let warning = server
-        .logs
+    let logs = server.logs();
+    let warning = logs
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .find(|entry| {
@@ -399,7 +289,7 @@ fn deprecated_keys_are_logged_at_startup() {
                 message.contains("ack_timeout_ms") && message.contains("deprecated")
             })
         })
-        .unwrap_or_else(|| panic!("no deprecation warning in {}", server.logs));
+        .unwrap_or_else(|| panic!("no deprecation warning in {logs}"));
     assert_eq!(warning["level"], "WARN");
 }
 

@@ -3,155 +3,39 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::process::{Hydrant, Stderr, hydrant, send_signal};
 use common::{body_of, stored_events, stored_events_after_crash};
 
 const KEY: &str = "process-test-key==";
 const SOURCE_ARN: &str = "arn:aws:firehose:us-east-1:123456789012:deliverystream/crash-test";
 const RECORDS_PER_DELIVERY: usize = 20;
 
-fn hydrant() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hydrant"))
+/// Starts Hydrant on `data_dir` with the test's access key, debug logs and `extra`
+/// flags, reading its log.
+fn start(data_dir: &Path, extra: &[&str]) -> Hydrant {
+    start_with(data_dir, extra, Stderr::Read)
 }
 
-/// A running `hydrant` process with the addresses it bound.
-struct Hydrant {
-    child: Child,
-    ingest: SocketAddr,
-    admin: SocketAddr,
-    logs: Arc<Mutex<String>>,
-    /// What the process wrote to standard output (the `stdout` sink).
-    output: Arc<Mutex<String>>,
-    /// Standard error's pipe, kept open and never read ([`Stderr::Unread`]).
-    _unread: Option<std::io::Lines<BufReader<std::process::ChildStderr>>>,
-}
-
-/// What the test does with the process's standard error once it listens.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Stderr {
-    /// Reads every line into [`Hydrant::logs`].
-    Read,
-    /// Closes its end of the pipe: every later write fails.
-    Close,
-    /// Keeps the pipe open and reads nothing: once the pipe is full, a write
-    /// would wait for ever.
-    Unread,
-}
-
-impl Hydrant {
-    fn start(data_dir: &Path, extra: &[&str]) -> Self {
-        Self::start_with(data_dir, extra, Stderr::Read)
-    }
-
-    fn start_with(data_dir: &Path, extra: &[&str], stderr: Stderr) -> Self {
-        let mut child = hydrant()
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--log-format",
-                "json",
-            ])
+/// [`start`], doing `stderr` with its standard error once it listens.
+fn start_with(data_dir: &Path, extra: &[&str], stderr: Stderr) -> Hydrant {
+    Hydrant::spawn(
+        hydrant()
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--access-key")
             .arg(format!("crash-test={KEY}"))
             .args(extra)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let output = Arc::new(Mutex::new(String::new()));
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        let collected = Arc::clone(&output);
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                let mut output = collected.lock().unwrap();
-                output.push_str(&line);
-                output.push('\n');
-            }
-        });
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (mut ingest, mut admin) = (None, None);
-        while ingest.is_none() || admin.is_none() {
-            let line = lines
-                .next()
-                .expect("hydrant exited before listening")
-                .unwrap();
-            logs.lock().unwrap().push_str(&line);
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if entry["message"] == "Listening." {
-                let address: SocketAddr = entry["address"].as_str().unwrap().parse().unwrap();
-                match entry["listener"].as_str() {
-                    Some("ingest") => ingest = Some(address),
-                    Some("admin") => admin = Some(address),
-                    _ => {}
-                }
-            }
-        }
-        let mut unread = None;
-        match stderr {
-            Stderr::Read => {
-                let sink = Arc::clone(&logs);
-                std::thread::spawn(move || {
-                    for line in lines.map_while(Result::ok) {
-                        let mut logs = sink.lock().unwrap();
-                        logs.push_str(&line);
-                        logs.push('\n');
-                    }
-                });
-            }
-            Stderr::Close => drop(lines),
-            Stderr::Unread => unread = Some(lines),
-        }
-        Self {
-            child,
-            ingest: ingest.unwrap(),
-            admin: admin.unwrap(),
-            logs,
-            output,
-            _unread: unread,
-        }
-    }
-
-    fn terminate(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = wait_with_timeout(&mut self.child, Duration::from_secs(30));
-        // Let the log reader drain.
-        std::thread::sleep(Duration::from_millis(100));
-        let logs = self.logs.lock().unwrap().clone();
-        (status, logs)
-    }
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> ExitStatus {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        assert!(Instant::now() < deadline, "hydrant did not exit in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+            .env("RUST_LOG", "debug"),
+        stderr,
+    )
 }
 
 /// A minimal HTTP/1.1 exchange, so the test depends on no HTTP client library and
@@ -276,7 +160,7 @@ fn assert_each_record_once(events: Vec<serde_json::Value>, deliveries: &[String]
 #[test]
 fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Hydrant::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let attempted = Arc::new(Mutex::new(Vec::<String>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -328,7 +212,7 @@ fn sigkill_mid_stream_loses_and_duplicates_nothing() {
     // SIGKILL keeps the page cache, and a group never writes a delivery twice.
     assert_each_record_once(stored_events_after_crash(dir.path()), &acknowledged);
 
-    let server = Hydrant::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     for request_id in &attempted {
         let (status, body) = deliver(server.ingest, request_id, KEY).unwrap();
         assert_eq!(status, 200, "retry of {request_id}: {body}");
@@ -370,7 +254,7 @@ fn sigkill_mid_stream_loses_and_duplicates_nothing() {
 #[test]
 fn sigterm_finishes_cleanly_and_keys_never_reach_the_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Hydrant::start(dir.path(), &[]);
+    let server = start(dir.path(), &[]);
     let (status, _) = deliver(server.ingest, "term-1", KEY).unwrap();
     assert_eq!(status, 200);
     let (status, body) = deliver(server.ingest, "term-2", "wrong-secret-value").unwrap();
@@ -435,7 +319,7 @@ fn configured_routes_send_events_to_their_sinks() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+    let server = start(&data, &["--config", config.to_str().unwrap()]);
     for fixture in ["telegraf/record.json", "alloy/direct_put.json"] {
         let body = common::fixture(fixture);
         let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -526,7 +410,7 @@ fn peak_memory_stays_bounded_under_a_flood() {
     const CONSTANT: u64 = 160 * MIB;
     let dir = tempfile::tempdir().unwrap();
     let mib = |bytes: u64| format!("{}MiB", bytes / MIB);
-    let server = Hydrant::start(
+    let server = start(
         dir.path(),
         &[
             "--max-in-flight-bytes",
@@ -701,7 +585,7 @@ fn help_explains_itself() {
 #[test]
 fn a_second_process_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let first = Hydrant::start(dir.path(), &[]);
+    let first = start(dir.path(), &[]);
     let output = hydrant()
         .args([
             "--no-auth",
@@ -720,17 +604,6 @@ fn a_second_process_on_the_same_data_dir_is_refused() {
     assert!(status.success());
 }
 
-/// Sends `signal` (a `kill` name such as `HUP`) to the process.
-fn send_signal(child: &Child, signal: &str) {
-    assert!(
-        Command::new("kill")
-            .args([&format!("-{signal}"), &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-}
-
 /// The value of the first sample of `metrics` whose line starts with `series`.
 fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics
@@ -747,7 +620,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 #[test]
 fn sighup_does_not_stop_hydrant() {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = Hydrant::start(dir.path(), &[]);
+    let mut server = start(dir.path(), &[]);
     let (status, body) = deliver(server.ingest, "hup-1", KEY).unwrap();
     assert_eq!(status, 200, "{body}");
     send_signal(&server.child, "HUP");
@@ -778,7 +651,7 @@ fn sighup_does_not_stop_hydrant() {
 #[test]
 fn a_closed_stderr_loses_no_delivery_and_does_not_panic() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Hydrant::start_with(dir.path(), &[], Stderr::Close);
+    let server = start_with(dir.path(), &[], Stderr::Close);
     let ids: Vec<String> = (0..5).map(|n| format!("closed-{n}")).collect();
     for id in &ids {
         let (status, body) = deliver(server.ingest, id, KEY).unwrap();
@@ -803,7 +676,7 @@ fn a_full_stderr_does_not_stall_deliveries() {
     // debug level, so the pipe and then the log queue fill up quickly.
     const REQUESTS: usize = 3_000;
     let dir = tempfile::tempdir().unwrap();
-    let server = Hydrant::start_with(dir.path(), &[], Stderr::Unread);
+    let server = start_with(dir.path(), &[], Stderr::Unread);
     let (status, body) = deliver(server.ingest, "full-0", KEY).unwrap();
     assert_eq!(status, 200, "{body}");
     let started = Instant::now();
@@ -885,7 +758,7 @@ fn a_down_backbone_does_not_take_the_node_out_unless_it_gates_readiness() {
         )
         .unwrap();
         let data = dir.path().join("data");
-        let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+        let server = start(&data, &["--config", config.to_str().unwrap()]);
         let (status, body) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
         assert_eq!(status, ready, "{gates:?}: {body}");
         let (status, body) = deliver(server.ingest, "to-file", KEY).unwrap();
@@ -922,7 +795,7 @@ fn a_file_sink_nothing_routes_to_is_not_opened() {
     )
     .unwrap();
     let data = dir.path().join("data");
-    let server = Hydrant::start(&data, &["--config", config.to_str().unwrap()]);
+    let server = start(&data, &["--config", config.to_str().unwrap()]);
     let (status, body) = deliver(server.ingest, "stdout-only", KEY).unwrap();
     assert_eq!(status, 200, "{body}");
     let (status, _) = http(server.admin, "GET", "/readyz", &[], b"").unwrap();
@@ -954,7 +827,7 @@ fn metrics_are_complete_from_startup() {
         String::new()
     };
     std::fs::write(&config, nats).unwrap();
-    let server = Hydrant::start(
+    let server = start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
     );

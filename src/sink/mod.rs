@@ -8,8 +8,9 @@
 //! - [`kafka`]: Kafka, one record per event;
 //! - [`stdout`] and [`discard`]: for piping and debugging, and for benchmarks;
 //! - [`fanout`]: sends a delivery's batches to their sinks with retries, a circuit
-//!   breaker per sink and a per-sink record of committed deliveries;
-//! - [`dedup`]: that record's bounded window; [`template`]: keys, subjects, topics.
+//!   breaker per sink and a per-sink window of committed deliveries;
+//! - [`dedup`]: that window, and how it and the sinks' own keys keep Firehose's
+//!   retries from being stored twice; [`template`]: keys, subjects, topics.
 
 pub mod dedup;
 pub mod discard;
@@ -83,7 +84,8 @@ pub enum Committed {
         /// Number of events stored.
         events: usize,
     },
-    /// The delivery was already committed earlier; nothing was written again.
+    /// The delivery was already committed earlier, or is committed by an identical
+    /// request that this one waited for; nothing was written again.
     Duplicate,
 }
 
@@ -187,14 +189,30 @@ impl Sink {
         }
     }
 
-    /// Commits a batch; resolves once it is durable.
+    /// The duplicate window the sink keeps itself, if it does: a file sink's, which
+    /// its journal makes durable and its recovery seeded. The fan-out makes one for
+    /// every other sink.
+    #[must_use]
+    pub fn dedup_window(&self) -> Option<Arc<dedup::SinkWindow>> {
+        match self {
+            Self::File(sink) => Some(Arc::clone(sink.window())),
+            _ => None,
+        }
+    }
+
+    /// Commits a batch whose delivery `claim` holds in this sink's window (the
+    /// duplicate check is done); resolves once it is durable.
     ///
     /// # Errors
     ///
     /// [`SinkError`] when the batch was not committed; nothing of it counts.
-    pub async fn commit(&self, batch: &SinkBatch) -> Result<Committed, SinkError> {
+    pub async fn commit(
+        &self,
+        batch: &SinkBatch,
+        claim: &dedup::Claim,
+    ) -> Result<Committed, SinkError> {
         match self {
-            Self::File(sink) => sink.commit_batch(batch).await,
+            Self::File(sink) => sink.commit_claimed(batch, claim).await,
             #[cfg(feature = "s3")]
             Self::S3(sink) => sink.commit(batch).await.map(|()| written(batch)),
             #[cfg(feature = "nats")]

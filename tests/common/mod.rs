@@ -9,6 +9,7 @@
 #![allow(missing_docs, reason = "test helpers")]
 
 pub mod certs;
+pub mod process;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -7,7 +7,7 @@
 //! whose first line is a checkpoint of every open segment's committed length. So
 //! the newest generation alone knows the open segments, and an older generation is
 //! only kept for the delivery keys it holds: it is deleted as a whole once every one
-//! of them has left the in-memory duplicate window. No line is ever copied or
+//! of them has left the sink's in-memory duplicate window. No line is ever copied or
 //! rewritten, so the cost per commit does not grow with the window.
 //!
 //! Recovery reads every generation oldest first (a journal from before generations,
@@ -29,7 +29,7 @@ use serde::Deserialize;
 
 use super::segment::{AppendFile, sync_dir};
 use crate::limits::MIB;
-use crate::sink::dedup::{DedupWindow, DeliveryKey};
+use crate::sink::dedup::DeliveryKey;
 
 /// The single journal file written before generations: read (as the oldest
 /// generation) and deleted like one, never written.
@@ -202,7 +202,8 @@ pub(super) fn replay(
 pub(super) struct Closed {
     pub(super) path: PathBuf,
     /// Window insertion position just past the last key this generation holds: it
-    /// may be deleted once [`DedupWindow::oldest_position`] reaches this.
+    /// may be deleted once the sink's window forgot every key before it
+    /// ([`crate::sink::dedup::DedupWindow::oldest_position`]).
     pub(super) end: u64,
 }
 
@@ -223,8 +224,9 @@ pub(super) struct Journal {
 
 impl Journal {
     /// Starts generation `number` in `state`: its first line is a checkpoint of the
-    /// open segments' committed lengths; with `seed`, lines of every key the window
-    /// remembers follow (when the older generations cannot be relied on). The file
+    /// open segments' committed lengths; with `seed` (every key the window remembers,
+    /// oldest first, with its commit time), lines of those keys follow (when the
+    /// older generations cannot be relied on). The file
     /// and its directory entry are synced before it is used, so a closed generation
     /// is never deleted in favour of one that a crash could lose.
     pub(super) fn start(
@@ -232,7 +234,7 @@ impl Journal {
         number: u64,
         checkpoint: &[SegmentLength<'_>],
         at: u64,
-        seed: Option<&DedupWindow>,
+        seed: Option<&[(DeliveryKey, u64)]>,
         end: u64,
         closed: VecDeque<Closed>,
     ) -> io::Result<Self> {
@@ -241,8 +243,8 @@ impl Journal {
         let path = generation_path(state, number);
         let mut out = Vec::new();
         write_line(&mut out, checkpoint, at, [])?;
-        if let Some(window) = seed {
-            let mut keys = window.iter().peekable();
+        if let Some(seed) = seed {
+            let mut keys = seed.iter().copied().peekable();
             while let Some((first, first_at)) = keys.next() {
                 let mut line = vec![first];
                 while line.len() < SEED_KEYS_PER_LINE

@@ -22,7 +22,7 @@ use super::segment::{
 use super::{FileSinkSettings, OpenError, Recovery, TABLES};
 use crate::clock::{UtcTime, duration_ms, now_ms};
 use crate::metrics::StorageMetrics;
-use crate::sink::dedup::DedupWindow;
+use crate::sink::dedup::SinkWindow;
 
 /// Folder of the journal and the lock.
 pub(super) const STATE_DIR: &str = "_hydrant";
@@ -63,12 +63,16 @@ pub(super) struct Layout {
 }
 
 impl Layout {
-    /// Creates the folders, takes the lock, reads the journal into `dedup`, recovers
-    /// segments left open (cutting each back to its committed length) and starts a
-    /// new journal generation.
+    /// Creates the folders, takes the lock, seeds the sink's duplicate `window` with
+    /// the deliveries the journal names, recovers segments left open (cutting each
+    /// back to its committed length) and starts a new journal generation.
+    ///
+    /// The window is shared with the fan-out, which may use it meanwhile (during a
+    /// rebuild): it is locked only to take each generation's keys, never while a
+    /// file is read or written.
     pub(super) fn open(
         settings: &FileSinkSettings,
-        dedup: &mut DedupWindow,
+        window: &SinkWindow,
         metrics: &StorageMetrics,
         opening: Opening,
     ) -> Result<(Self, Recovery), OpenError> {
@@ -109,15 +113,17 @@ impl Layout {
         let generations = journal::list_generations(&state).map_err(io_error(&state))?;
         let next_number = generations.last().map_or(1, |last| last.number + 1);
         for generation in generations {
+            let mut keys = Vec::new();
             journal::replay(&generation.path, &mut lengths, |key, at| {
                 if now.saturating_sub(at) <= window_ms {
-                    dedup.insert(key, at);
+                    keys.push((key, at));
                 }
             })
             .map_err(io_error(&generation.path))?;
+            let end = window.commit(keys);
             closed.push_back(Closed {
                 path: generation.path,
-                end: if opening.seed { 0 } else { dedup.inserted() },
+                end: if opening.seed { 0 } else { end },
             });
         }
         lengths.extend(opening.lengths);
@@ -138,22 +144,20 @@ impl Layout {
         metrics
             .recovery_truncated_bytes
             .inc_by(recovery.bytes_truncated);
-        recovery.deliveries_remembered = dedup.len();
+        recovery.deliveries_remembered = window.len();
 
         // Every segment is completed now, so the new generation's checkpoint names
         // none, and no older generation is needed for segment lengths any more.
-        let mut journal = Journal::start(
-            &state,
-            next_number,
-            &[],
-            now,
-            opening.seed.then_some(&*dedup),
-            dedup.inserted(),
-            closed,
-        )
-        .map_err(io_error(&state))?;
-        dedup.expire(now);
-        journal.forget_obsolete(dedup.oldest_position());
+        let (seed, end) = if opening.seed {
+            let (keys, end) = window.snapshot();
+            (Some(keys), end)
+        } else {
+            (None, window.inserted())
+        };
+        let mut journal =
+            Journal::start(&state, next_number, &[], now, seed.as_deref(), end, closed)
+                .map_err(io_error(&state))?;
+        journal.forget_obsolete(window.expire(now));
 
         let mut folders = Vec::new();
         for folder in [root.clone(), state]

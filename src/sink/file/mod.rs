@@ -23,15 +23,23 @@
 //! segments' new committed lengths and the deliveries in the group, and syncs the
 //! journal. Only then are the requests answered. So fsync cost is shared by all
 //! concurrent requests, and the journal always knows how much of each open segment is
-//! acknowledged. A delivery that comes twice in one group is written once, and both
-//! are answered only when that write is durable (or both fail).
+//! acknowledged.
+//!
+//! The writer does not look for duplicates: the sink's duplicate window does, once
+//! per delivery, before a batch is queued ([`crate::sink::dedup`]). The sink makes
+//! that window, its recovery seeds it and the writer records each group's deliveries
+//! in it once their journal line is synced, so the journal is the window's durable
+//! copy. An identical delivery that arrives while the first is queued or being
+//! written is never queued itself: it waits for the first, and is answered when that
+//! write is durable (or fails with it).
 //!
 //! If any step fails, the segments and the journal are cut back to their last
 //! committed lengths, so a failed request leaves nothing behind that its retry would
 //! duplicate. After a crash, startup cuts each open segment back to the length the
 //! journal last committed (which also removes a torn last line), seals it, and
-//! reloads the window of committed deliveries, so a retry of a delivery acknowledged
-//! just before the crash is recognised and not written again.
+//! seeds the sink's duplicate window with the committed deliveries the journal names,
+//! so a retry of a delivery acknowledged just before the crash is recognised and not
+//! written again.
 //!
 //! The journal is kept in generations ([`journal`]), so that forgetting old
 //! deliveries never means rewriting the journal. The directory is checked before and
@@ -47,14 +55,15 @@ mod writer;
 
 use std::io;
 use std::path::PathBuf;
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::dedup::DeliveryKey;
+use super::dedup::{Admission, Claim, DeliveryKey, SinkWindow};
+pub use super::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use super::{Committed, SinkError};
 use crate::limits::MIB;
 use crate::metrics::StorageMetrics;
@@ -68,19 +77,6 @@ pub const DEFAULT_SEGMENT_MAX_BYTES: u64 = 128 * MIB;
 /// own default buffering interval (300 s), so data becomes visible to readers of
 /// completed segments about as fast as Firehose delivers it.
 pub const DEFAULT_SEGMENT_MAX_AGE: Duration = Duration::from_secs(300);
-
-/// Default time a committed delivery is remembered for duplicate detection. Firehose
-/// retries a failed batch for at most 7200 s (`RetryOptions.DurationInSeconds`), so a
-/// two-hour window covers every retry Firehose can make.
-pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(7200);
-
-/// Default number of committed deliveries remembered. 100,000 cover two hours at
-/// ~14 deliveries per second; busier servers should raise it. A remembered delivery
-/// costs about 45 bytes of memory in each window that holds it (measured by
-/// `benches/journal.rs`: 42.8 MiB for 1 M; the file sink keeps one window and the
-/// fan-out one per sink) and, at one delivery per commit, about 170 bytes of journal
-/// on disk.
-pub const DEFAULT_DEDUP_CAPACITY: usize = 100_000;
 
 /// A group commit takes waiting batches up to this many bytes, so one fsync never
 /// waits behind an unbounded amount of writing.
@@ -127,9 +123,9 @@ pub struct FileSinkSettings {
     pub segment_max_bytes: u64,
     /// Complete a segment once it is this old.
     pub segment_max_age: Duration,
-    /// Remember committed deliveries this long.
+    /// Remember committed deliveries this long (the sink's duplicate window).
     pub dedup_window: Duration,
-    /// Remember at most this many committed deliveries.
+    /// Remember at most this many committed deliveries (the sink's duplicate window).
     pub dedup_capacity: usize,
 }
 
@@ -170,7 +166,7 @@ pub struct Recovery {
     pub segments_recovered: usize,
     /// Bytes of unacknowledged data cut from them.
     pub bytes_truncated: u64,
-    /// Committed deliveries reloaded into the duplicate window.
+    /// Committed deliveries the journal seeded the duplicate window with.
     pub deliveries_remembered: usize,
 }
 
@@ -180,6 +176,8 @@ pub struct FileSink {
     sender: mpsc::Sender<Message>,
     thread: Mutex<Option<JoinHandle<()>>>,
     recovery: Recovery,
+    /// The sink's duplicate window, which the fan-out uses as this sink's.
+    window: Arc<SinkWindow>,
 }
 
 impl FileSink {
@@ -211,6 +209,7 @@ impl FileSink {
         recovery: Recovery,
         held: Option<mpsc::Receiver<()>>,
     ) -> Result<Self, OpenError> {
+        let window = Arc::clone(&writer.window);
         let (sender, receiver) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("hydrant-file-sink".into())
@@ -228,6 +227,7 @@ impl FileSink {
             sender,
             thread: Mutex::new(Some(thread)),
             recovery,
+            window,
         })
     }
 
@@ -237,35 +237,62 @@ impl FileSink {
         &self.recovery
     }
 
-    /// Commits a delivery's batch: events to the `events` table, dead letters to the
-    /// `dead_letter` table.
+    /// The sink's duplicate window: seeded by recovery, kept by the writer.
+    #[must_use]
+    pub fn window(&self) -> &Arc<SinkWindow> {
+        &self.window
+    }
+
+    /// Commits a delivery's batch whose `claim` the fan-out took in this sink's
+    /// window: events to the `events` table, dead letters to the `dead_letter` table.
     ///
     /// # Errors
     ///
     /// As [`FileSink::commit`].
-    pub async fn commit_batch(&self, batch: &super::SinkBatch) -> Result<Committed, SinkError> {
-        self.commit(Batch {
+    pub async fn commit_claimed(
+        &self,
+        batch: &super::SinkBatch,
+        claim: &Claim,
+    ) -> Result<Committed, SinkError> {
+        let batch = Batch {
             dedup_key: batch.dedup_key,
             lines: batch.events.byte_chunks().cloned().collect(),
             events: batch.events.len(),
             dead_letters: batch.dead_letters.byte_chunks().cloned().collect(),
-        })
-        .await
+        };
+        self.write(batch, claim.clone()).await
     }
 
-    /// Commits a batch, resolving once it is durable (or known to be a duplicate of
-    /// a delivery that is).
+    /// Commits a batch on its own (without the fan-out), resolving once it is
+    /// durable, or once it is known to be a duplicate of a delivery that is: the
+    /// batch meets the sink's duplicate window here, as it would in the fan-out.
     ///
     /// # Errors
     ///
     /// [`SinkError::Write`] when writing or syncing failed (nothing of the batch is
     /// kept), [`SinkError::Down`] when the data directory was found damaged (the sink
     /// takes nothing until a [`FileSink::probe`] rebuilds it), [`SinkError::Closed`]
-    /// after [`FileSink::close`].
+    /// after [`FileSink::close`]; an identical delivery this one waited for fails it
+    /// with that delivery's error.
     pub async fn commit(&self, batch: Batch) -> Result<Committed, SinkError> {
+        match self.window.admit(batch.dedup_key) {
+            Admission::Duplicate => Ok(Committed::Duplicate),
+            Admission::Wait(original) => original.outcome().await,
+            Admission::Claimed(claim) => {
+                let result = self.write(batch, claim.clone()).await;
+                claim.finish(&result);
+                result
+            }
+        }
+    }
+
+    /// Hands a batch to the writer, with a clone of its claim that the writer keeps
+    /// until the batch's group is done: a request dropped meanwhile does not free
+    /// the delivery for a retry that the queued write could still make a duplicate.
+    async fn write(&self, batch: Batch, claim: Claim) -> Result<Committed, SinkError> {
         let (reply, answer) = oneshot::channel();
         self.sender
-            .send(Message::Commit(batch, reply))
+            .send(Message::Commit(batch, claim, reply))
             .map_err(|_| SinkError::Closed)?;
         answer.await.unwrap_or(Err(SinkError::Closed))
     }

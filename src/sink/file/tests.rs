@@ -309,9 +309,7 @@ async fn a_failed_write_leaves_nothing_behind() {
     writer.commit_group(vec![(batch("b", "two\n"), reply)]);
     assert!(matches!(answer.await.unwrap(), Err(SinkError::Write(_))));
     assert!(
-        !writer
-            .dedup
-            .contains(&DeliveryKey::new(None, "b"), now_ms()),
+        !writer.window.has_committed(&DeliveryKey::new(None, "b")),
         "a failed delivery is not remembered"
     );
     let open = find_open_segments(&dir.path().join(EVENTS_DIR))
@@ -357,33 +355,39 @@ fn break_journal(writer: &mut Writer) {
     journal.file.file = OpenOptions::new().read(true).open(path).unwrap();
 }
 
-/// Identical deliveries in one group: the copy is not answered "duplicate" before
-/// its original is durable. If the original's write fails, the copy fails too, and
-/// neither is remembered.
+/// Identical deliveries while the first is being written: the sink's window lets
+/// the first through and holds the copy, which is not answered "duplicate" before
+/// its original is durable. If the original's write fails (its group fails), the
+/// copy fails too, and neither is remembered.
 #[tokio::test]
 async fn identical_deliveries_in_a_failed_group_all_fail() {
     let dir = tempfile::tempdir().unwrap();
     let (mut writer, _) = Writer::open(settings(dir.path()), storage_metrics()).unwrap();
     break_journal(&mut writer);
+    let key = DeliveryKey::new(None, "same");
+    let window = std::sync::Arc::clone(&writer.window);
+    let Admission::Claimed(claim) = window.admit(key) else {
+        panic!("the first delivery is claimed");
+    };
+    let Admission::Wait(copy) = window.admit(key) else {
+        panic!("an identical delivery in flight is waited for");
+    };
+    let copy = tokio::spawn(copy.outcome());
     let (first, first_answer) = oneshot::channel();
-    let (copy, copy_answer) = oneshot::channel();
-    writer.commit_group(vec![
-        (batch("same", "one\n"), first),
-        (batch("same", "one\n"), copy),
-    ]);
-    assert!(matches!(
-        first_answer.await.unwrap(),
-        Err(SinkError::Write(_))
-    ));
+    writer.commit_group(vec![(batch("same", "one\n"), first)]);
+    let first_answer = first_answer.await.unwrap();
+    tokio::task::yield_now().await;
     assert!(
-        matches!(copy_answer.await.unwrap(), Err(SinkError::Write(_))),
+        !copy.is_finished(),
+        "the copy waits for its original's outcome"
+    );
+    claim.finish(&first_answer);
+    assert!(matches!(first_answer, Err(SinkError::Write(_))));
+    assert!(
+        matches!(copy.await.unwrap(), Err(SinkError::Write(_))),
         "a copy shares its original's failure"
     );
-    assert!(
-        !writer
-            .dedup
-            .contains(&DeliveryKey::new(None, "same"), now_ms())
-    );
+    assert!(!writer.window.has_committed(&key));
 }
 
 /// Through the sink's queue: eight identical deliveries become one group whose

@@ -1,9 +1,8 @@
 //! The writer thread: group commits, the journal's upkeep, health probes, and
 //! rebuilding the directory after it was damaged.
 
-use std::collections::HashMap;
 use std::io;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -13,9 +12,9 @@ use super::journal;
 use super::layout::{Layout, Opening, TornDown};
 use super::segment::OpenSegment;
 use super::{Batch, FileSinkSettings, GROUP_MAX_BYTES, IDLE_TICK, OpenError, Recovery, TABLES};
-use crate::clock::{duration_ms, now_ms};
+use crate::clock::now_ms;
 use crate::metrics::StorageMetrics;
-use crate::sink::dedup::{DedupWindow, DeliveryKey};
+use crate::sink::dedup::{Claim, SinkWindow};
 use crate::sink::{Committed, SinkError};
 
 /// Where a commit's answer goes.
@@ -24,20 +23,13 @@ pub(super) type Reply = oneshot::Sender<Result<Committed, SinkError>>;
 /// What the writer thread is asked to do.
 #[derive(Debug)]
 pub(super) enum Message {
-    /// Store a batch.
-    Commit(Batch, Reply),
+    /// Store a batch whose delivery the sender claimed in the sink's window (the
+    /// claim is held until the batch's group is done).
+    Commit(Batch, Claim, Reply),
     /// Check (or rebuild) the data directory.
     Probe(oneshot::Sender<Result<(), SinkError>>),
     /// Finish what is queued, complete the open segments, stop.
     Close(oneshot::Sender<()>),
-}
-
-/// A delivery of a group to be written, with the replies of identical deliveries
-/// that arrived in the same group: they share its fate.
-struct Pending {
-    batch: Batch,
-    reply: Reply,
-    copies: Vec<Reply>,
 }
 
 /// Owns the data directory; runs on its own thread.
@@ -45,7 +37,9 @@ struct Pending {
 pub(super) struct Writer {
     pub(super) settings: FileSinkSettings,
     pub(super) metrics: StorageMetrics,
-    pub(super) dedup: DedupWindow,
+    /// The sink's duplicate window, shared with the fan-out: recovery seeds it, and
+    /// each group's deliveries enter it once their journal line is synced.
+    pub(super) window: Arc<SinkWindow>,
     /// The directory in use; `None` after damage was found, until a probe rebuilds it.
     pub(super) layout: Option<Layout>,
     /// Why the directory is not in use, while it is not.
@@ -64,14 +58,16 @@ impl Writer {
         for operation in OPERATIONS {
             metrics.errors.with_label_values(&[operation]);
         }
-        let mut dedup =
-            DedupWindow::new(duration_ms(settings.dedup_window), settings.dedup_capacity);
-        let (layout, recovery) = Layout::open(&settings, &mut dedup, &metrics, Opening::default())?;
+        let window = Arc::new(SinkWindow::new(
+            settings.dedup_window,
+            settings.dedup_capacity,
+        ));
+        let (layout, recovery) = Layout::open(&settings, &window, &metrics, Opening::default())?;
         Ok((
             Self {
                 settings,
                 metrics,
-                dedup,
+                window,
                 layout: Some(layout),
                 down: None,
                 torn_down: TornDown::default(),
@@ -96,15 +92,17 @@ impl Writer {
             };
             // A group commit takes every batch waiting, up to GROUP_MAX_BYTES.
             let mut group = Vec::new();
+            let mut claims = Vec::new();
             let mut probes = Vec::new();
             let mut close = None;
             let mut bytes = 0;
             let mut next = Some(first);
             while let Some(message) = next {
                 match message {
-                    Message::Commit(batch, reply) => {
+                    Message::Commit(batch, claim, reply) => {
                         bytes += batch.byte_len();
                         group.push((batch, reply));
+                        claims.push(claim);
                     }
                     Message::Probe(reply) => probes.push(reply),
                     Message::Close(reply) => {
@@ -121,6 +119,7 @@ impl Writer {
             if !group.is_empty() {
                 self.commit_group(group);
             }
+            drop(claims);
             for reply in probes {
                 let _ = reply.send(self.probe());
             }
@@ -135,9 +134,13 @@ impl Writer {
     /// Commits what is still queued, then completes the open segments.
     fn finish(&mut self, receiver: &mpsc::Receiver<Message>) {
         let mut group = Vec::new();
+        let mut claims = Vec::new();
         while let Ok(message) = receiver.try_recv() {
             match message {
-                Message::Commit(batch, reply) => group.push((batch, reply)),
+                Message::Commit(batch, claim, reply) => {
+                    group.push((batch, reply));
+                    claims.push(claim);
+                }
                 Message::Probe(reply) => {
                     let _ = reply.send(Err(SinkError::Closed));
                 }
@@ -149,6 +152,7 @@ impl Writer {
         if !group.is_empty() {
             self.commit_group(group);
         }
+        drop(claims);
         if let Some(layout) = self.layout.as_mut() {
             layout.seal_all(&self.metrics);
         }
@@ -163,68 +167,43 @@ impl Writer {
         self.maintain_journal();
     }
 
+    /// Writes a group of batches and answers each. Every batch's delivery was
+    /// admitted by the sink's window, which lets one request per delivery through at
+    /// a time, so no two batches of a group are the same delivery and none is a
+    /// delivery already committed: the writer writes what it is given.
     pub(super) fn commit_group(&mut self, group: Vec<(Batch, Reply)>) {
         let started = Instant::now();
         let now = now_ms();
-        let mut pending: Vec<Pending> = Vec::with_capacity(group.len());
-        let mut first_of: HashMap<DeliveryKey, usize> = HashMap::new();
-        for (batch, reply) in group {
-            if let Some(&first) = first_of.get(&batch.dedup_key) {
-                // The same delivery twice in one group (Firehose retried while the
-                // first attempt was still queued): it is written once, and the copy
-                // is answered with the original's outcome once that is known. An
-                // early "duplicate" would be a 200 for data that a failed or
-                // crashed write may never store.
-                pending[first].copies.push(reply);
-            } else if self.dedup.contains(&batch.dedup_key, now) {
-                // Remembered only once its commit was durable.
-                let _ = reply.send(Ok(Committed::Duplicate));
-            } else {
-                first_of.insert(batch.dedup_key, pending.len());
-                pending.push(Pending {
-                    batch,
-                    reply,
-                    copies: Vec::new(),
-                });
-            }
-        }
-        if pending.is_empty() {
-            return;
-        }
-        let result = self.write_group(&pending, now);
+        let result = self.write_group(&group, now);
         match &result {
             Ok(()) => {
-                for entry in &pending {
-                    self.dedup.insert(entry.batch.dedup_key, now);
-                }
+                // Remembered only now that the commit is durable; identical
+                // deliveries waiting for these are answered with it.
+                let end = self
+                    .window
+                    .commit(group.iter().map(|(batch, _)| (batch.dedup_key, now)));
                 if let Some(layout) = self.layout.as_mut() {
-                    layout.journal.note_keys(self.dedup.inserted());
+                    layout.journal.note_keys(end);
                 }
                 self.metrics
                     .write_seconds
                     .observe(started.elapsed().as_secs_f64());
-                self.metrics.commit_deliveries.observe(pending.len() as f64);
+                self.metrics.commit_deliveries.observe(group.len() as f64);
             }
             Err(error) => {
                 // The failed operation was logged as an error where it failed, and
                 // each delivery's answer logs a warning with this error.
-                tracing::debug!(%error, deliveries = pending.len(), "Storage commit failed; nothing of it is kept.");
+                tracing::debug!(%error, deliveries = group.len(), "Storage commit failed; nothing of it is kept.");
             }
         }
-        for entry in pending {
-            let (answer, copies) = match &result {
-                Ok(()) => (
-                    Ok(Committed::Written {
-                        events: entry.batch.events,
-                    }),
-                    Ok(Committed::Duplicate),
-                ),
-                Err(error) => (Err(error.clone()), Err(error.clone())),
+        for (batch, reply) in group {
+            let answer = match &result {
+                Ok(()) => Ok(Committed::Written {
+                    events: batch.events,
+                }),
+                Err(error) => Err(error.clone()),
             };
-            let _ = entry.reply.send(answer);
-            for copy in entry.copies {
-                let _ = copy.send(copies.clone());
-            }
+            let _ = reply.send(answer);
         }
         self.maintain_journal();
     }
@@ -232,7 +211,7 @@ impl Writer {
     /// Writes a group: data to the open segments and synced, then one journal line
     /// synced. The directory is checked before and after: no group is acknowledged
     /// into files that a reader or a recovery would not find.
-    fn write_group(&mut self, group: &[Pending], now: u64) -> Result<(), SinkError> {
+    fn write_group(&mut self, group: &[(Batch, Reply)], now: u64) -> Result<(), SinkError> {
         let Some(layout) = self.layout.as_mut() else {
             return Err(self.down_error());
         };
@@ -244,7 +223,7 @@ impl Writer {
         for (slot, table) in TABLES.into_iter().enumerate() {
             let parts: Vec<&[u8]> = group
                 .iter()
-                .flat_map(|entry| table.lines(&entry.batch))
+                .flat_map(|(batch, _)| table.lines(batch))
                 .map(|chunk| &chunk[..])
                 .filter(|chunk| !chunk.is_empty())
                 .collect();
@@ -289,7 +268,7 @@ impl Writer {
             &mut line,
             &segments,
             now,
-            group.iter().map(|entry| entry.batch.dedup_key),
+            group.iter().map(|(batch, _)| batch.dedup_key),
         );
         let journal_before = layout.journal.file.committed;
         if let Err(error) = written.and_then(|()| layout.journal.append(&line)) {
@@ -360,7 +339,7 @@ impl Writer {
             seed: true,
             lengths: self.torn_down.lengths.clone(),
         };
-        match Layout::open(&self.settings, &mut self.dedup, &self.metrics, opening) {
+        match Layout::open(&self.settings, &self.window, &self.metrics, opening) {
             Ok((layout, recovery)) => {
                 tracing::warn!(
                     data_dir = %self.settings.data_dir.display(),
@@ -422,8 +401,8 @@ impl Writer {
                 }
             }
         }
-        self.dedup.expire(now);
-        layout.journal.forget_obsolete(self.dedup.oldest_position());
+        let oldest = self.window.expire(now);
+        layout.journal.forget_obsolete(oldest);
     }
 }
 

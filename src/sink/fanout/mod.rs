@@ -2,9 +2,13 @@
 //! and answers only when every one of them has acknowledged (or one has failed).
 //!
 //! For each sink it keeps:
-//! - a **window of committed deliveries** (source ARN + request id). When Firehose
-//!   retries a delivery after a partial failure, sinks that already committed it are
-//!   not written again; only the ones that failed are.
+//! - its **duplicate window** ([`SinkWindow`]), the one place a delivery is checked
+//!   against what the sink committed or is committing, once per delivery: when
+//!   Firehose retries a delivery after a partial failure, sinks that already
+//!   committed it are not written again, only the ones that failed are; and an
+//!   identical delivery in flight is waited for, not written twice. A file sink
+//!   brings its own window, seeded by its recovery; see [`super::dedup`] for how
+//!   this window and the sinks' own protections fit together;
 //! - a **bounded retry** with exponential backoff, well inside the delivery deadline;
 //! - a **circuit breaker**: after [`BREAKER_THRESHOLD`] consecutive failures, or a
 //!   failed health probe, the sink is marked down and deliveries routed to it are
@@ -17,17 +21,18 @@
 //! The whole fan-out is bounded by the delivery deadline, so Firehose always gets an
 //! answer well before its 3-minute timeout.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
-use super::dedup::{DedupWindow, DeliveryKey};
+use super::dedup::{
+    Admission, Claim, DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DeliveryKey, SinkWindow,
+};
 use super::{Committed, Sink, SinkBatch, SinkError};
-use crate::clock::{duration_ms, now_ms};
 use crate::event::lines::SinkSet;
 use crate::metrics::Metrics;
 
@@ -54,9 +59,12 @@ pub struct FanoutSettings {
     pub backoff: Duration,
     /// Bound on a whole delivery's fan-out.
     pub deadline: Duration,
-    /// How long committed deliveries are remembered per sink.
+    /// How long committed deliveries are remembered, in the window of each sink that
+    /// brings none of its own (a file sink's window is its journal's, sized by the
+    /// file sink's settings).
     pub dedup_window: Duration,
-    /// How many committed deliveries are remembered per sink.
+    /// How many committed deliveries are remembered, in the window of each sink that
+    /// brings none of its own.
     pub dedup_capacity: usize,
 }
 
@@ -66,8 +74,8 @@ impl Default for FanoutSettings {
             attempts: DEFAULT_ATTEMPTS,
             backoff: DEFAULT_BACKOFF,
             deadline: DEFAULT_DEADLINE,
-            dedup_window: super::file::DEFAULT_DEDUP_WINDOW,
-            dedup_capacity: super::file::DEFAULT_DEDUP_CAPACITY,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            dedup_capacity: DEFAULT_DEDUP_CAPACITY,
         }
     }
 }
@@ -118,7 +126,7 @@ impl From<(String, Sink)> for SinkSetup {
     }
 }
 
-/// One sink with its name, breaker, committed window and metrics.
+/// One sink with its name, breaker, duplicate window and metrics.
 #[derive(Debug)]
 pub struct SinkHandle {
     /// The configured name.
@@ -129,7 +137,7 @@ pub struct SinkHandle {
     pub gates_readiness: bool,
     up: AtomicBool,
     failures: AtomicU32,
-    committed: Mutex<DedupWindow>,
+    window: Arc<SinkWindow>,
     metrics: SinkMetrics,
 }
 
@@ -187,16 +195,19 @@ impl Sinks {
                     up: metrics.sink_up.with_label_values(&labels),
                 };
                 sink_metrics.up.set(1);
+                let window = sink.dedup_window().unwrap_or_else(|| {
+                    Arc::new(SinkWindow::new(
+                        settings.dedup_window,
+                        settings.dedup_capacity,
+                    ))
+                });
                 Some(Arc::new(SinkHandle {
                     name,
                     sink,
                     gates_readiness,
                     up: AtomicBool::new(true),
                     failures: AtomicU32::new(0),
-                    committed: Mutex::new(DedupWindow::new(
-                        duration_ms(settings.dedup_window),
-                        settings.dedup_capacity,
-                    )),
+                    window,
                     metrics: sink_metrics,
                 }))
             })
@@ -254,7 +265,11 @@ impl Sinks {
         let Some(handles) = handles else {
             return false;
         };
-        if handles.is_empty() || !handles.iter().all(|handle| handle.has_committed(key)) {
+        if handles.is_empty()
+            || !handles
+                .iter()
+                .all(|handle| handle.window.has_committed(key))
+        {
             return false;
         }
         for handle in handles {
@@ -274,24 +289,31 @@ impl Sinks {
         &self,
         batches: Vec<(usize, SinkBatch)>,
     ) -> Result<Committed, FanoutError> {
-        // Fail fast: a sink known to be down would only make Firehose wait.
+        // Each sink's window is asked once: committed already, being committed by an
+        // identical request, or to be committed here.
         let mut routed = Vec::with_capacity(batches.len());
         for (position, batch) in batches {
             let Some(handle) = self.handles.get(position).and_then(Option::as_ref) else {
                 return Err(FanoutError::SinkDown(NOT_OPENED.to_owned()));
             };
-            if !handle.is_up() && !handle.has_committed(&batch.dedup_key) {
-                return Err(FanoutError::SinkDown(handle.name.clone()));
-            }
-            routed.push((Arc::clone(handle), batch));
+            let admission = handle.window.admit(batch.dedup_key);
+            routed.push((Arc::clone(handle), batch, admission));
+        }
+        // Fail fast: a sink known to be down would only make Firehose wait. A sink
+        // that has the delivery already, or waits for it, writes nothing now. The
+        // claims taken above end as they are dropped.
+        if let Some((handle, ..)) = routed.iter().find(|(handle, _, admission)| {
+            matches!(admission, Admission::Claimed(_)) && !handle.is_up()
+        }) {
+            return Err(FanoutError::SinkDown(handle.name.clone()));
         }
         let mut tasks = JoinSet::new();
-        for (handle, batch) in routed {
+        for (handle, batch, admission) in routed {
             let settings = self.settings;
             // In the request's span, so each sink's lines name the delivery.
             tasks.spawn(
                 async move {
-                    let result = handle.commit_with_retry(&batch, settings).await;
+                    let result = handle.settle(&batch, admission, settings).await;
                     (handle, result)
                 }
                 .instrument(tracing::Span::current()),
@@ -392,42 +414,49 @@ impl SinkHandle {
         self.metrics.up.set(0);
     }
 
-    fn has_committed(&self, key: &DeliveryKey) -> bool {
-        self.committed
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(key, now_ms())
+    /// Ends one delivery for this sink as its window admitted it: a duplicate at
+    /// once, a copy with its original's outcome, a claim by committing.
+    async fn settle(
+        &self,
+        batch: &SinkBatch,
+        admission: Admission,
+        settings: FanoutSettings,
+    ) -> Result<Committed, SinkError> {
+        let result = match admission {
+            Admission::Duplicate => Ok(Committed::Duplicate),
+            Admission::Wait(original) => original.outcome().await,
+            Admission::Claimed(claim) => {
+                let result = self.commit_with_retry(batch, &claim, settings).await;
+                claim.finish(&result);
+                result
+            }
+        };
+        if result == Ok(Committed::Duplicate) {
+            self.metrics.duplicates.inc();
+        }
+        result
     }
 
+    /// Commits a claimed delivery, retrying; the window is not asked again.
     async fn commit_with_retry(
         &self,
         batch: &SinkBatch,
+        claim: &Claim,
         settings: FanoutSettings,
     ) -> Result<Committed, SinkError> {
-        if self.has_committed(&batch.dedup_key) {
-            self.metrics.duplicates.inc();
-            return Ok(Committed::Duplicate);
-        }
         let mut backoff = settings.backoff;
         let mut attempt = 1;
         loop {
             let started = Instant::now();
-            match self.sink.commit(batch).await {
+            match self.sink.commit(batch, claim).await {
                 Ok(committed) => {
                     self.metrics
                         .write_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.failures.store(0, Ordering::Release);
-                    self.committed
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .insert(batch.dedup_key, now_ms());
-                    match committed {
-                        Committed::Written { .. } => {
-                            self.metrics.events.inc_by(batch.len() as u64);
-                            self.metrics.bytes.inc_by(batch.bytes() as u64);
-                        }
-                        Committed::Duplicate => self.metrics.duplicates.inc(),
+                    if let Committed::Written { .. } = committed {
+                        self.metrics.events.inc_by(batch.len() as u64);
+                        self.metrics.bytes.inc_by(batch.bytes() as u64);
                     }
                     return Ok(committed);
                 }
@@ -464,295 +493,4 @@ impl SinkHandle {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::event::Delivery;
-    use crate::sink::EventLines;
-    use crate::sink::discard::DiscardSink;
-    use crate::sink::file::{FileSink, FileSinkSettings};
-
-    fn batch(key: &str) -> SinkBatch {
-        SinkBatch {
-            delivery: Arc::new(Delivery::default()),
-            dedup_key: DeliveryKey::new(None, key),
-            events: EventLines::single(
-                bytes::Bytes::from_static(b"{}\n"),
-                vec![crate::sink::EventMeta {
-                    end: 3,
-                    kind: "record",
-                    ..Default::default()
-                }],
-            ),
-            dead_letters: EventLines::default(),
-        }
-    }
-
-    fn fast() -> FanoutSettings {
-        FanoutSettings {
-            backoff: Duration::from_millis(1),
-            ..FanoutSettings::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn commits_to_every_sink_and_remembers_it_per_sink() {
-        let metrics = Metrics::new(10);
-        let sinks = Sinks::new(
-            vec![
-                ("a".into(), Sink::Discard(DiscardSink)),
-                ("b".into(), Sink::Discard(DiscardSink)),
-            ],
-            fast(),
-            &metrics,
-        );
-        let result = sinks.deliver(vec![(0, batch("k")), (1, batch("k"))]).await;
-        assert_eq!(result, Ok(Committed::Written { events: 1 }));
-        let again = sinks.deliver(vec![(0, batch("k")), (1, batch("k"))]).await;
-        assert_eq!(again, Ok(Committed::Duplicate));
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"hydrant_sink_events_total{sink="a",sink_type="discard"} 1"#),
-            "{text}"
-        );
-        assert!(
-            text.contains(r#"hydrant_sink_duplicates_total{sink="b",sink_type="discard"} 1"#),
-            "{text}"
-        );
-    }
-
-    /// `/readyz` follows only the sinks that gate it: by default the local ones,
-    /// and any sink whose setting says so.
-    #[tokio::test]
-    async fn readiness_follows_only_the_sinks_that_gate_it() {
-        let metrics = Metrics::new(10);
-        let setup = |name: &str, gates_readiness| SinkSetup {
-            name: name.into(),
-            sink: Some(Sink::Discard(DiscardSink)),
-            gates_readiness,
-        };
-        let sinks = Sinks::new(
-            vec![
-                setup("local", true),
-                setup("backbone", false),
-                SinkSetup {
-                    name: "unused".into(),
-                    sink: None,
-                    gates_readiness: true,
-                },
-            ],
-            fast(),
-            &metrics,
-        );
-        assert!(sinks.ready() && sinks.all_up());
-        assert!(
-            sinks.get(2).is_none(),
-            "a sink no route names is not opened"
-        );
-        sinks.get(1).unwrap().mark_down();
-        assert!(sinks.ready(), "a shared backbone down: still ready");
-        assert!(!sinks.all_up());
-        let result = sinks.deliver(vec![(1, batch("k"))]).await;
-        assert_eq!(result, Err(FanoutError::SinkDown("backbone".into())));
-        assert_eq!(
-            sinks.deliver(vec![(0, batch("k"))]).await,
-            Ok(Committed::Written { events: 1 }),
-            "streams routed elsewhere go on"
-        );
-        sinks.get(0).unwrap().mark_down();
-        assert!(!sinks.ready(), "its own sink down: not ready");
-        assert!(!metrics.render().contains("unused"), "no series for it");
-
-        assert!(Sink::gates_readiness_by_default("file"));
-        assert!(Sink::gates_readiness_by_default("stdout"));
-        for network in ["s3", "nats", "kafka"] {
-            assert!(!Sink::gates_readiness_by_default(network), "{network}");
-        }
-    }
-
-    /// A delivery counts as committed everywhere only when every candidate sink
-    /// has it; an empty candidate set never does.
-    #[tokio::test]
-    async fn committed_everywhere_needs_every_candidate() {
-        let metrics = Metrics::new(10);
-        let sinks = Sinks::new(
-            vec![
-                ("a".into(), Sink::Discard(DiscardSink)),
-                ("b".into(), Sink::Discard(DiscardSink)),
-            ],
-            fast(),
-            &metrics,
-        );
-        let key = DeliveryKey::new(None, "k");
-        let both = SinkSet::of(&[0, 1]);
-        assert!(!sinks.committed_everywhere(both, &key));
-        sinks.deliver(vec![(0, batch("k"))]).await.unwrap();
-        assert!(sinks.committed_everywhere(SinkSet::of(&[0]), &key));
-        assert!(!sinks.committed_everywhere(both, &key), "b has not");
-        assert!(!sinks.committed_everywhere(SinkSet::default(), &key));
-        assert!(!sinks.committed_everywhere(SinkSet::of(&[5]), &key));
-        sinks.deliver(vec![(1, batch("k"))]).await.unwrap();
-        assert!(sinks.committed_everywhere(both, &key));
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"hydrant_sink_duplicates_total{sink="b",sink_type="discard"} 1"#),
-            "{text}"
-        );
-    }
-
-    /// Puts files where the `events` partition folders of this minute's commits
-    /// go, so opening a segment fails; returns them.
-    fn block_partition_folders(data_dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-        let mut blocked = Vec::new();
-        for at in [now_ms(), now_ms() + 60_000] {
-            let time = crate::clock::UtcTime::from_ms(at);
-            let folder = data_dir.join(format!(
-                "events/dt={:04}-{:02}-{:02}",
-                time.year, time.month, time.day
-            ));
-            if !blocked.contains(&folder) {
-                std::fs::write(&folder, b"x").unwrap();
-                blocked.push(folder);
-            }
-        }
-        blocked
-    }
-
-    /// A sink that fails is retried, counted, then marked down; the delivery fails
-    /// fast while it is down, and goes through once a probe finds it up again. The
-    /// sink that had succeeded is not written again on the retry.
-    #[tokio::test]
-    async fn a_failing_sink_trips_the_breaker_and_recovers() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics::new(10);
-        let file =
-            FileSink::open(FileSinkSettings::new(dir.path()), metrics.storage.clone()).unwrap();
-        let sinks = Sinks::new(
-            vec![
-                ("ok".into(), Sink::Discard(DiscardSink)),
-                ("file".into(), Sink::File(file)),
-            ],
-            fast(),
-            &metrics,
-        );
-        // Break the file sink's writes: a file stands where today's partition
-        // folder goes (the data directory itself is intact, so this is a plain write
-        // failure, not damage that stops the sink at once).
-        let blocked = block_partition_folders(dir.path());
-        let result = sinks
-            .deliver(vec![(0, batch("k1")), (1, batch("k1"))])
-            .await;
-        assert!(
-            matches!(result, Err(FanoutError::SinkFailed { ref name, .. }) if name == "file"),
-            "{result:?}"
-        );
-        assert!(
-            !sinks.get(1).unwrap().is_up(),
-            "three failures mark it down"
-        );
-        assert!(!sinks.all_up());
-        let started = Instant::now();
-        let result = sinks
-            .deliver(vec![(0, batch("k2")), (1, batch("k2"))])
-            .await;
-        assert_eq!(result, Err(FanoutError::SinkDown("file".into())));
-        assert!(started.elapsed() < Duration::from_millis(50), "fails fast");
-
-        for file in &blocked {
-            std::fs::remove_file(file).unwrap();
-        }
-        sinks.probe_all().await;
-        assert!(sinks.all_up());
-        let result = sinks
-            .deliver(vec![(0, batch("k1")), (1, batch("k1"))])
-            .await;
-        assert_eq!(result, Ok(Committed::Written { events: 1 }));
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"hydrant_sink_events_total{sink="ok",sink_type="discard"} 1"#),
-            "the healthy sink got k1 once: {text}"
-        );
-        assert!(
-            text.contains(r#"hydrant_sink_retries_total{sink="file",sink_type="file"} 2"#),
-            "{text}"
-        );
-        sinks.close().await;
-    }
-
-    /// A file sink whose data directory was deleted is marked down by its first
-    /// refused delivery, without retries and without waiting for three failures,
-    /// and up again once a probe has rebuilt the directory.
-    #[tokio::test]
-    async fn a_sink_that_reports_its_storage_down_is_marked_down_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("data");
-        let metrics = Metrics::new(10);
-        let file = FileSink::open(FileSinkSettings::new(&root), metrics.storage.clone()).unwrap();
-        let sinks = Sinks::new(vec![("file".into(), Sink::File(file))], fast(), &metrics);
-        std::fs::remove_dir_all(&root).unwrap();
-        let result = sinks.deliver(vec![(0, batch("k1"))]).await;
-        assert!(
-            matches!(
-                result,
-                Err(FanoutError::SinkFailed {
-                    error: SinkError::Down(_),
-                    ..
-                })
-            ),
-            "{result:?}"
-        );
-        assert!(!sinks.all_up(), "down after one refusal");
-        let text = metrics.render();
-        assert!(
-            text.contains(r#"hydrant_sink_retries_total{sink="file",sink_type="file"} 0"#),
-            "{text}"
-        );
-        sinks.probe_all().await;
-        assert!(sinks.all_up());
-        let result = sinks.deliver(vec![(0, batch("k1"))]).await;
-        assert_eq!(result, Ok(Committed::Written { events: 1 }));
-        sinks.close().await;
-    }
-
-    /// Identical deliveries that meet in one file-sink group whose write fails: none
-    /// is answered as a duplicate, and the fan-out's window does not remember the
-    /// delivery, so Firehose's retry is stored once the disk works again.
-    #[tokio::test]
-    async fn identical_deliveries_whose_write_failed_are_not_remembered() {
-        let dir = tempfile::tempdir().unwrap();
-        let metrics = Metrics::new(10);
-        let (file, release) =
-            FileSink::open_held(FileSinkSettings::new(dir.path()), metrics.storage.clone());
-        let sinks = Arc::new(Sinks::new(
-            vec![("file".into(), Sink::File(file))],
-            FanoutSettings {
-                attempts: 1,
-                ..fast()
-            },
-            &metrics,
-        ));
-        let blocked = block_partition_folders(dir.path());
-        let tasks: Vec<_> = (0..8)
-            .map(|_| {
-                let sinks = Arc::clone(&sinks);
-                tokio::spawn(async move { sinks.deliver(vec![(0, batch("same"))]).await })
-            })
-            .collect();
-        // Every delivery queues before the writer takes them as one group.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        release.send(()).unwrap();
-        for task in tasks {
-            let result = task.await.unwrap();
-            assert!(
-                matches!(result, Err(FanoutError::SinkFailed { .. })),
-                "{result:?}"
-            );
-        }
-        for file in &blocked {
-            std::fs::remove_file(file).unwrap();
-        }
-        sinks.probe_all().await;
-        let retry = sinks.deliver(vec![(0, batch("same"))]).await;
-        assert_eq!(retry, Ok(Committed::Written { events: 1 }));
-        sinks.close().await;
-    }
-}
+mod tests;
