@@ -16,9 +16,11 @@ use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
 pub mod lines;
+pub mod names;
 
 use crate::limits::DecodeBudget;
 use lines::{CHUNK_BYTES, EventLines, EventMeta, LineChunk, SinkSet};
+pub use names::{EventFormat, Kind};
 
 /// The stream's common attributes, in key order.
 pub type CommonAttributes = serde_json::Map<String, serde_json::Value>;
@@ -85,7 +87,7 @@ pub struct LogEvent<'a> {
     /// `parsed` is the very same text (see [`LogEvent::message_is_parsed`]).
     pub message: &'a str,
     /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
-    pub format: &'static str,
+    pub format: EventFormat,
     /// The parsed message for every format but `text`.
     pub parsed: Option<Parsed<'a>>,
     /// Where CloudWatch Logs says the event comes from: the `aws` object but for
@@ -207,10 +209,16 @@ impl RecordFormat {
     /// The name written in the event's `format` field.
     #[must_use]
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Text => "text",
-            Self::Binary => "binary",
+        EventFormat::from(self).as_str()
+    }
+}
+
+impl From<RecordFormat> for EventFormat {
+    fn from(format: RecordFormat) -> Self {
+        match format {
+            RecordFormat::Json => Self::Json,
+            RecordFormat::Text => Self::Text,
+            RecordFormat::Binary => Self::Binary,
         }
     }
 }
@@ -244,7 +252,7 @@ impl RecordData<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Facts<'a> {
     /// The event's `format`.
-    pub format: Option<&'static str>,
+    pub format: Option<EventFormat>,
     /// Log group of a `log` event.
     pub log_group: Option<&'a str>,
     /// Namespace of a `metric` event.
@@ -312,9 +320,10 @@ impl EventWriter {
         }
         let start = self.lines.len();
         let out = &mut self.lines;
-        let format = data.format().as_str();
-        out.extend_from_slice(br#"{"kind":"record","format":""#);
-        out.extend_from_slice(format.as_bytes());
+        let format = EventFormat::from(data.format());
+        start_line(out, Kind::Record);
+        out.extend_from_slice(br#","format":""#);
+        out.extend_from_slice(format.as_str().as_bytes());
         out.extend_from_slice(br#"","data":"#);
         match data {
             RecordData::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
@@ -329,7 +338,7 @@ impl EventWriter {
         self.end_line(
             start,
             record_index,
-            "record",
+            Kind::Record,
             Facts {
                 format: Some(format),
                 ..Facts::default()
@@ -342,13 +351,13 @@ impl EventWriter {
     pub fn event<T: Serialize>(
         &mut self,
         record_index: usize,
-        kind: &'static str,
+        kind: Kind,
         facts: Facts<'_>,
         body: &T,
     ) {
         #[derive(Serialize)]
         struct Tagged<'a, T> {
-            kind: &'a str,
+            kind: Kind,
             #[serde(flatten)]
             body: &'a T,
         }
@@ -374,14 +383,15 @@ impl EventWriter {
         }
         let start = self.lines.len();
         let out = &mut self.lines;
-        out.extend_from_slice(br#"{"kind":"log","timestamp":"#);
+        start_line(out, Kind::Log);
+        out.extend_from_slice(br#","timestamp":"#);
         out.extend_from_slice(itoa::Buffer::new().format(log.timestamp).as_bytes());
         if !log.message_is_parsed() {
             out.extend_from_slice(br#","message":"#);
             write_json(out, log.message);
         }
         out.extend_from_slice(br#","format":""#);
-        out.extend_from_slice(log.format.as_bytes());
+        out.extend_from_slice(log.format.as_str().as_bytes());
         out.push(b'"');
         match &log.parsed {
             Some(Parsed::Json(raw)) => {
@@ -410,7 +420,7 @@ impl EventWriter {
             Some(id) => write_json(out, id),
         }
         out.push(b'}');
-        self.end_line(start, record_index, "log", facts);
+        self.end_line(start, record_index, Kind::Log, facts);
     }
 
     /// Appends one `metric` event.
@@ -419,18 +429,12 @@ impl EventWriter {
             namespace: Some(&metric.namespace),
             ..Facts::default()
         };
-        self.event(record_index, "metric", facts, metric);
+        self.event(record_index, Kind::Metric, facts, metric);
     }
 
     /// Closes the line begun at `start` with the `firehose` object and records its
     /// metadata, or takes it back if the budget cannot afford it.
-    fn end_line(
-        &mut self,
-        start: usize,
-        record_index: usize,
-        kind: &'static str,
-        facts: Facts<'_>,
-    ) {
+    fn end_line(&mut self, start: usize, record_index: usize, kind: Kind, facts: Facts<'_>) {
         // Writing into a Vec cannot fail.
         let _ = write!(
             self.lines,
@@ -453,8 +457,8 @@ impl EventWriter {
             end: self.lines.len(),
             record_index,
             event_index,
-            kind,
-            format: facts.format,
+            kind: kind.as_str(),
+            format: facts.format.map(EventFormat::as_str),
             log_group: shared(log_group, facts.log_group),
             namespace: shared(namespace, facts.namespace),
             source: shared(source, facts.source),
@@ -555,6 +559,14 @@ fn shared(cache: &mut Option<Arc<str>>, value: Option<&str>) -> Option<Arc<str>>
     }
 }
 
+/// Opens an event's line with its `kind` member (`{"kind":"log"`), the first of
+/// every line.
+fn start_line(out: &mut Vec<u8>, kind: Kind) {
+    out.extend_from_slice(br#"{"kind":""#);
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.push(b'"');
+}
+
 fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serialising a `Value` or a `str` into a Vec cannot fail.
     let _ = serde_json::to_writer(out, value);
@@ -650,14 +662,14 @@ mod tests {
         let mark = writer.mark();
         writer.event(
             8,
-            "log",
+            Kind::Log,
             Facts::default(),
             &serde_json::json!({"message": "dropped"}),
         );
         writer.truncate(mark);
         writer.event(
             9,
-            "log",
+            Kind::Log,
             Facts {
                 log_group: Some("g"),
                 ..Facts::default()
@@ -666,7 +678,7 @@ mod tests {
         );
         writer.event(
             9,
-            "log",
+            Kind::Log,
             Facts {
                 log_group: Some("g"),
                 ..Facts::default()

@@ -324,8 +324,11 @@ fn decode_json(
         decoded
             .formats
             .iter()
-            .map(|(format, count)| (*format, *count)),
-        decoded.dead_letter_formats.iter().copied(),
+            .map(|(format, count)| (format.as_str(), *count)),
+        decoded
+            .dead_letter_formats
+            .iter()
+            .map(|format| format.as_str()),
         decoded.control_messages as u64,
     );
     let (batches, copied) = route(delivery, decoded, state);

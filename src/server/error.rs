@@ -321,7 +321,7 @@ mod tests {
         assert_eq!(
             ApiError::from(DecodeError::Record {
                 index: 3,
-                reason: "x".into()
+                reason: crate::decode::RecordError::NoEnvelope
             })
             .status(),
             StatusCode::BAD_REQUEST
