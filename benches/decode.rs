@@ -261,13 +261,13 @@ fn pieces(c: &mut Criterion) {
                 let log = hydrant::event::LogEvent {
                     timestamp: 1_763_719_200_000,
                     message,
-                    format: "text",
+                    format: hydrant::event::EventFormat::Text,
                     parsed: None,
                     aws: hydrant::event::AwsHead::none(),
                     event_id: None,
                 };
                 let facts = hydrant::event::Facts {
-                    format: Some("text"),
+                    format: Some(hydrant::event::EventFormat::Text),
                     log_group: Some("/aws/lambda/f"),
                     ..hydrant::event::Facts::default()
                 };

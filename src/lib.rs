@@ -13,7 +13,8 @@
 //!   reply, the source ARN and common attributes.
 //! - [`admission`]: the in-flight byte budget every request reserves from.
 //! - [`ingest`]: the pipeline apart from HTTP: inflate → envelope → decode (on the
-//!   [`ingest::pool`] of decode slots) → route → fan-out, with a typed result.
+//!   [`decode::DecodePool`], one slot per core) → route → fan-out, with a typed
+//!   result.
 //! - [`decode`]: base64 records into events, one file per payload format
 //!   (CloudWatch Logs, Metric Streams JSON and OpenTelemetry, EventBridge, raw);
 //!   [`glob`] matches the paths and stream names that choose a format.

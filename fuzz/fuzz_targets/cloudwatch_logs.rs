@@ -1,12 +1,14 @@
 //! CloudWatch Logs envelopes (already inflated).
 #![no_main]
 
-use hydrant::decode::cloudwatch_logs;
+use hydrant::decode::{RecordCx, Stats, cloudwatch_logs};
 use hydrant::event::{Delivery, EventWriter};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|record: &[u8]| {
     let mut writer = EventWriter::new(&Delivery::default(), 0);
-    let _ = cloudwatch_logs::decode(record, 0, &mut writer, None);
-    let _ = cloudwatch_logs::decode_messages(record, 0, 0, &mut writer, None);
+    let mut stats = Stats::default();
+    let mut cx = RecordCx::new(&mut writer, &mut stats);
+    let _ = cloudwatch_logs::decode(record, &mut cx);
+    let _ = cloudwatch_logs::decode_messages(record, &mut cx);
 });

@@ -1,11 +1,12 @@
 //! Metric Streams JSON lines.
 #![no_main]
 
-use hydrant::decode::metric_json;
+use hydrant::decode::{RecordCx, Stats, metric_json};
 use hydrant::event::{Delivery, EventWriter};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|record: &[u8]| {
     let mut writer = EventWriter::new(&Delivery::default(), 0);
-    let _ = metric_json::decode(record, 0, &mut writer);
+    let mut stats = Stats::default();
+    let _ = metric_json::decode(record, &mut RecordCx::new(&mut writer, &mut stats));
 });

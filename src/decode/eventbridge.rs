@@ -16,8 +16,8 @@ use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::{cloudtrail, json};
-use crate::event::{EventWriter, Facts};
+use super::{RecordCx, RecordError, cloudtrail, json};
+use crate::event::{EventFormat, Facts, Kind};
 
 /// Whether a record looks like an EventBridge event.
 #[must_use]
@@ -28,7 +28,7 @@ pub fn looks_like_event(bytes: &[u8]) -> bool {
 
 #[derive(Serialize)]
 struct Record<'a> {
-    format: &'static str,
+    format: EventFormat,
     /// The event as sent (see [`json::one_line`]).
     data: &'a RawValue,
     eventbridge: Lifted<'a>,
@@ -136,33 +136,31 @@ fn texts(raw: Option<&RawValue>) -> Vec<Cow<'_, str>> {
 ///
 /// When `bytes` is not one JSON object with string `source` and `detail-type` and a
 /// `detail` member.
-pub fn decode(
-    bytes: &[u8],
-    record_index: usize,
-    writer: &mut EventWriter,
-) -> Result<&'static str, String> {
-    let invalid = |error: serde_json::Error| format!("invalid EventBridge event: {error}");
+pub fn decode(bytes: &[u8], cx: &mut RecordCx<'_>) -> Result<EventFormat, RecordError> {
+    let invalid = |error: serde_json::Error| RecordError::Event {
+        detail: error.to_string(),
+    };
     // Two passes, neither building a tree: the first checks the whole event (UTF-8
     // included) and delimits it, the second reads the envelope from its text.
     let raw: &RawValue = serde_json::from_slice(bytes).map_err(invalid)?;
     if !raw.get().starts_with('{') {
-        return Err("EventBridge event is not a JSON object".into());
+        return Err(RecordError::EventNotObject);
     }
     let envelope: Envelope<'_> = serde_json::from_str(raw.get()).map_err(invalid)?;
     let (source, detail_type) = (text(envelope.source), text(envelope.detail_type));
     let (Some(source), Some(detail_type), Some(detail)) =
         (source.as_deref(), detail_type.as_deref(), envelope.detail)
     else {
-        return Err("EventBridge event lacks source, detail-type or detail".into());
+        return Err(RecordError::EventIncomplete);
     };
     let is_cloudtrail = detail_type == cloudtrail::EVENTBRIDGE_DETAIL_TYPE
         || cloudtrail::is_cloudtrail_json(detail.get());
     let format = if is_cloudtrail {
-        "cloudtrail"
+        EventFormat::Cloudtrail
     } else {
-        "eventbridge"
+        EventFormat::Eventbridge
     };
-    let data = json::one_line(raw).ok_or("EventBridge event cannot be put on one line")?;
+    let data = json::one_line(raw).ok_or(RecordError::EventNotOneLine)?;
     let (id, account, region, time) = (
         text(envelope.id),
         text(envelope.account),
@@ -189,7 +187,7 @@ pub fn decode(
         detail_type: Some(detail_type),
         ..Facts::default()
     };
-    writer.event(record_index, "record", facts, &record);
+    cx.writer.event(cx.index, Kind::Record, facts, &record);
     Ok(format)
 }
 
@@ -198,13 +196,15 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
-    use crate::event::Delivery;
+    use crate::decode::run_decoder;
 
     fn run(bytes: &[u8]) -> Result<(String, Value), String> {
-        let mut writer = EventWriter::new(&Delivery::default(), 0);
-        let format = decode(bytes, 3, &mut writer)?;
-        let lines = writer.finish().concat();
-        Ok((format.to_owned(), serde_json::from_slice(&lines).unwrap()))
+        let (format, lines) = run_decoder(3, |cx| decode(bytes, cx));
+        let format = format.map_err(|error| error.to_string())?;
+        Ok((
+            format.as_str().to_owned(),
+            serde_json::from_slice(&lines).unwrap(),
+        ))
     }
 
     #[test]
@@ -244,20 +244,16 @@ mod tests {
             let event = format!(
                 r#"{{"detail-type":"Object Created","source":"aws.s3","detail":{detail}}}"#
             );
-            let mut writer = EventWriter::new(&Delivery::default(), 0);
-            assert_eq!(
-                decode(event.as_bytes(), 0, &mut writer),
-                Ok(format),
-                "{detail}"
-            );
+            let (result, _) = run_decoder(0, |cx| decode(event.as_bytes(), cx));
+            assert_eq!(result.map(EventFormat::as_str), Ok(format), "{detail}");
         }
     }
 
     /// The stored line of `event`, and its `data` as written.
     fn stored(event: &[u8]) -> (String, String) {
-        let mut writer = EventWriter::new(&Delivery::default(), 0);
-        decode(event, 0, &mut writer).unwrap();
-        let line = String::from_utf8(writer.finish().concat()).unwrap();
+        let (result, lines) = run_decoder(0, |cx| decode(event, cx));
+        result.unwrap();
+        let line = String::from_utf8(lines).unwrap();
         let start = line.find(r#""data":"#).unwrap() + r#""data":"#.len();
         let end = line.rfind(r#","eventbridge":"#).unwrap();
         let data = line[start..end].to_owned();

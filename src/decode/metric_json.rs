@@ -12,7 +12,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{MapAccess, Visitor};
 
-use crate::event::{EventWriter, Metric, Statistics};
+use super::{RecordCx, RecordError};
+use crate::event::{Metric, Statistics};
 
 /// The four statistics every data point has, written first.
 const BASIC: [&str; 4] = ["count", "sum", "min", "max"];
@@ -66,20 +67,17 @@ pub fn looks_like_metric_json(bytes: &[u8]) -> bool {
 ///
 /// A description of the first data point that is not valid Metric Streams JSON;
 /// the caller discards whatever this record had written.
-pub fn decode(
-    bytes: &[u8],
-    record_index: usize,
-    writer: &mut EventWriter,
-) -> Result<usize, String> {
+pub fn decode(bytes: &[u8], cx: &mut RecordCx<'_>) -> Result<usize, RecordError> {
     let mut count = 0;
     for point in serde_json::Deserializer::from_slice(bytes).into_iter::<Point>() {
-        let point =
-            point.map_err(|error| format!("invalid Metric Streams JSON data point: {error}"))?;
-        writer.metric(record_index, &to_metric(point));
+        let point = point.map_err(|error| RecordError::MetricPoint {
+            detail: error.to_string(),
+        })?;
+        cx.writer.metric(cx.index, &to_metric(point));
         count += 1;
     }
     if count == 0 {
-        return Err("empty record: no Metric Streams JSON data point".into());
+        return Err(RecordError::NoMetricPoint);
     }
     Ok(count)
 }
@@ -109,13 +107,12 @@ fn to_metric(point: Point) -> Metric {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Delivery;
+    use crate::decode::run_decoder;
     use crate::testing::{fixture, parse_lines};
 
     fn run(bytes: &[u8]) -> Result<Vec<serde_json::Value>, String> {
-        let mut writer = EventWriter::new(&Delivery::default(), 0);
-        decode(bytes, 0, &mut writer)?;
-        let lines = writer.finish().concat();
+        let (result, lines) = run_decoder(0, |cx| decode(bytes, cx));
+        result.map_err(|error| error.to_string())?;
         Ok(parse_lines(&lines))
     }
 

@@ -8,8 +8,8 @@
 
 use serde_json::{Map, Value};
 
-use super::{Context, Failure, truncate};
-use crate::event::EventWriter;
+use super::{RecordCx, RecordError, truncate};
+use crate::event::{AwsHead, EventFormat, Facts, LogEvent, Parsed};
 
 /// The default format's fields, in order.
 pub const DEFAULT_FIELDS: [&str; 14] = [
@@ -89,18 +89,16 @@ fn looks_like_default(values: &[&str]) -> bool {
 }
 
 /// VPC flow logs delivered straight to Firehose: lines of the flow log format, each
-/// possibly wrapped as `{"message": "<line>"}`.
-pub(super) fn decode_direct(
-    content: &[u8],
-    index: usize,
-    context: &Context<'_>,
-    writer: &mut EventWriter,
-) -> Result<&'static str, Failure> {
-    let text = std::str::from_utf8(content).map_err(|error| Failure {
-        format: "vpc_flow",
-        reason: format!("flow log record is not UTF-8: {error}"),
-    })?;
-    let mut any = false;
+/// possibly wrapped as `{"message": "<line>"}`, written as one `log` event each
+/// with the request's timestamp. Returns the number of lines.
+///
+/// # Errors
+///
+/// When the record is not UTF-8, has no line, or has a line that does not fit the
+/// configured field list (the default format without one).
+pub fn decode_direct(content: &[u8], cx: &mut RecordCx<'_>) -> Result<usize, RecordError> {
+    let text = std::str::from_utf8(content).map_err(RecordError::FlowLogNotUtf8)?;
+    let mut lines = 0;
     for line in text.lines().map(str::trim).filter(|line| !line.is_empty()) {
         let unwrapped = match serde_json::from_str::<serde_json::Value>(line) {
             Ok(serde_json::Value::Object(object)) => object
@@ -110,37 +108,27 @@ pub(super) fn decode_direct(
             _ => None,
         };
         let message = unwrapped.as_deref().unwrap_or(line);
-        let fields = parse(message, context.vpc_fields).ok_or_else(|| Failure {
-            format: "vpc_flow",
-            reason: format!(
-                "not a flow log line of the configured format: {:?}",
-                truncate(message, 200)
-            ),
-        })?;
-        let log = crate::event::LogEvent {
-            timestamp: context.timestamp,
+        let fields = parse(message, cx.settings.vpc_fields)
+            .ok_or_else(|| RecordError::NotFlowLog(truncate(message, 200).to_owned()))?;
+        let log = LogEvent {
+            timestamp: cx.settings.timestamp,
             message,
-            format: "vpc_flow",
-            parsed: Some(crate::event::Parsed::Value(serde_json::Value::Object(
-                fields,
-            ))),
-            aws: crate::event::AwsHead::none(),
+            format: EventFormat::VpcFlow,
+            parsed: Some(Parsed::Value(serde_json::Value::Object(fields))),
+            aws: AwsHead::none(),
             event_id: None,
         };
-        let facts = crate::event::Facts {
-            format: Some("vpc_flow"),
-            ..crate::event::Facts::default()
+        let facts = Facts {
+            format: Some(EventFormat::VpcFlow),
+            ..Facts::default()
         };
-        writer.log(index, facts, &log);
-        any = true;
+        cx.writer.log(cx.index, facts, &log);
+        lines += 1;
     }
-    if !any {
-        return Err(Failure {
-            format: "vpc_flow",
-            reason: "empty record: no flow log line".into(),
-        });
+    if lines == 0 {
+        return Err(RecordError::NoFlowLog);
     }
-    Ok("vpc_flow")
+    Ok(lines)
 }
 
 #[cfg(test)]

@@ -16,9 +16,11 @@ use serde::ser::SerializeMap;
 use serde_json::value::RawValue;
 
 pub mod lines;
+pub mod names;
 
 use crate::limits::DecodeBudget;
 use lines::{CHUNK_BYTES, EventLines, EventMeta, LineChunk, SinkSet};
+pub use names::{EventFormat, Kind};
 
 /// The stream's common attributes, in key order.
 pub type CommonAttributes = serde_json::Map<String, serde_json::Value>;
@@ -85,7 +87,7 @@ pub struct LogEvent<'a> {
     /// `parsed` is the very same text (see [`LogEvent::message_is_parsed`]).
     pub message: &'a str,
     /// What the message is: `text`, `json`, `cloudtrail` or `vpc_flow`.
-    pub format: &'static str,
+    pub format: EventFormat,
     /// The parsed message for every format but `text`.
     pub parsed: Option<Parsed<'a>>,
     /// Where CloudWatch Logs says the event comes from: the `aws` object but for
@@ -207,10 +209,16 @@ impl RecordFormat {
     /// The name written in the event's `format` field.
     #[must_use]
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Text => "text",
-            Self::Binary => "binary",
+        EventFormat::from(self).as_str()
+    }
+}
+
+impl From<RecordFormat> for EventFormat {
+    fn from(format: RecordFormat) -> Self {
+        match format {
+            RecordFormat::Json => Self::Json,
+            RecordFormat::Text => Self::Text,
+            RecordFormat::Binary => Self::Binary,
         }
     }
 }
@@ -244,7 +252,7 @@ impl RecordData<'_> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Facts<'a> {
     /// The event's `format`.
-    pub format: Option<&'static str>,
+    pub format: Option<EventFormat>,
     /// Log group of a `log` event.
     pub log_group: Option<&'a str>,
     /// Namespace of a `metric` event.
@@ -312,9 +320,10 @@ impl EventWriter {
         }
         let start = self.lines.len();
         let out = &mut self.lines;
-        let format = data.format().as_str();
-        out.extend_from_slice(br#"{"kind":"record","format":""#);
-        out.extend_from_slice(format.as_bytes());
+        let format = EventFormat::from(data.format());
+        start_line(out, Kind::Record);
+        out.extend_from_slice(br#","format":""#);
+        out.extend_from_slice(format.as_str().as_bytes());
         out.extend_from_slice(br#"","data":"#);
         match data {
             RecordData::Json(raw) => out.extend_from_slice(raw.get().as_bytes()),
@@ -329,7 +338,7 @@ impl EventWriter {
         self.end_line(
             start,
             record_index,
-            "record",
+            Kind::Record,
             Facts {
                 format: Some(format),
                 ..Facts::default()
@@ -342,13 +351,13 @@ impl EventWriter {
     pub fn event<T: Serialize>(
         &mut self,
         record_index: usize,
-        kind: &'static str,
+        kind: Kind,
         facts: Facts<'_>,
         body: &T,
     ) {
         #[derive(Serialize)]
         struct Tagged<'a, T> {
-            kind: &'a str,
+            kind: Kind,
             #[serde(flatten)]
             body: &'a T,
         }
@@ -374,14 +383,15 @@ impl EventWriter {
         }
         let start = self.lines.len();
         let out = &mut self.lines;
-        out.extend_from_slice(br#"{"kind":"log","timestamp":"#);
+        start_line(out, Kind::Log);
+        out.extend_from_slice(br#","timestamp":"#);
         out.extend_from_slice(itoa::Buffer::new().format(log.timestamp).as_bytes());
         if !log.message_is_parsed() {
             out.extend_from_slice(br#","message":"#);
             write_json(out, log.message);
         }
         out.extend_from_slice(br#","format":""#);
-        out.extend_from_slice(log.format.as_bytes());
+        out.extend_from_slice(log.format.as_str().as_bytes());
         out.push(b'"');
         match &log.parsed {
             Some(Parsed::Json(raw)) => {
@@ -410,7 +420,7 @@ impl EventWriter {
             Some(id) => write_json(out, id),
         }
         out.push(b'}');
-        self.end_line(start, record_index, "log", facts);
+        self.end_line(start, record_index, Kind::Log, facts);
     }
 
     /// Appends one `metric` event.
@@ -419,18 +429,12 @@ impl EventWriter {
             namespace: Some(&metric.namespace),
             ..Facts::default()
         };
-        self.event(record_index, "metric", facts, metric);
+        self.event(record_index, Kind::Metric, facts, metric);
     }
 
     /// Closes the line begun at `start` with the `firehose` object and records its
     /// metadata, or takes it back if the budget cannot afford it.
-    fn end_line(
-        &mut self,
-        start: usize,
-        record_index: usize,
-        kind: &'static str,
-        facts: Facts<'_>,
-    ) {
+    fn end_line(&mut self, start: usize, record_index: usize, kind: Kind, facts: Facts<'_>) {
         // Writing into a Vec cannot fail.
         let _ = write!(
             self.lines,
@@ -453,8 +457,8 @@ impl EventWriter {
             end: self.lines.len(),
             record_index,
             event_index,
-            kind,
-            format: facts.format,
+            kind: kind.as_str(),
+            format: facts.format.map(EventFormat::as_str),
             log_group: shared(log_group, facts.log_group),
             namespace: shared(namespace, facts.namespace),
             source: shared(source, facts.source),
@@ -555,225 +559,18 @@ fn shared(cache: &mut Option<Arc<str>>, value: Option<&str>) -> Option<Arc<str>>
     }
 }
 
+/// Opens an event's line with its `kind` member (`{"kind":"log"`), the first of
+/// every line.
+fn start_line(out: &mut Vec<u8>, kind: Kind) {
+    out.extend_from_slice(br#"{"kind":""#);
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.push(b'"');
+}
+
 fn write_json<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     // Serialising a `Value` or a `str` into a Vec cannot fail.
     let _ = serde_json::to_writer(out, value);
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn delivery() -> Delivery {
-        let mut common_attributes = CommonAttributes::new();
-        common_attributes.insert("env".into(), "prod".into());
-        Delivery {
-            request_id: "req-1".into(),
-            timestamp: 1_700_000_000_000,
-            received_at: 1_700_000_000_500,
-            source_arn: Some("arn:aws:firehose:eu-west-1:123456789012:deliverystream/s".into()),
-            delivery_stream: Some("s".into()),
-            region: Some("eu-west-1".into()),
-            account_id: Some("123456789012".into()),
-            access_key_name: Some("prod".into()),
-            path: "/logs".into(),
-            common_attributes,
-        }
-    }
-
-    fn lines(writer: EventWriter) -> Vec<serde_json::Value> {
-        let lines = writer.finish();
-        for chunk in &lines.chunks {
-            assert!(chunk.bytes.ends_with(b"\n"));
-            assert_eq!(
-                chunk.metas.last().map(|meta| meta.end),
-                Some(chunk.bytes.len())
-            );
-        }
-        crate::testing::parse_lines(&lines.concat())
-    }
-
-    #[test]
-    fn writes_one_line_per_event_with_the_firehose_object() {
-        let mut writer = EventWriter::new(&delivery(), 0);
-        let raw: Box<RawValue> = serde_json::from_str(r#"{"a":[1,2]}"#).unwrap();
-        writer.record(0, &RecordData::Json(Cow::Borrowed(&raw)));
-        writer.record(1, &RecordData::Text("line \"one\"\nline two"));
-        writer.record(2, &RecordData::Binary("AAEC"));
-        let owned = RawValue::from_string("[true]".into()).unwrap();
-        writer.record(3, &RecordData::Json(Cow::Owned(owned)));
-        assert_eq!(writer.events(), 4);
-        let events = lines(writer);
-        assert_eq!(events.len(), 4);
-        assert_eq!(events[0]["kind"], "record");
-        assert_eq!(events[0]["format"], "json");
-        assert_eq!(events[0]["data"], serde_json::json!({"a": [1, 2]}));
-        assert_eq!(events[1]["format"], "text");
-        assert_eq!(events[1]["data"], "line \"one\"\nline two");
-        assert_eq!(events[2]["format"], "binary");
-        assert_eq!(events[2]["data"], "AAEC");
-        assert_eq!(events[3]["data"], serde_json::json!([true]));
-        for (index, event) in events.iter().enumerate() {
-            let firehose = &event["firehose"];
-            assert_eq!(firehose["record_index"], index);
-            assert_eq!(firehose["request_id"], "req-1");
-            assert_eq!(firehose["timestamp"], 1_700_000_000_000_i64);
-            assert_eq!(firehose["received_at"], 1_700_000_000_500_u64);
-            assert_eq!(firehose["delivery_stream"], "s");
-            assert_eq!(firehose["region"], "eu-west-1");
-            assert_eq!(firehose["account_id"], "123456789012");
-            assert_eq!(firehose["access_key_name"], "prod");
-            assert_eq!(firehose["path"], "/logs");
-            assert_eq!(firehose["common_attributes"]["env"], "prod");
-        }
-    }
-
-    #[test]
-    fn writes_metric_and_generic_events_and_can_undo_them() {
-        let mut writer = EventWriter::new(&delivery(), 0);
-        let metric = Metric {
-            timestamp: 1_611_929_698_000,
-            metric_stream_name: Some("stream".into()),
-            account_id: Some("123456789012".into()),
-            region: Some("us-east-1".into()),
-            namespace: "AWS/EC2".into(),
-            metric_name: "CPUUtilization".into(),
-            dimensions: [("InstanceId".to_owned(), "i-1".to_owned())].into(),
-            unit: Some("Percent".into()),
-            value: Statistics(vec![
-                ("count".into(), 3.0),
-                ("p99.9".into(), 1.5),
-                ("max".into(), f64::NAN),
-            ]),
-        };
-        writer.metric(7, &metric);
-        let mark = writer.mark();
-        writer.event(
-            8,
-            "log",
-            Facts::default(),
-            &serde_json::json!({"message": "dropped"}),
-        );
-        writer.truncate(mark);
-        writer.event(
-            9,
-            "log",
-            Facts {
-                log_group: Some("g"),
-                ..Facts::default()
-            },
-            &serde_json::json!({"message": "kept"}),
-        );
-        writer.event(
-            9,
-            "log",
-            Facts {
-                log_group: Some("g"),
-                ..Facts::default()
-            },
-            &serde_json::json!({"message": "same record"}),
-        );
-        let metas = &writer.metas;
-        assert_eq!((metas[1].record_index, metas[1].event_index), (9, 0));
-        assert_eq!((metas[2].record_index, metas[2].event_index), (9, 1));
-        assert!(
-            Arc::ptr_eq(
-                metas[1].log_group.as_ref().unwrap(),
-                metas[2].log_group.as_ref().unwrap()
-            ),
-            "shared, not copied"
-        );
-        assert_eq!(metas[0].namespace.as_deref(), Some("AWS/EC2"));
-        let events = lines(writer);
-        assert_eq!(events.len(), 3);
-        assert_eq!(events[0]["kind"], "metric");
-        assert_eq!(events[0]["dimensions"]["InstanceId"], "i-1");
-        assert_eq!(events[0]["value"]["p99.9"], 1.5);
-        assert!(events[0]["value"]["max"].is_null());
-        assert_eq!(events[0]["firehose"]["record_index"], 7);
-        assert_eq!(events[0]["firehose"]["request_id"], "req-1");
-        assert_eq!(events[1]["kind"], "log");
-        assert_eq!(events[1]["message"], "kept");
-        assert_eq!(events[1]["firehose"]["record_index"], 9);
-    }
-
-    /// Lines are cut into chunks at record boundaries once a chunk is full, undoing
-    /// a record works right after a cut, and appending moves chunks whole.
-    #[test]
-    fn chunks_hold_whole_records() {
-        let text = "x".repeat(64 * 1024);
-        let mut writer = EventWriter::new(&delivery(), 0);
-        let records = 2 * CHUNK_BYTES / (32 * 1024) + 3;
-        for record in 0..records {
-            let mark = writer.mark();
-            writer.record(record, &RecordData::Text(&text[..16 * 1024]));
-            writer.record(record, &RecordData::Text(&text[..16 * 1024]));
-            if record == records / 2 {
-                writer.record(record, &RecordData::Text(&text));
-                writer.truncate(mark);
-            }
-        }
-        let mut tail = EventWriter::new(&delivery(), 0);
-        tail.mark();
-        tail.record(records, &RecordData::Text("last"));
-        writer.append(tail);
-        assert_eq!(writer.events(), 2 * (records - 1) + 1);
-        let lines = writer.finish();
-        assert!(lines.chunks.len() >= 3, "{} chunks", lines.chunks.len());
-        for chunk in &lines.chunks {
-            let first = &chunk.metas[0];
-            assert_eq!(first.event_index, 0, "a chunk starts with a record");
-            assert!(chunk.bytes.len() < CHUNK_CAPACITY);
-        }
-        let events = crate::testing::parse_lines(&lines.concat());
-        let indexes: Vec<u64> = events
-            .iter()
-            .map(|event| event["firehose"]["record_index"].as_u64().unwrap())
-            .collect();
-        let expected: Vec<u64> = (0..records as u64)
-            .filter(|&record| record != (records / 2) as u64)
-            .flat_map(|record| [record, record])
-            .chain([records as u64])
-            .collect();
-        assert_eq!(indexes, expected);
-        assert_eq!(lines.len(), events.len());
-    }
-
-    #[test]
-    fn absent_facts_are_null() {
-        let mut writer = EventWriter::new(&Delivery::default(), 0);
-        writer.record(0, &RecordData::Text(""));
-        let event = &lines(writer)[0];
-        assert!(event["firehose"]["source_arn"].is_null());
-        assert!(event["firehose"]["access_key_name"].is_null());
-        assert_eq!(
-            event["firehose"]["common_attributes"],
-            serde_json::json!({})
-        );
-    }
-
-    /// Past its budget a writer takes back the line that passed it and writes
-    /// nothing more; the budget says why.
-    #[test]
-    fn a_writer_stops_at_its_budget() {
-        let budget = Arc::new(DecodeBudget::new(4096, Box::new(|_| true)));
-        let mut writer = EventWriter::with_budget(&delivery(), 0, Arc::clone(&budget));
-        let mut written = 0;
-        for record in 0..100 {
-            writer.record(record, &RecordData::Text("some text of a record"));
-            if !writer.is_stopped() {
-                written += 1;
-            }
-        }
-        assert!(writer.is_stopped());
-        assert!(written > 1 && written < 100, "{written}");
-        assert_eq!(writer.events(), written);
-        assert_eq!(
-            budget.check(),
-            Err(crate::limits::DecodeStop::TooLarge { limit: 4096 })
-        );
-        let lines = writer.finish();
-        assert!(lines.byte_len() <= 4096);
-        assert_eq!(crate::testing::parse_lines(&lines.concat()).len(), written);
-    }
-}
+mod tests;

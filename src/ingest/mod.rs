@@ -1,11 +1,13 @@
 //! The ingest pipeline: what becomes of a delivery once the HTTP layer has checked
 //! its headers and key and read its body.
 //!
-//! ```text
-//! Arrival + body ─► duplicate? ─► inflate ─► envelope ─► Delivery ─► decode ─► route ─► fan-out
-//!                   (answered                 (built once,   (on the [`pool`],  (one batch
-//!                    at once)                  complete)      budget-charged)   per sink)
-//! ```
+//! 1. duplicate: a retry every candidate sink has committed is answered at once;
+//! 2. inflate: a gzip body, within its cap;
+//! 3. envelope: the request's JSON, whose timestamp completes the [`Delivery`],
+//!    built once here;
+//! 4. decode: on the [`DecodePool`], each event charged to the budget as written;
+//! 5. route: one batch per sink;
+//! 6. fan-out: every sink commits its batch, or the delivery fails.
 //!
 //! [`Ingest::run`] returns a typed result, `Ok(Committed)` or an [`IngestError`]
 //! saying which stage refused the delivery; `server::error` maps it to the HTTP
@@ -19,13 +21,11 @@
 //! before the sinks get them. The reservation is released when the sinks have
 //! answered.
 
-pub mod pool;
-
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::admission::{Overloaded, Reservation};
-use crate::decode::{DecodeError, DecodeSettings, Decoded, decode_records_in_parallel};
+use crate::decode::{DecodeError, DecodePool, DecodeSettings, Decoded, PoolError};
 use crate::event::{CommonAttributes, Delivery};
 use crate::firehose::{DeliveryRequest, EnvelopeError, SourceArn};
 use crate::limits::{DecodeBudget, InflateError, Limits, gunzip_capped, gzip_size_hint};
@@ -34,7 +34,6 @@ use crate::routing::{RequestFacts, Router};
 use crate::sink::dedup::DeliveryKey;
 use crate::sink::fanout::{FanoutError, Sinks};
 use crate::sink::{Committed, EventLines, SinkBatch};
-use pool::{DecodePool, PoolError};
 
 /// What the HTTP layer learnt of a delivery from its request line and headers,
 /// all of it checked.
@@ -242,23 +241,16 @@ impl Ingest {
             self.limits.decoded_allowance(json.len() as u64),
             Box::new(move |bytes| hold(&charged, bytes).is_ok()),
         ));
-        let encoded: usize = request.records.iter().map(|record| record.len()).sum();
-        let threads = pool.threads_for(encoded);
-        let decoded = decode_records_in_parallel(
-            &request.records,
-            &delivery,
-            &self.decode,
-            threads.count(),
-            &budget,
-        );
-        drop(threads);
-        let decoded = decoded?;
+        let decoded = pool.decode(&request.records, &delivery, &self.decode, &budget)?;
         self.metrics.record_decoding(
             decoded
                 .formats
                 .iter()
-                .map(|(format, count)| (*format, *count)),
-            decoded.dead_letter_formats.iter().copied(),
+                .map(|(format, count)| (format.as_str(), *count)),
+            decoded
+                .dead_letter_formats
+                .iter()
+                .map(|format| format.as_str()),
             decoded.control_messages as u64,
         );
         let (batches, copied) = self.route(delivery, key, decoded);

@@ -12,13 +12,13 @@
 //! once per request ([`Router::for_request`]), so per event only the event-level
 //! predicates of the remaining routes are checked.
 
-use crate::event::CommonAttributes;
 use crate::event::lines::{EventLines, EventMeta, LineChunk};
 pub use crate::event::lines::{MAX_SINKS, SinkSet};
+use crate::event::{CommonAttributes, EventFormat, Kind};
 use crate::glob::Glob;
 
 /// Event kinds a route can name.
-pub const KINDS: [&str; 4] = ["log", "metric", "record", "dead_letter"];
+pub const KINDS: [&str; 4] = Kind::NAMES;
 
 /// Event formats a route can name: every value the decoders write in an event's
 /// `format` (docs/events.md). Log lines and records: `json`, `text`, `binary`,
@@ -28,22 +28,7 @@ pub const KINDS: [&str; 4] = ["log", "metric", "record", "dead_letter"];
 /// version is configured, `eventbridge`, `vpc_flow`), or `gzip` and `base64` when
 /// the record could not even be read. Metric events have no format. A test decodes
 /// one record of each and checks the list against what came out.
-pub const EVENT_FORMATS: [&str; 14] = [
-    "json",
-    "text",
-    "binary",
-    "cloudtrail",
-    "eventbridge",
-    "vpc_flow",
-    "cloudwatch_logs",
-    "cloudwatch_logs_messages",
-    "metric_stream_json",
-    "metric_stream_otel",
-    "metric_stream_otel07",
-    "metric_stream_otel10",
-    "gzip",
-    "base64",
-];
+pub const EVENT_FORMATS: [&str; 14] = EventFormat::NAMES;
 
 /// The facts of a delivery that routes can match, known before decoding.
 #[derive(Debug, Clone, Copy)]

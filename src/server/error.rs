@@ -10,10 +10,9 @@
 use axum::http::StatusCode;
 
 use crate::admission::Overloaded;
-use crate::decode::DecodeError;
+use crate::decode::{DecodeError, PoolError};
 use crate::firehose::EnvelopeError;
 use crate::ingest::IngestError;
-use crate::ingest::pool::PoolError;
 use crate::limits::{DecodeStop, InflateError};
 use crate::sink::fanout::FanoutError;
 
@@ -347,7 +346,7 @@ mod tests {
         assert_eq!(
             ApiError::from(DecodeError::Record {
                 index: 3,
-                reason: "x".into()
+                reason: crate::decode::RecordError::NoEnvelope
             })
             .status(),
             StatusCode::BAD_REQUEST

@@ -36,10 +36,9 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
 use crate::admission::InFlight;
-use crate::decode::DecodeSettings;
+use crate::decode::{DecodePool, DecodeSettings};
 use crate::firehose::HEADER_REQUEST_ID;
 use crate::ingest::Ingest;
-use crate::ingest::pool::DecodePool;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
@@ -108,7 +107,7 @@ impl AppState {
             router,
             Arc::clone(&sinks),
             Arc::clone(&metrics),
-            DecodePool::per_core(),
+            DecodePool::for_this_machine(),
         );
         Self(Arc::new(Shared {
             auth,
