@@ -23,14 +23,15 @@
 //! - [`metrics`]: Hydrant's own Prometheus metrics; [`logging`]: log output that
 //!   neither stalls nor panics when standard error is full or closed.
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
-//!   [`units`] reads every size and duration in them.
+//!   [`units`] reads every size and duration in them, into the value types of
+//!   [`setting`].
 //! - [`app`]: the composition root that wires the above together; [`shutdown`]
 //!   tells it when to stop; [`clock`] holds wall-clock helpers; [`tls`] picks the
 //!   one TLS crypto backend every network sink's client uses.
 //!
 //! Dependencies point one way, down this list's layers: `app`/`config` → `server` →
 //! `decode`, `routing`, `sink` → `event` → the leaves (`limits`, `metrics`,
-//! `logging`, `clock`, `glob`, `units`). `tests/architecture.rs` fails on any cycle
+//! `logging`, `clock`, `glob`, `units`, `setting`). `tests/architecture.rs` fails on any cycle
 //! between modules and on a leaf that uses a stage above it.
 
 pub mod app;
@@ -44,6 +45,7 @@ pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod setting;
 pub mod shutdown;
 pub mod sink;
 #[cfg(test)]
