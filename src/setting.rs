@@ -145,3 +145,34 @@ pub fn usize_size<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u
     let size = ByteSize::deserialize(deserializer)?;
     usize::try_from(size.0).map_err(|_| serde::de::Error::custom("too large"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What `--help` shows as a default reads back as the same value.
+    #[test]
+    fn shown_values_read_back() {
+        for seconds in [1, 10, 25, 60, 120, 200, 300, 3600, 5400, 7200, 86_400] {
+            let duration = HumanDuration(Duration::from_secs(seconds));
+            assert_eq!(duration.to_string().parse(), Ok(duration), "{duration}");
+        }
+        for millis in [1, 250, 1500] {
+            let duration = HumanDuration(Duration::from_millis(millis));
+            assert_eq!(duration.to_string().parse(), Ok(duration), "{duration}");
+        }
+        let table = [
+            (Duration::from_secs(120), "120s"),
+            (Duration::from_secs(300), "5m"),
+            (Duration::from_secs(7200), "2h"),
+            (Duration::from_millis(250), "250ms"),
+        ];
+        for (duration, shown) in table {
+            assert_eq!(HumanDuration(duration).to_string(), shown);
+        }
+        for bytes in [0, 1, 1000, 64 << 10, 100 << 20, 1 << 30] {
+            let size = ByteSize(bytes);
+            assert_eq!(size.to_string().parse(), Ok(size), "{size}");
+        }
+    }
+}

@@ -584,3 +584,6 @@ fn written(batch: &SinkBatch) -> Committed {
         events: batch.len(),
     }
 }
+
+#[cfg(test)]
+mod tests;
