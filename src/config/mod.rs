@@ -5,13 +5,13 @@
 //! Access keys are the exception: keys from every source are used together (names
 //! must be unique across them).
 //!
-//! - [`settings`]: every global setting, declared once (flag, variable, key, help
-//!   text and default); [`cli`]: the command line around them;
-//! - [`file`]: the TOML file, its positions for messages and `${VAR}`
+//! - `settings.rs`: every global setting, declared once (flag, variable, key,
+//!   help text and default); `cli.rs`: the command line around them;
+//! - `file.rs`: the TOML file, its positions for messages and `${VAR}`
 //!   interpolation of its string values, so secrets need not sit in the file;
-//! - [`keys`]: access keys from every source; [`sinks`]: `[[sinks]]`, each read by
-//!   its type ([`crate::sink::SinkConfig`]); [`routes`]: `[[routes]]` and
-//!   `[routing]`; [`describe`]: what `hydrant validate` prints.
+//! - `keys.rs`: access keys from every source; `sinks.rs`: `[[sinks]]`, each read
+//!   by its type ([`crate::sink::SinkConfig`]); `routes.rs`: `[[routes]]` and
+//!   `[routing]`; `describe.rs`: what `hydrant validate` prints.
 //!
 //! Sizes and durations are read by [`crate::units`], everywhere.
 

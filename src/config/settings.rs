@@ -1,6 +1,6 @@
 //! Every global setting, declared once: each struct below is both a group of
 //! command-line flags (clap, with the environment variable) and a table of the
-//! TOML file (serde, the field's name being the key), and [`settings!`] gives each
+//! TOML file (serde, the field's name being the key), and `settings!` gives each
 //! setting with a default its default, which the `--help` text quotes.
 //!
 //! Adding a setting is one field in one of these structs, with its doc comment (the
