@@ -8,20 +8,12 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::config::{Config, SinkKind};
+use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::server::{self, AppState, Listeners, Settings};
-use crate::sink::discard::DiscardSink;
 use crate::sink::fanout::{FanoutSettings, SinkSetup, Sinks};
-use crate::sink::file::{FileSink, OpenError};
-#[cfg(feature = "kafka")]
-use crate::sink::kafka::KafkaSink;
-#[cfg(feature = "nats")]
-use crate::sink::nats::NatsSink;
-#[cfg(feature = "s3")]
-use crate::sink::s3::S3Sink;
-use crate::sink::stdout::StdoutSink;
-use crate::sink::{Sink, SinkError};
+use crate::sink::file::OpenError;
+use crate::sink::{OpenSinkError, SinkError};
 
 /// Why Hydrant stopped with an error. Each variant has its own exit code.
 #[derive(Debug, thiserror::Error)]
@@ -95,16 +87,17 @@ pub async fn run(
             });
             continue;
         }
-        let sink =
-            open_sink(spec.kind, &spec.name, &metrics)
-                .await
-                .map_err(|error| match error {
-                    OpenSinkError::Storage(error) => RunError::Storage(error),
-                    OpenSinkError::Sink(error) => RunError::Sink {
-                        name: spec.name.clone(),
-                        error,
-                    },
-                })?;
+        let sink = spec
+            .config
+            .open(&spec.name, &metrics, &config.storage)
+            .await
+            .map_err(|error| match error {
+                OpenSinkError::Storage(error) => RunError::Storage(error),
+                OpenSinkError::Sink(error) => RunError::Sink {
+                    name: spec.name.clone(),
+                    error,
+                },
+            })?;
         tracing::info!(
             sink = %spec.name,
             kind = sink.kind(),
@@ -191,70 +184,6 @@ impl App {
         prober.abort();
         served
     }
-}
-
-enum OpenSinkError {
-    Storage(OpenError),
-    Sink(SinkError),
-}
-
-/// Opens or connects one sink. Sinks behind a network service do not need it to be
-/// up yet: the circuit breaker holds deliveries off until it answers.
-async fn open_sink(
-    kind: SinkKind,
-    #[cfg_attr(
-        not(any(feature = "s3", feature = "nats", feature = "kafka")),
-        expect(
-            unused_variables,
-            reason = "only the network sinks label their metrics with the sink's name"
-        )
-    )]
-    name: &str,
-    metrics: &Metrics,
-) -> Result<Sink, OpenSinkError> {
-    Ok(match kind {
-        SinkKind::File(settings) => {
-            let data_dir = settings.data_dir.clone();
-            let storage_metrics = metrics.storage.clone();
-            let sink =
-                tokio::task::spawn_blocking(move || FileSink::open(settings, storage_metrics))
-                    .await
-                    .map_err(|error| OpenSinkError::Sink(SinkError::Write(error.to_string())))?
-                    .map_err(OpenSinkError::Storage)?;
-            let recovery = sink.recovery();
-            tracing::info!(
-                data_dir = %data_dir.display(),
-                segments_recovered = recovery.segments_recovered,
-                bytes_truncated = recovery.bytes_truncated,
-                deliveries_remembered = recovery.deliveries_remembered,
-                "Storage open."
-            );
-            Sink::File(sink)
-        }
-        #[cfg(feature = "s3")]
-        SinkKind::S3(config) => Sink::S3(
-            S3Sink::connect(config)
-                .await
-                .map_err(OpenSinkError::Sink)?
-                .with_metrics(name, metrics),
-        ),
-        #[cfg(feature = "nats")]
-        SinkKind::Nats(config) => Sink::Nats(
-            NatsSink::connect(config)
-                .await
-                .map_err(OpenSinkError::Sink)?
-                .with_metrics(name, metrics),
-        ),
-        #[cfg(feature = "kafka")]
-        SinkKind::Kafka(config) => Sink::Kafka(
-            KafkaSink::connect(config)
-                .await
-                .map_err(OpenSinkError::Sink)?
-                .with_metrics(name, metrics),
-        ),
-        SinkKind::Stdout(config) => Sink::Stdout(StdoutSink::new(&config)),
-        SinkKind::Discard(_) => Sink::Discard(DiscardSink),
-    })
 }
 
 async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {

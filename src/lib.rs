@@ -33,14 +33,15 @@
 //!   duration in the configuration), [`shutdown`], [`tls`] (the one TLS crypto
 //!   backend every network sink's client uses).
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
-//!   [`app`]: the composition root that opens the sinks and wires the above
-//!   together, for `main` and the tests alike.
+//!   [`units`] reads every size and duration in them, into the value types of
+//!   [`setting`]; [`app`]: the composition root that opens the sinks and wires
+//!   the above together, for `main` and the tests alike.
 //!
 //! Dependencies point one way, down this list: `app`/`config` → `server` →
-//! `ingest` → `decode`, `routing`, `sink` → `event` → the leaves. `firehose` and
-//! `admission` sit under `server` and `ingest`, which both use them.
-//! `tests/architecture.rs` fails on any cycle between modules and on a leaf that
-//! uses a stage above it.
+//! `ingest` → `decode`, `routing`, `sink` → `event` → the leaves (`setting`
+//! among them). `firehose` and `admission` sit under `server` and `ingest`, which
+//! both use them. `tests/architecture.rs` fails on any cycle between modules and
+//! on a module that uses a layer above it.
 
 pub mod admission;
 pub mod app;
@@ -56,6 +57,7 @@ pub mod logging;
 pub mod metrics;
 pub mod routing;
 pub mod server;
+pub mod setting;
 pub mod shutdown;
 pub mod sink;
 #[cfg(test)]

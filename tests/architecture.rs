@@ -268,7 +268,9 @@ fn the_leaves_use_nothing_above_them() {
         "sink",
         "event",
     ];
-    let leaves: &[&str] = &["metrics", "limits", "logging", "clock", "glob", "units"];
+    let leaves: &[&str] = &[
+        "metrics", "limits", "logging", "clock", "glob", "units", "setting",
+    ];
     let mut rules: Vec<(&str, Vec<&str>)> = Vec::new();
     for (index, module) in stages.iter().enumerate() {
         rules.push((*module, stages[..index].to_vec()));

@@ -1,6 +1,24 @@
 use std::io::Write;
+use std::path::PathBuf;
 
+use super::file::toml_string;
 use super::*;
+use crate::limits;
+use crate::metrics::DEFAULT_MAX_STREAM_LABELS;
+use crate::routing::{EVENT_FORMATS, KINDS, SinkSet};
+use crate::server::auth::AccessKey;
+use crate::server::listener::{
+    DEFAULT_BODY_TIMEOUT, DEFAULT_HEADER_TIMEOUT, DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_ADMIN_CONNECTIONS, DEFAULT_MAX_BODY_TIME, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE,
+};
+#[cfg(any(feature = "nats", feature = "kafka"))]
+use crate::sink::SinkConfig;
+use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE};
+use crate::sink::file::{
+    DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
+    DEFAULT_SEGMENT_MAX_BYTES,
+};
 
 /// Parses for serving, with an empty environment for the variables Hydrant
 /// reads itself.
@@ -894,7 +912,7 @@ fn the_config_file_takes_variables_in_string_values() {
     assert_eq!(config.listen.port(), 7000);
     #[cfg(feature = "nats")]
     {
-        let SinkKind::Nats(nats) = &config.sinks[1].kind else {
+        let SinkConfig::Nats(nats) = &config.sinks[1].config else {
             panic!()
         };
         assert_eq!(nats.token.as_deref(), Some("s3cr3t-t0ken"));
@@ -943,7 +961,7 @@ fn kafka_secrets_come_from_the_environment_and_stay_hidden() {
             &vars,
         )
         .unwrap();
-    let SinkKind::Kafka(kafka) = &config.sinks[1].kind else {
+    let SinkConfig::Kafka(kafka) = &config.sinks[1].config else {
         panic!()
     };
     assert_eq!(kafka.sasl_password.as_deref(), Some("s3cr3t-kafka"));
@@ -987,7 +1005,8 @@ fn deprecated_integer_unit_keys_warn_and_new_keys_take_units() {
         "{:?}",
         config.warnings
     );
-    let (SinkKind::Nats(n), SinkKind::Kafka(k)) = (&config.sinks[1].kind, &config.sinks[2].kind)
+    let (SinkConfig::Nats(n), SinkConfig::Kafka(k)) =
+        (&config.sinks[1].config, &config.sinks[2].config)
     else {
         panic!()
     };
@@ -998,7 +1017,8 @@ fn deprecated_integer_unit_keys_warn_and_new_keys_take_units() {
         &[],
     )
     .unwrap();
-    let (SinkKind::Nats(n), SinkKind::Kafka(k)) = (&config.sinks[1].kind, &config.sinks[2].kind)
+    let (SinkConfig::Nats(n), SinkConfig::Kafka(k)) =
+        (&config.sinks[1].config, &config.sinks[2].config)
     else {
         panic!()
     };

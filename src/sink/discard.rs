@@ -10,6 +10,8 @@ use super::SinkBatch;
 #[serde(deny_unknown_fields)]
 pub struct DiscardConfig {}
 
+impl super::SinkSettings for DiscardConfig {}
+
 /// Counts are kept by the fan-out's per-sink metrics; nothing else happens.
 #[derive(Debug, Default)]
 pub struct DiscardSink;

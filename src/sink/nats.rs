@@ -74,7 +74,7 @@ use super::dedup::DeliveryKey;
 use super::template::{
     ABSENT, RESHAPE_HASHED_NAME, RESHAPE_SPLIT, ReshapeCounter, Template, digest_hex,
 };
-use super::{EventMeta, SinkBatch, SinkError};
+use super::{EventMeta, LegacyUnit, LegacyUnitKey, SinkBatch, SinkError};
 use crate::event::Delivery;
 use crate::metrics::Metrics;
 
@@ -372,6 +372,33 @@ impl NatsConfig {
     }
 }
 
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "taken by value to be passed as map_err(invalid) on String errors"
+)]
+fn invalid(reason: String) -> SinkError {
+    SinkError::Config(format!("nats: {reason}"))
+}
+
+impl super::SinkSettings for NatsConfig {
+    const LEGACY_UNIT_KEYS: &'static [LegacyUnitKey] = &[
+        LegacyUnitKey {
+            new: "ack_timeout",
+            old: "ack_timeout_ms",
+            unit: LegacyUnit::Milliseconds,
+        },
+        LegacyUnitKey {
+            new: "duplicate_window",
+            old: "duplicate_window",
+            unit: LegacyUnit::Seconds,
+        },
+    ];
+
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+}
+
 /// Publishes batches to NATS JetStream (see the module documentation).
 pub struct NatsSink {
     config: NatsConfig,
@@ -416,9 +443,18 @@ impl NatsSink {
     ///
     /// [`SinkError::Config`] when the configuration is invalid.
     pub async fn connect(config: NatsConfig) -> Result<Self, SinkError> {
-        let invalid = |reason: String| SinkError::Config(format!("nats: {reason}"));
-        crate::tls::install_crypto_provider();
         config.validate().map_err(invalid)?;
+        Self::open(config).await
+    }
+
+    /// [`Self::connect`] for settings already checked (by [`NatsConfig::validate`],
+    /// when the configuration was read).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] when the client refuses the configuration.
+    pub async fn open(config: NatsConfig) -> Result<Self, SinkError> {
+        crate::tls::install_crypto_provider();
         let subject = Template::parse(&config.subject).map_err(invalid)?;
         let addresses = config.servers().map_err(invalid)?;
         let servers: Arc<str> = addresses

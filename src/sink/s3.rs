@@ -224,6 +224,17 @@ impl S3Config {
     }
 }
 
+/// A configuration error of the sink for `config`'s bucket.
+fn invalid(config: &S3Config, reason: &str) -> SinkError {
+    SinkError::Config(format!("s3 bucket {:?}: {reason}", config.bucket))
+}
+
+impl super::SinkSettings for S3Config {
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
+}
+
 /// How a delivery's objects are named and encoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct KeyLayout {
@@ -402,15 +413,26 @@ impl S3Sink {
     /// # Errors
     ///
     /// [`SinkError::Config`] for a configuration the client does not accept.
+    pub async fn connect(config: S3Config) -> Result<Self, SinkError> {
+        config
+            .validate()
+            .map_err(|reason| invalid(&config, &reason))?;
+        Self::open(config).await
+    }
+
+    /// [`Self::connect`] for settings already checked (by [`S3Config::validate`],
+    /// when the configuration was read).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] for a configuration the client does not accept.
     #[expect(
         clippy::unused_async,
         reason = "async like the other sinks' connect, which do talk to their service"
     )]
-    pub async fn connect(config: S3Config) -> Result<Self, SinkError> {
-        let invalid =
-            |reason: String| SinkError::Config(format!("s3 bucket {:?}: {reason}", config.bucket));
+    pub async fn open(config: S3Config) -> Result<Self, SinkError> {
+        let invalid = |reason: String| invalid(&config, &reason);
         crate::tls::install_crypto_provider();
-        config.validate().map_err(invalid)?;
         let layout = KeyLayout::new(&config).map_err(invalid)?;
         let mut client_options = object_store::ClientOptions::new()
             .with_connect_timeout(CONNECT_TIMEOUT)

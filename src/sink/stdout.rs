@@ -13,6 +13,8 @@ use super::{SinkBatch, SinkError};
 #[serde(deny_unknown_fields)]
 pub struct StdoutConfig {}
 
+impl super::SinkSettings for StdoutConfig {}
+
 /// Writes to standard output; one delivery's lines are never interleaved with
 /// another's.
 #[derive(Debug)]

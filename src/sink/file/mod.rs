@@ -60,6 +60,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::dedup::{Admission, Claim, DeliveryKey, SinkWindow};
@@ -67,6 +68,7 @@ pub use super::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use super::{Committed, SinkError};
 use crate::limits::MIB;
 use crate::metrics::StorageMetrics;
+use crate::setting::{ByteSize, HumanDuration};
 use writer::{Message, Writer};
 
 /// Default size past which a segment is completed and a new one started. Large
@@ -140,6 +142,74 @@ impl FileSinkSettings {
             dedup_window: DEFAULT_DEDUP_WINDOW,
             dedup_capacity: DEFAULT_DEDUP_CAPACITY,
         }
+    }
+}
+
+impl FileSinkSettings {
+    /// Checks the settings a file sink cannot work without.
+    ///
+    /// # Errors
+    ///
+    /// A segment limit of 0, which would complete a segment on every write.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.segment_max_bytes == 0 || self.segment_max_age.is_zero() {
+            return Err("segment-max-bytes and segment-max-age must be greater than 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// A `[[sinks]]` entry with `type = "file"`: a file sink besides the embedded one.
+/// The segment limits it leaves out, and the duplicate window that is one setting
+/// for every file sink, are the embedded sink's ([`FileConfig::settings`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Root of this sink's layout; no two file sinks may share one.
+    pub data_dir: PathBuf,
+    /// Complete a segment once it reaches this size.
+    pub segment_max_bytes: Option<ByteSize>,
+    /// Complete a segment once it is this old.
+    pub segment_max_age: Option<HumanDuration>,
+}
+
+impl FileConfig {
+    /// The embedded file sink's configuration: everything from `shared`.
+    #[must_use]
+    pub fn embedded(shared: &FileSinkSettings) -> Self {
+        Self {
+            data_dir: shared.data_dir.clone(),
+            segment_max_bytes: None,
+            segment_max_age: None,
+        }
+    }
+
+    /// The sink's settings, with what it leaves out taken from `shared` (the
+    /// embedded sink's, which flags and `[storage]` set).
+    #[must_use]
+    pub fn settings(&self, shared: &FileSinkSettings) -> FileSinkSettings {
+        FileSinkSettings {
+            data_dir: self.data_dir.clone(),
+            segment_max_bytes: self
+                .segment_max_bytes
+                .map_or(shared.segment_max_bytes, |size| size.0),
+            segment_max_age: self
+                .segment_max_age
+                .map_or(shared.segment_max_age, |age| age.0),
+            dedup_window: shared.dedup_window,
+            dedup_capacity: shared.dedup_capacity,
+        }
+    }
+}
+
+impl super::SinkSettings for FileConfig {
+    fn check(&self) -> Result<(), String> {
+        let zero = self.segment_max_bytes.is_some_and(|size| size.0 == 0)
+            || self.segment_max_age.is_some_and(|age| age.0.is_zero());
+        if zero {
+            return Err("segment_max_bytes and segment_max_age must be greater than 0".into());
+        }
+        Ok(())
     }
 }
 

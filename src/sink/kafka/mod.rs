@@ -88,7 +88,7 @@ use super::template::{
     DIGEST_HEX_LEN, RESHAPE_HASHED_KEY, RESHAPE_HASHED_NAME, RESHAPE_SPLIT, ReshapeCounter,
     Template, check_key_template, digest_hex, encode_key_value,
 };
-use super::{SinkBatch, SinkError};
+use super::{LegacyUnit, LegacyUnitKey, SinkBatch, SinkError, SinkSettings};
 use crate::metrics::Metrics;
 
 /// Default topic template: one topic per table (`hydrant-events`,
@@ -266,7 +266,10 @@ pub struct KafkaConfig {
     /// Largest batch sent in one produce request, in bytes before compression
     /// ([`DEFAULT_MAX_BATCH_BYTES`]); keep it below the brokers' `message.max.bytes`
     /// and the topics' `max.message.bytes`. Larger events are split into parts.
-    #[serde(default = "default_max_batch_bytes")]
+    #[serde(
+        default = "default_max_batch_bytes",
+        deserialize_with = "crate::setting::usize_size"
+    )]
     pub max_batch_bytes: usize,
     /// Whether the brokers are reached over TLS (off by default, as Kafka's own
     /// listeners are).
@@ -293,6 +296,26 @@ pub struct KafkaConfig {
     /// SASL password; best given as `${VAR}` so it stays out of the file.
     #[serde(default)]
     pub sasl_password: Option<String>,
+}
+
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "taken by value to be passed as map_err(invalid) on String errors"
+)]
+fn invalid(reason: String) -> SinkError {
+    SinkError::Config(format!("kafka: {reason}"))
+}
+
+impl SinkSettings for KafkaConfig {
+    const LEGACY_UNIT_KEYS: &'static [LegacyUnitKey] = &[LegacyUnitKey {
+        new: "timeout",
+        old: "timeout_ms",
+        unit: LegacyUnit::Milliseconds,
+    }];
+
+    fn check(&self) -> Result<(), String> {
+        self.validate()
+    }
 }
 
 impl fmt::Debug for KafkaConfig {
@@ -868,13 +891,22 @@ impl KafkaSink {
     /// # Errors
     ///
     /// [`SinkError::Config`] when the configuration is invalid.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, SinkError> {
+        config.validate().map_err(invalid)?;
+        Self::open(config).await
+    }
+
+    /// [`Self::connect`] for settings already checked (by [`KafkaConfig::validate`],
+    /// when the configuration was read).
+    ///
+    /// # Errors
+    ///
+    /// [`SinkError::Config`] when the settings cannot be turned into a client's.
     #[allow(
         clippy::unused_async,
         reason = "every sink connects asynchronously; this one defers it"
     )]
-    pub async fn connect(config: KafkaConfig) -> Result<Self, SinkError> {
-        let invalid = |reason: String| SinkError::Config(format!("kafka: {reason}"));
-        config.validate().map_err(invalid)?;
+    pub async fn open(config: KafkaConfig) -> Result<Self, SinkError> {
         let topic = Template::parse(&config.topic).map_err(invalid)?;
         let key = Template::parse(&config.key).map_err(invalid)?;
         let compression = parse_compression(&config.compression).map_err(invalid)?;
