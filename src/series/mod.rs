@@ -54,9 +54,9 @@
 //! Labels: `dimension_<Name>` per dimension, the name's case kept, the characters of
 //! the first rule above that become `_` and `%` becoming `_percent`
 //! (`dimension_InstanceId`); then `region` and `account_id`. YACE's `name` label
-//! (the resource's ARN, found through the tagging API) and its `tag_*`,
-//! `custom_tag_*` and `account_alias` labels have no counterpart in a stream and are
-//! not set. Where YACE keeps a character Prometheus names cannot hold (`#`, `[`, a
+//! (the resource's ARN from the tagging API, `global` when it found none, or the
+//! name of a static or custom-namespace job) and its `tag_*`, `custom_tag_*` and
+//! `account_alias` labels have no counterpart in a stream and are not set. Where YACE keeps a character Prometheus names cannot hold (`#`, `[`, a
 //! letter outside ASCII), or drops a dimension whose label name is still invalid
 //! (one starting with a digit), Hydrant writes `_` for that character and keeps the
 //! dimension.
@@ -84,11 +84,13 @@
 //! exporter names them, so they do not mix with the table's.
 //!
 //! Labels: each dimension in snake case, characters outside `[a-zA-Z0-9_]` made `_`
-//! (`instance_id`, `load_balancer_name`), and `job`, the cleaned namespace
+//! and runs of `_` made one, a `_` before a leading digit (`instance_id`,
+//! `load_balancer_name`), and `job`, the cleaned namespace
 //! (`aws_ec2`), as the exporter sets it. A scrape by Prometheus renames `job` to
 //! `exported_job` unless the scrape config has `honor_labels: true`, exactly as for
-//! the exporter. The exporter's `instance=""` is not set: an empty label is no label
-//! in Prometheus. Hydrant adds `region` and `account_id`, which the exporter (one
+//! the exporter. The exporter's `instance=""` is not set, an empty label being no
+//! label in Prometheus, but the name is kept free: a dimension `Instance` becomes
+//! `instance_2` rather than pass for the scrape target's `instance`. Hydrant adds `region` and `account_id`, which the exporter (one
 //! process per account and region) has no need for: one stream can carry many
 //! accounts, and without them their series would collide. The `HELP` text and the
 //! `aws_resource_info` series of tagged resources are not produced.
@@ -112,9 +114,13 @@
 //! and appends the unit as a word (from the stream's UCUM unit: `%` is `percent`,
 //! `By` `bytes`, `s` `seconds`, `By/s` `bytes_per_second`, `{Count}` nothing,
 //! `{Count}/s` `per_second`, `1` nothing; others as they are) unless the name has that
-//! word already. The point is an OpenTelemetry summary: the minimum and maximum are
+//! word already. A JSON point's CloudWatch unit (`Percent`) counts as the UCUM unit
+//! the OpenTelemetry format gives it (`%`). Letters outside ASCII, which the collector
+//! keeps, separate words here, so that every name is valid for every Prometheus. The
+//! point is an OpenTelemetry summary: the minimum and maximum are
 //! quantiles 0 and 1, each percentile `pNN` is quantile `0.NN`, and the sum and count
-//! are `_sum` and `_count`. The collector has no average; Hydrant adds
+//! are `_sum` and `_count` (`p0` and `p100` would repeat quantiles 0 and 1, and are
+//! named `_p0` and `_p100` instead). The collector has no average; Hydrant adds
 //! `_average` so every scheme has one. Statistics that are not percentiles (the
 //! OpenTelemetry formats cannot carry them) become `_` and their words, `%` as
 //! `percent`: `_TM_10_percent_90_percent`, `_IQM`.

@@ -9,7 +9,7 @@
 //!
 //! Two dimensions can sanitise to the same label name (`Instance-Id` and
 //! `Instance.Id`), and a dimension can sanitise to a name the scheme itself uses
-//! (`region`, `job`, `quantile`). The scheme's own labels always keep their names.
+//! (`region`, `job`, `instance`, `quantile`). The scheme's own labels always keep their names.
 //! The dimensions then claim theirs one at a time: first those whose names needed no
 //! character replaced, then the others, each group in byte order of the CloudWatch
 //! dimension name. A dimension whose label name is already taken gets the first free

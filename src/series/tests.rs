@@ -489,6 +489,7 @@ fn otel_names() {
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "p0.1", "amazonaws_com_AWS_Lambda_Duration_milliseconds", Some("0.001")),
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "p99.99", "amazonaws_com_AWS_Lambda_Duration_milliseconds", Some("0.9999")),
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "p100", "amazonaws_com_AWS_Lambda_Duration_milliseconds_p100", None),
+        ("AWS/Lambda", "Duration", Some("Milliseconds"), "p0", "amazonaws_com_AWS_Lambda_Duration_milliseconds_p0", None),
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "TM(10%:90%)", "amazonaws_com_AWS_Lambda_Duration_milliseconds_TM_10_percent_90_percent", None),
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "TM(10:90)", "amazonaws_com_AWS_Lambda_Duration_milliseconds_TM_10_90", None),
         ("AWS/Lambda", "Duration", Some("Milliseconds"), "IQM", "amazonaws_com_AWS_Lambda_Duration_milliseconds_IQM", None),
