@@ -20,6 +20,9 @@
 //!   [`glob`] matches the paths and stream names that choose a format.
 //! - [`routing`]: which sinks each event goes to, and the split of a delivery's
 //!   lines per sink.
+//! - [`series`]: metric events as Prometheus samples, named as YACE,
+//!   cloudwatch_exporter or the OpenTelemetry Collector name them, for the sinks
+//!   that speak Prometheus.
 //! - [`sink`]: where events go; [`sink::fanout`] commits a delivery to its sinks
 //!   with retries and a breaker each; [`sink::file`] writes durable NDJSON segments
 //!   and is the reason a 200 means "on disk".
@@ -56,6 +59,7 @@ pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod routing;
+pub mod series;
 pub mod server;
 pub mod setting;
 pub mod shutdown;

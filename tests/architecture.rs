@@ -266,6 +266,7 @@ fn the_leaves_use_nothing_above_them() {
         "decode",
         "routing",
         "sink",
+        "series",
         "event",
     ];
     let leaves: &[&str] = &[
