@@ -231,19 +231,19 @@ pub struct Metrics {
     /// Events no route matched.
     events_unrouted: IntCounter,
     /// Per-sink commit time.
-    pub sink_write_seconds: HistogramVec,
+    sink_write_seconds: HistogramVec,
     /// Per-sink events.
-    pub sink_events: IntCounterVec,
+    sink_events: IntCounterVec,
     /// Per-sink bytes.
-    pub sink_bytes: IntCounterVec,
+    sink_bytes: IntCounterVec,
     /// Per-sink failed attempts.
-    pub sink_errors: IntCounterVec,
+    sink_errors: IntCounterVec,
     /// Per-sink retries.
-    pub sink_retries: IntCounterVec,
+    sink_retries: IntCounterVec,
     /// Per-sink duplicates skipped.
-    pub sink_duplicates: IntCounterVec,
+    sink_duplicates: IntCounterVec,
     /// Per-sink breaker state.
-    pub sink_up: IntGaugeVec,
+    sink_up: IntGaugeVec,
     /// Per-sink reshaped events and keys, by action.
     pub sink_reshaped: IntCounterVec,
     /// Bytes held by requests in flight.
@@ -282,6 +282,49 @@ pub struct StorageMetrics {
     pub segments_sealed: IntCounter,
     /// Bytes cut during crash recovery.
     pub recovery_truncated_bytes: IntCounter,
+}
+
+/// The metrics of one sink, its labels (`sink`, `sink_type`) resolved once when
+/// the fan-out takes the sink.
+#[derive(Debug, Clone)]
+pub struct SinkRecorder {
+    write_seconds: Histogram,
+    events: IntCounter,
+    bytes: IntCounter,
+    errors: IntCounter,
+    retries: IntCounter,
+    duplicates: IntCounter,
+    up: IntGauge,
+}
+
+impl SinkRecorder {
+    /// A commit took `seconds`; it wrote `events` events of `bytes` bytes (both 0
+    /// when the sink found the delivery already stored).
+    pub fn committed(&self, seconds: f64, events: u64, bytes: u64) {
+        self.write_seconds.observe(seconds);
+        self.events.inc_by(events);
+        self.bytes.inc_by(bytes);
+    }
+
+    /// A commit failed.
+    pub fn failed(&self) {
+        self.errors.inc();
+    }
+
+    /// A failed commit is tried again.
+    pub fn retried(&self) {
+        self.retries.inc();
+    }
+
+    /// A delivery was answered as already committed.
+    pub fn duplicate(&self) {
+        self.duplicates.inc();
+    }
+
+    /// The sink is taken to be up (or down, by its breaker or probe).
+    pub fn up(&self, up: bool) {
+        self.up.set(i64::from(up));
+    }
 }
 
 /// The metrics of one delivery, its label values resolved once: each stage
@@ -615,6 +658,28 @@ impl Metrics {
             storage,
             connections,
         }
+    }
+
+    /// The recorder of the sink `name` of type `kind`, every series at zero (and
+    /// `sink_up` at 1) from now on; `reshape_actions` are the ways the sink may
+    /// reshape events, each counted from zero too.
+    #[must_use]
+    pub fn sink(&self, name: &str, kind: &str, reshape_actions: &[&str]) -> SinkRecorder {
+        for action in reshape_actions {
+            self.sink_reshaped.with_label_values(&[name, kind, action]);
+        }
+        let labels = [name, kind];
+        let recorder = SinkRecorder {
+            write_seconds: self.sink_write_seconds.with_label_values(&labels),
+            events: self.sink_events.with_label_values(&labels),
+            bytes: self.sink_bytes.with_label_values(&labels),
+            errors: self.sink_errors.with_label_values(&labels),
+            retries: self.sink_retries.with_label_values(&labels),
+            duplicates: self.sink_duplicates.with_label_values(&labels),
+            up: self.sink_up.with_label_values(&labels),
+        };
+        recorder.up(true);
+        recorder
     }
 
     /// The recorder of one delivery from `stream` (by its source ARN) sent with

@@ -284,9 +284,9 @@ impl Ingest {
             common_attributes: &delivery.common_attributes,
         };
         let router = self.router.for_request(&request);
-        let (events, dropped_events, copied_events) = decoded.events.route(&router);
-        let (dead_letters, dropped_dead, copied_dead) = decoded.dead_letters.route(&router);
-        let dropped = dropped_events + dropped_dead;
+        let events = decoded.events.route(&router);
+        let dead_letters = decoded.dead_letters.route(&router);
+        let dropped = events.dropped + dead_letters.dropped;
         if dropped > 0 {
             self.metrics.record_unrouted(dropped as u64);
             tracing::debug!(dropped, "Events matched no route and were dropped.");
@@ -299,13 +299,14 @@ impl Ingest {
             events: EventLines::default(),
             dead_letters: EventLines::default(),
         };
-        for (sink, lines) in events {
+        for (sink, lines) in events.per_sink {
             batches.entry(sink).or_insert_with(empty).events = lines;
         }
-        for (sink, lines) in dead_letters {
+        for (sink, lines) in dead_letters.per_sink {
             batches.entry(sink).or_insert_with(empty).dead_letters = lines;
         }
-        (batches.into_iter().collect(), copied_events + copied_dead)
+        let copied = events.copied + dead_letters.copied;
+        (batches.into_iter().collect(), copied)
     }
 }
 

@@ -245,14 +245,23 @@ impl Match {
     }
 }
 
+/// A delivery's lines split by the sinks their events are routed to.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// Each sink's lines, by position (the same bytes shared, not copied, when
+    /// every event goes to the same sinks).
+    pub per_sink: Vec<(usize, EventLines)>,
+    /// Events routed nowhere, which are dropped.
+    pub dropped: usize,
+    /// Bytes the split's copies hold beyond the lines' own size: they are held
+    /// until the sinks have them, so they count against the in-flight budget.
+    pub copied: usize,
+}
+
 impl EventLines {
-    /// Splits the lines by the sinks their events are routed to. Returns each sink's
-    /// lines (the same bytes shared, not copied, when every event goes to the same
-    /// sinks), the number of events routed nowhere, which are dropped, and how many
-    /// bytes the split copies hold beyond the lines' own size (they are held until
-    /// the sinks have them).
+    /// Splits the lines by the sinks their events are routed to.
     #[must_use]
-    pub fn route(mut self, router: &RequestRouter<'_>) -> (Vec<(usize, EventLines)>, usize, usize) {
+    pub fn route(mut self, router: &RequestRouter<'_>) -> Split {
         let fixed = router.fixed();
         let mut union = SinkSet::default();
         let mut uniform = true;
@@ -278,7 +287,10 @@ impl EventLines {
             dropped += usize::from(meta.sinks.is_empty());
         }
         if self.is_empty() || union.is_empty() {
-            return (Vec::new(), dropped, 0);
+            return Split {
+                dropped,
+                ..Split::default()
+            };
         }
         if uniform && dropped == 0 {
             // Every sink shares the bytes; the last one takes the metadata too.
@@ -287,7 +299,10 @@ impl EventLines {
             let mut shared: Vec<(usize, EventLines)> =
                 sinks.into_iter().map(|sink| (sink, self.clone())).collect();
             shared.push((last, self));
-            return (shared, 0, 0);
+            return Split {
+                per_sink: shared,
+                ..Split::default()
+            };
         }
         let per_sink: Vec<(usize, EventLines)> = union
             .iter()
@@ -319,7 +334,11 @@ impl EventLines {
             })
             .collect();
         let copies: usize = per_sink.iter().map(|(_, lines)| lines.byte_len()).sum();
-        (per_sink, dropped, copies.saturating_sub(self.byte_len()))
+        Split {
+            copied: copies.saturating_sub(self.byte_len()),
+            per_sink,
+            dropped,
+        }
     }
 }
 

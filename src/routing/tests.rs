@@ -43,7 +43,11 @@ fn routing_splits_lines_per_sink_and_shares_when_uniform() {
         }],
         default_sinks: SinkSet::of(&[0]),
     };
-    let (per_sink, dropped, copied) = lines.clone().route(&router.for_request(&request));
+    let Split {
+        per_sink,
+        dropped,
+        copied,
+    } = lines.clone().route(&router.for_request(&request));
     assert_eq!(dropped, 0);
     assert_eq!(copied, 7, "the metric line is held twice, once per sink");
     let text = |lines: &EventLines| String::from_utf8(lines.concat()).unwrap();
@@ -61,7 +65,9 @@ fn routing_splits_lines_per_sink_and_shares_when_uniform() {
     assert!(metric.sinks.contains(2));
 
     let everything = Router::everything_to(SinkSet::of(&[0, 1]));
-    let (per_sink, _, copied) = lines.clone().route(&everything.for_request(&request));
+    let Split {
+        per_sink, copied, ..
+    } = lines.clone().route(&everything.for_request(&request));
     assert_eq!(copied, 0, "shared");
     assert_eq!(per_sink.len(), 2);
     assert_eq!(
@@ -71,7 +77,9 @@ fn routing_splits_lines_per_sink_and_shares_when_uniform() {
     );
 
     let nowhere = Router::default();
-    let (per_sink, dropped, _) = lines.route(&nowhere.for_request(&request));
+    let Split {
+        per_sink, dropped, ..
+    } = lines.route(&nowhere.for_request(&request));
     assert!(per_sink.is_empty());
     assert_eq!(dropped, 3);
 }

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -34,7 +33,7 @@ use super::dedup::{
 };
 use super::{Committed, Sink, SinkBatch, SinkError};
 use crate::event::lines::SinkSet;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SinkRecorder};
 
 /// Consecutive failed commits that mark a sink down.
 pub const BREAKER_THRESHOLD: u32 = 3;
@@ -138,18 +137,7 @@ pub struct SinkHandle {
     up: AtomicBool,
     failures: AtomicU32,
     window: Arc<SinkWindow>,
-    metrics: SinkMetrics,
-}
-
-#[derive(Debug, Clone)]
-struct SinkMetrics {
-    write_seconds: Histogram,
-    events: IntCounter,
-    bytes: IntCounter,
-    errors: IntCounter,
-    retries: IntCounter,
-    duplicates: IntCounter,
-    up: IntGauge,
+    metrics: SinkRecorder,
 }
 
 /// Every configured sink, in configuration order (routes refer to positions).
@@ -179,22 +167,7 @@ impl Sinks {
                     gates_readiness,
                 } = setup;
                 let sink = sink?;
-                let labels = [name.as_str(), sink.kind()];
-                for action in sink.reshape_actions() {
-                    metrics
-                        .sink_reshaped
-                        .with_label_values(&[name.as_str(), sink.kind(), action]);
-                }
-                let sink_metrics = SinkMetrics {
-                    write_seconds: metrics.sink_write_seconds.with_label_values(&labels),
-                    events: metrics.sink_events.with_label_values(&labels),
-                    bytes: metrics.sink_bytes.with_label_values(&labels),
-                    errors: metrics.sink_errors.with_label_values(&labels),
-                    retries: metrics.sink_retries.with_label_values(&labels),
-                    duplicates: metrics.sink_duplicates.with_label_values(&labels),
-                    up: metrics.sink_up.with_label_values(&labels),
-                };
-                sink_metrics.up.set(1);
+                let sink_metrics = metrics.sink(&name, sink.kind(), sink.reshape_actions());
                 let window = sink.dedup_window().unwrap_or_else(|| {
                     Arc::new(SinkWindow::new(
                         settings.dedup_window,
@@ -273,7 +246,7 @@ impl Sinks {
             return false;
         }
         for handle in handles {
-            handle.metrics.duplicates.inc();
+            handle.metrics.duplicate();
         }
         true
     }
@@ -406,12 +379,12 @@ impl SinkHandle {
         if !self.up.swap(true, Ordering::AcqRel) {
             tracing::info!(sink = %self.name, "Sink is up again.");
         }
-        self.metrics.up.set(1);
+        self.metrics.up(true);
     }
 
     fn mark_down(&self) {
         self.up.store(false, Ordering::Release);
-        self.metrics.up.set(0);
+        self.metrics.up(false);
     }
 
     /// Ends one delivery for this sink as its window admitted it: a duplicate at
@@ -432,7 +405,7 @@ impl SinkHandle {
             }
         };
         if result == Ok(Committed::Duplicate) {
-            self.metrics.duplicates.inc();
+            self.metrics.duplicate();
         }
         result
     }
@@ -450,18 +423,17 @@ impl SinkHandle {
             let started = Instant::now();
             match self.sink.commit(batch, claim).await {
                 Ok(committed) => {
-                    self.metrics
-                        .write_seconds
-                        .observe(started.elapsed().as_secs_f64());
                     self.failures.store(0, Ordering::Release);
-                    if let Committed::Written { .. } = committed {
-                        self.metrics.events.inc_by(batch.len() as u64);
-                        self.metrics.bytes.inc_by(batch.bytes() as u64);
-                    }
+                    let (events, bytes) = match committed {
+                        Committed::Written { .. } => (batch.len() as u64, batch.bytes() as u64),
+                        Committed::Duplicate => (0, 0),
+                    };
+                    self.metrics
+                        .committed(started.elapsed().as_secs_f64(), events, bytes);
                     return Ok(committed);
                 }
                 Err(error) => {
-                    self.metrics.errors.inc();
+                    self.metrics.failed();
                     let failures = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
                     if matches!(error, SinkError::Down(_)) && self.is_up() {
                         // The sink knows it cannot take anything until it is
@@ -482,7 +454,7 @@ impl SinkHandle {
                         return Err(error);
                     }
                     tracing::debug!(sink = %self.name, %error, attempt, "Sink commit failed; retrying.");
-                    self.metrics.retries.inc();
+                    self.metrics.retried();
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     attempt += 1;
