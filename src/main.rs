@@ -8,37 +8,6 @@ use hydrant::config::{ConfigError, Invocation, LogFormat};
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
 
-/// Caps glibc's malloc at one arena per core, before any thread starts.
-///
-/// By default glibc gives threads up to eight arenas per core, and memory freed
-/// in one arena is kept for it rather than returned: under a flood of large
-/// deliveries decoded on many blocking threads, peak RSS rose ~60 MiB above the
-/// in-flight budget's bound that way (`tests/process.rs`,
-/// `peak_memory_stays_bounded_under_a_flood`: 174–217 MiB against 118–143 MiB
-/// with the cap, on 2 cores). An operator's own `MALLOC_ARENA_MAX` or
-/// `GLIBC_TUNABLES` wins.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let set_by_operator = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || std::env::var("GLIBC_TUNABLES").is_ok_and(|tunables| tunables.contains("arena_max"));
-        if set_by_operator {
-            return;
-        }
-        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
-        let arenas = libc::c_int::try_from(cores).unwrap_or(libc::c_int::MAX);
-        #[expect(
-            unsafe_code,
-            reason = "mallopt only sets a malloc parameter; it is called before any other thread exists"
-        )]
-        // SAFETY: `mallopt` takes two integers and touches no Rust memory; with one
-        // thread running, no allocation races the change.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
-        }
-    }
-}
-
 /// How long `--health-check` waits for the admin listener; container runtimes
 /// usually allow a few seconds per check.
 const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -48,7 +17,6 @@ const HEALTH_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
     reason = "the binary prints --help and --version itself"
 )]
 fn main() -> ExitCode {
-    limit_malloc_arenas();
     let config = match Invocation::from_args(std::env::args_os()) {
         Ok(Invocation::Serve(config)) => config,
         Ok(Invocation::Validate(config)) => {
