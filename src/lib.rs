@@ -6,7 +6,8 @@
 //!   path, checks the access key ([`server::auth`]) and the headers, reads the
 //!   body within the in-flight byte budget, hands it to [`ingest`] and maps the
 //!   result to the reply, with statuses from one error enum ([`server::error`]).
-//!   The admin listener serves metrics and health ([`server::health`]). Both run an
+//!   The admin listener serves metrics and health ([`server::health`]), and the
+//!   series of each `prometheus` sink ([`sink::prometheus`]). Both run an
 //!   accept loop ([`server::listener`]) that caps connections and times out slow
 //!   clients.
 //! - [`firehose`]: the protocol's model: header names, the request envelope, the

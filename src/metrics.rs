@@ -66,6 +66,11 @@ pub const SINK_UP: &str = "hydrant_sink_up";
 /// Events and keys a sink changed to fit its service (split into parts, a name or
 /// key replaced by its digest), by action.
 pub const SINK_RESHAPED_TOTAL: &str = "hydrant_sink_reshaped_total";
+/// Series a `prometheus` sink holds now, for its scrape endpoint.
+pub const PROMETHEUS_SERIES: &str = "hydrant_prometheus_series";
+/// New series a `prometheus` sink did not take because it held `max_series`
+/// already.
+pub const PROMETHEUS_SERIES_DROPPED_TOTAL: &str = "hydrant_prometheus_series_dropped_total";
 /// Always 1; labels carry the version, the git revision and the Cargo features.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 /// Log lines that could not be written (standard error closed, or too slow to take
@@ -126,7 +131,8 @@ pub const LABEL_REVISION: &str = "revision";
 pub const LABEL_FEATURES: &str = "features";
 /// Label key: a sink's configured name (bounded by the configuration).
 pub const LABEL_SINK: &str = "sink";
-/// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `stdout`, `discard`).
+/// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `prometheus`, `stdout`,
+/// `discard`).
 /// Not plain `type`, which reads as the metric's own type in queries and clashes
 /// with other exporters' labels on joins.
 pub const LABEL_SINK_TYPE: &str = "sink_type";
@@ -246,6 +252,10 @@ pub struct Metrics {
     sink_up: IntGaugeVec,
     /// Per-sink reshaped events and keys, by action.
     pub sink_reshaped: IntCounterVec,
+    /// Series each `prometheus` sink holds.
+    prometheus_series: IntGaugeVec,
+    /// New series each `prometheus` sink dropped at its cap.
+    prometheus_series_dropped: IntCounterVec,
     /// Bytes held by requests in flight.
     in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
@@ -324,6 +334,25 @@ impl SinkRecorder {
     /// The sink is taken to be up (or down, by its breaker or probe).
     pub fn up(&self, up: bool) {
         self.up.set(i64::from(up));
+    }
+}
+
+/// The metrics of one `prometheus` sink, its `sink` label resolved once.
+#[derive(Debug, Clone)]
+pub struct PrometheusRecorder {
+    series: IntGauge,
+    dropped: IntCounter,
+}
+
+impl PrometheusRecorder {
+    /// The sink holds `count` series now.
+    pub fn series(&self, count: usize) {
+        self.series.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The sink dropped `count` new series at its cap.
+    pub fn dropped(&self, count: u64) {
+        self.dropped.inc_by(count);
     }
 }
 
@@ -554,6 +583,22 @@ impl Metrics {
             )
             .expect("valid metric"),
         };
+        let prometheus_series = IntGaugeVec::new(
+            Opts::new(
+                PROMETHEUS_SERIES,
+                "Series a prometheus sink holds for its scrape endpoint.",
+            ),
+            &[LABEL_SINK],
+        )
+        .expect("valid metric");
+        let prometheus_series_dropped = IntCounterVec::new(
+            Opts::new(
+                PROMETHEUS_SERIES_DROPPED_TOTAL,
+                "New series a prometheus sink dropped because it held max_series already.",
+            ),
+            &[LABEL_SINK],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Hydrant build information."),
             &[LABEL_VERSION, LABEL_REVISION, LABEL_FEATURES],
@@ -582,6 +627,8 @@ impl Metrics {
             Box::new(sink_duplicates.clone()),
             Box::new(sink_up.clone()),
             Box::new(sink_reshaped.clone()),
+            Box::new(prometheus_series.clone()),
+            Box::new(prometheus_series_dropped.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -653,6 +700,8 @@ impl Metrics {
             sink_duplicates,
             sink_up,
             sink_reshaped,
+            prometheus_series,
+            prometheus_series_dropped,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
@@ -680,6 +729,15 @@ impl Metrics {
         };
         recorder.up(true);
         recorder
+    }
+
+    /// The recorder of the `prometheus` sink `name`, its series at zero from now on.
+    #[must_use]
+    pub fn prometheus_sink(&self, name: &str) -> PrometheusRecorder {
+        PrometheusRecorder {
+            series: self.prometheus_series.with_label_values(&[name]),
+            dropped: self.prometheus_series_dropped.with_label_values(&[name]),
+        }
     }
 
     /// The recorder of one delivery from `stream` (by its source ARN) sent with
@@ -812,6 +870,9 @@ mod tests {
         }
         metrics.sink_up.with_label_values(&sink).set(1);
         metrics.record_unrouted(1);
+        let prometheus = metrics.prometheus_sink("cw");
+        prometheus.series(3);
+        prometheus.dropped(2);
         let connections = &metrics.connections;
         connections.open.with_label_values(&["ingest"]).inc();
         connections.limit.with_label_values(&["ingest"]).set(2);
@@ -846,6 +907,8 @@ mod tests {
             SINK_RETRIES_TOTAL,
             SINK_DUPLICATES_TOTAL,
             SINK_UP,
+            PROMETHEUS_SERIES,
+            PROMETHEUS_SERIES_DROPPED_TOTAL,
             BUILD_INFO,
             OPEN_CONNECTIONS,
             MAX_CONNECTIONS,
@@ -860,6 +923,8 @@ mod tests {
         assert!(text.contains(
             r#"hydrant_events_written_total{access_key="prod",delivery_stream="stream-a"} 2"#
         ));
+        assert!(text.contains(r#"hydrant_prometheus_series{sink="cw"} 3"#));
+        assert!(text.contains(r#"hydrant_prometheus_series_dropped_total{sink="cw"} 2"#));
         assert!(text.contains(
             r#"hydrant_duplicate_deliveries_total{access_key="prod",delivery_stream="stream-a"} 1"#
         ));

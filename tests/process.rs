@@ -826,13 +826,20 @@ fn metrics_are_complete_from_startup() {
     } else {
         String::new()
     };
-    std::fs::write(&config, nats).unwrap();
+    // A prometheus sink, whose series counts start at zero too.
+    let prometheus = "[[sinks]]\nname = \"cw\"\ntype = \"prometheus\"\n\
+                      [[routes]]\npath = \"/cw\"\nkind = \"metric\"\nsinks = [\"cw\"]\n";
+    std::fs::write(&config, format!("{nats}{prometheus}")).unwrap();
     let server = start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
     );
     let (status, metrics) = http(server.admin, "GET", "/metrics", &[], b"").unwrap();
     assert_eq!(status, 200);
+    // The sink's scrape endpoint is on the admin listener, empty until a stream
+    // delivers.
+    let (status, scrape) = http(server.admin, "GET", "/cloudwatch/metrics", &[], b"").unwrap();
+    assert_eq!((status, scrape.as_str()), (200, ""));
     let (status, _) = server.terminate();
     assert!(status.success());
 
@@ -898,6 +905,8 @@ fn metrics_are_complete_from_startup() {
         r#"hydrant_connections_refused_total{listener="admin"} 0"#,
         "hydrant_log_lines_dropped_total 0",
         "hydrant_control_messages_total 0",
+        r#"hydrant_prometheus_series{sink="cw"} 0"#,
+        r#"hydrant_prometheus_series_dropped_total{sink="cw"} 0"#,
     ];
     if cfg!(feature = "nats") {
         zeros.push(

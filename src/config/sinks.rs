@@ -1,5 +1,5 @@
 //! `[[sinks]]`: the keys every sink takes (`name`, `gates_readiness`) and what
-//! involves several sinks (unique names and data directories). A sink's own
+//! involves several sinks (unique names, data directories and scrape paths). A sink's own
 //! settings are read and checked by its type, [`SinkConfig::from_table`].
 
 use super::{ConfigError, MAX_KEY_NAME_CHARS, invalid};
@@ -87,6 +87,17 @@ pub(super) fn build_sinks(
             if shared {
                 return Err(invalid(format!(
                     "{sink}: data_dir is used by another file sink"
+                )));
+            }
+        }
+        if let SinkConfig::Prometheus(prometheus) = &config {
+            let shared = sinks.iter().any(|other| {
+                matches!(&other.config, SinkConfig::Prometheus(other) if other.path == prometheus.path)
+            });
+            if shared {
+                return Err(invalid(format!(
+                    "{sink}: path {:?} is served by another prometheus sink",
+                    prometheus.path
                 )));
             }
         }

@@ -268,7 +268,15 @@ fn the_example_config_file_is_valid() {
     );
     assert_eq!(config.decode.rules.len(), 2);
     let names: Vec<&str> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
-    assert_eq!(names, [EMBEDDED_SINK, "lake", "bus", "stream"]);
+    assert_eq!(
+        names,
+        [EMBEDDED_SINK, "lake", "bus", "stream", "cloudwatch"]
+    );
+    assert_eq!(
+        config.sinks[4].config,
+        crate::sink::SinkConfig::Prometheus(crate::sink::prometheus::PrometheusConfig::default()),
+        "the example's prometheus sink spells out the defaults"
+    );
     assert_eq!(config.router.routes.len(), 3);
     assert_eq!(config.router.default_sinks, SinkSet::of(&[0]));
     assert_eq!(config.fanout, defaults.fanout);
@@ -312,6 +320,10 @@ fn bad_sinks_and_routes_are_refused() {
         (
             "[[sinks]]\nname = \"a\"\ntype = \"discard\"\n\n[[sinks]]\nname = \"x\"\ntype = \"s3\"\nbucket = \"b\"\ncompression = \"lzma\"\n",
             "sink \"x\" (line 6, column 1): s3: unknown compression \"lzma\"",
+        ),
+        (
+            "[[sinks]]\nname = \"a\"\ntype = \"prometheus\"\n\n[[sinks]]\nname = \"b\"\ntype = \"prometheus\"\npath = \"/cloudwatch/metrics\"\n",
+            "sink \"b\" (line 6, column 1): path \"/cloudwatch/metrics\" is served by another prometheus sink",
         ),
         (
             "[[routes]]\nsinks = [\"nowhere\"]\n",

@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::Arc;
 
-use serde::Serialize;
 use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 pub mod lines;
@@ -52,8 +52,10 @@ pub struct Delivery {
 }
 
 /// One CloudWatch metric data point (`kind: "metric"`), from Metric Streams in JSON
-/// or OpenTelemetry format. Both decoders produce exactly this shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// or OpenTelemetry format. Both decoders produce exactly this shape. It reads back
+/// from its own event line (other keys of the line, `kind` and `firehose`, are
+/// skipped), for the sinks that work on metric values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
     /// The data point's time as CloudWatch stamps it, ms since the epoch.
     pub timestamp: i64,
@@ -181,6 +183,35 @@ impl Statistics {
             .iter()
             .find(|(key, _)| key == name)
             .map(|(_, value)| *value)
+    }
+}
+
+/// Reads the object [`Statistics`] is written as, in its order; a `null` (a value
+/// that was not finite) is left out, as there is no number to give.
+impl<'de> Deserialize<'de> for Statistics {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Statistics;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of statistic names to numbers")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Statistics, A::Error> {
+                let mut out = Vec::with_capacity(map.size_hint().unwrap_or(4));
+                while let Some((name, value)) = map.next_entry::<String, Option<f64>>()? {
+                    if let Some(value) = value {
+                        out.push((name, value));
+                    }
+                }
+                Ok(Statistics(out))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 

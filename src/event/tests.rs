@@ -133,6 +133,35 @@ fn writes_metric_and_generic_events_and_can_undo_them() {
     assert_eq!(events[1]["firehose"]["record_index"], 9);
 }
 
+/// A metric event line reads back as the point it was written from, statistics in
+/// their order; a value that was not finite (written as `null`) is left out.
+#[test]
+fn a_metric_line_reads_back_as_its_point() {
+    let metric = Metric {
+        timestamp: 1_611_929_698_000,
+        metric_stream_name: None,
+        account_id: Some("123456789012".into()),
+        region: None,
+        namespace: "AWS/EC2".into(),
+        metric_name: "CPUUtilization".into(),
+        dimensions: [("InstanceId".to_owned(), "i-1 \"x\"".to_owned())].into(),
+        unit: Some("Percent".into()),
+        value: Statistics(vec![
+            ("p99.9".into(), 0.1 + 0.2),
+            ("max".into(), f64::INFINITY),
+            ("count".into(), 3.0),
+            ("TM(10%:90%)".into(), -1e-300),
+        ]),
+    };
+    let mut writer = EventWriter::new(&delivery(), 0);
+    writer.metric(0, &metric);
+    let lines = writer.finish().concat();
+    let read: Metric = serde_json::from_slice(&lines[..lines.len() - 1]).unwrap();
+    let mut finite = metric.clone();
+    finite.value.0.remove(1);
+    assert_eq!(read, finite);
+}
+
 /// Lines are cut into chunks at record boundaries once a chunk is full, undoing
 /// a record works right after a cut, and appending moves chunks whole.
 #[test]

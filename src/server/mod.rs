@@ -11,6 +11,8 @@
 //! - `GET /healthz`: 200 while serving; `GET /readyz`: 200 once storage is open
 //!   and every sink that gates readiness is up. Other methods: 405, other paths:
 //!   404, each with a JSON error.
+//! - `GET <path>` of each `prometheus` sink (default `/cloudwatch/metrics`): its
+//!   series, in Prometheus text or OpenMetrics ([`crate::sink::prometheus`]).
 //!
 //! Both listeners run the accept loop of [`listener`], which caps open connections
 //! and times out clients that send slowly or not at all.
@@ -28,7 +30,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -43,6 +45,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
 use crate::sink::fanout::Sinks;
+use crate::sink::prometheus::{Format, PrometheusSink, check_path};
 use auth::Auth;
 use health::Readiness;
 use listener::{ConnectionSettings, Listener};
@@ -197,10 +200,31 @@ pub fn ingest_router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// The admin listener's routes.
+/// The admin listener's routes, with the scrape endpoint of each `prometheus`
+/// sink at its path.
 pub fn admin_router(state: AppState) -> Router {
     let only_get = || async { method_not_allowed(ALLOW_ADMIN, "the admin listener takes GET") };
-    Router::new()
+    let mut router = Router::new();
+    let mut paths: Vec<String> = Vec::new();
+    for sink in state.sinks.scrape_endpoints() {
+        // The configuration refuses two sinks on one path and the admin
+        // listener's own paths; a set of sinks assembled by hand is held to the
+        // same, as the router would panic on either.
+        let path = sink.path().to_owned();
+        if paths.contains(&path) || check_path(&path).is_err() {
+            tracing::warn!(path = %path, "A prometheus sink's path is taken or invalid; not served.");
+            continue;
+        }
+        let handler = move |headers: HeaderMap| {
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|value| value.to_str().ok());
+            scrape(sink.clone(), Format::negotiate(accept))
+        };
+        router = router.route(&path, get(handler).fallback(only_get));
+        paths.push(path);
+    }
+    router
         .route("/metrics", get(metrics).fallback(only_get))
         .route("/healthz", get(health::live).fallback(only_get))
         .route(
@@ -237,6 +261,26 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+/// A `prometheus` sink's series in `format` (what the `Accept` header asked for).
+/// A large scrape is rendered off the async workers.
+async fn scrape(sink: PrometheusSink, format: Format) -> axum::response::Response {
+    match tokio::task::spawn_blocking(move || sink.render(format)).await {
+        Ok(body) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(format.content_type()),
+            )],
+            body,
+        )
+            .into_response(),
+        Err(_) => delivery::reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "",
+            Some("the scrape could not be rendered"),
+        ),
+    }
 }
 
 /// One span per request, carrying the Firehose request id (never the access key).

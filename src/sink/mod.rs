@@ -6,6 +6,8 @@
 //! - [`s3`]: one object per delivery in S3 or an S3-compatible store;
 //! - [`nats`]: NATS JetStream, one message per event, de-duplicated by message id;
 //! - [`kafka`]: Kafka, one record per event;
+//! - [`prometheus`]: metric points as series, served to Prometheus scrapes on the
+//!   admin listener (in memory);
 //! - [`stdout`] and [`discard`]: for piping and debugging, and for benchmarks;
 //! - [`fanout`]: sends a delivery's batches to their sinks with retries, a circuit
 //!   breaker per sink and a per-sink window of committed deliveries;
@@ -35,6 +37,7 @@ pub mod file;
 pub mod kafka;
 #[cfg(feature = "nats")]
 pub mod nats;
+pub mod prometheus;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod stdout;
@@ -191,6 +194,8 @@ sink_types! {
     Nats(NatsSettings) = "nats",
     /// Kafka.
     Kafka(KafkaSettings) = "kafka",
+    /// A Prometheus scrape endpoint on the admin listener.
+    Prometheus(prometheus::PrometheusConfig) = "prometheus",
     /// Standard output.
     Stdout(stdout::StdoutConfig) = "stdout",
     /// Counts and forgets.
@@ -255,13 +260,6 @@ impl SinkConfig {
     /// [`SinkError::Config`] when the client refuses the settings.
     pub async fn open(
         self,
-        #[cfg_attr(
-            not(any(feature = "s3", feature = "nats", feature = "kafka")),
-            expect(
-                unused_variables,
-                reason = "only the network sinks label their metrics with the sink's name"
-            )
-        )]
         name: &str,
         metrics: &Metrics,
         file_defaults: &file::FileSinkSettings,
@@ -308,6 +306,10 @@ impl SinkConfig {
             Self::Nats(NotBuilt) => return Err(not_built("nats")),
             #[cfg(not(feature = "kafka"))]
             Self::Kafka(NotBuilt) => return Err(not_built("kafka")),
+            Self::Prometheus(config) => Sink::Prometheus(prometheus::PrometheusSink::new(
+                &config,
+                metrics.prometheus_sink(name),
+            )),
             Self::Stdout(config) => Sink::Stdout(stdout::StdoutSink::new(&config)),
             Self::Discard(_) => Sink::Discard(discard::DiscardSink),
         })
@@ -471,6 +473,8 @@ pub enum Sink {
     /// Kafka.
     #[cfg(feature = "kafka")]
     Kafka(kafka::KafkaSink),
+    /// Series for Prometheus scrapes, in memory.
+    Prometheus(prometheus::PrometheusSink),
     /// Standard output.
     Stdout(stdout::StdoutSink),
     /// Counts and forgets.
@@ -489,6 +493,7 @@ impl Sink {
             Self::Nats(_) => "nats",
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
+            Self::Prometheus(_) => "prometheus",
             Self::Stdout(_) => "stdout",
             Self::Discard(_) => "discard",
         }
@@ -529,6 +534,16 @@ impl Sink {
         }
     }
 
+    /// The `prometheus` sink behind this one, whose series the admin listener
+    /// serves at its path.
+    #[must_use]
+    pub fn scrape_endpoint(&self) -> Option<&prometheus::PrometheusSink> {
+        match self {
+            Self::Prometheus(sink) => Some(sink),
+            _ => None,
+        }
+    }
+
     /// The duplicate window the sink keeps itself, if it does: a file sink's, which
     /// its journal makes durable and its recovery seeded. The fan-out makes one for
     /// every other sink.
@@ -559,6 +574,7 @@ impl Sink {
             Self::Nats(sink) => sink.commit(batch).await.map(|()| written(batch)),
             #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.commit(batch).await.map(|()| written(batch)),
+            Self::Prometheus(sink) => sink.commit(batch).map(|()| written(batch)),
             Self::Stdout(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Discard(sink) => {
                 sink.commit(batch);
@@ -577,7 +593,7 @@ impl Sink {
     pub async fn probe(&self) -> Result<(), SinkError> {
         match self {
             Self::File(sink) => sink.probe().await,
-            Self::Stdout(_) | Self::Discard(_) => Ok(()),
+            Self::Prometheus(_) | Self::Stdout(_) | Self::Discard(_) => Ok(()),
             #[cfg(feature = "s3")]
             Self::S3(sink) => sink.probe().await,
             #[cfg(feature = "nats")]

@@ -14,19 +14,29 @@ fn read(text: &str) -> Result<SinkConfig, String> {
 fn each_type_name_reads_as_its_own_variant() {
     assert_eq!(
         SinkConfig::TYPES,
-        ["file", "s3", "nats", "kafka", "stdout", "discard"]
+        [
+            "file",
+            "s3",
+            "nats",
+            "kafka",
+            "prometheus",
+            "stdout",
+            "discard"
+        ]
     );
     for (text, kind) in [
         ("type = \"file\"\ndata_dir = \"/srv/x\"\n", "file"),
         ("type = \"stdout\"\n", "stdout"),
         ("type = \"discard\"\n", "discard"),
+        ("type = \"prometheus\"\n", "prometheus"),
     ] {
         assert_eq!(read(text).unwrap().kind(), kind);
     }
     let message = read("type = \"ftp\"\n").unwrap_err();
     assert!(
         message.contains("unknown type \"ftp\"")
-            && message.contains("expected one of file, s3, nats, kafka, stdout, discard"),
+            && message
+                .contains("expected one of file, s3, nats, kafka, prometheus, stdout, discard"),
         "{message}"
     );
     let message = read("data_dir = \"/srv/x\"\n").unwrap_err();
@@ -52,6 +62,36 @@ fn a_sink_type_checks_its_own_settings() {
         (
             "type = \"file\"\ndata_dir = \"/x\"\nsegment_max_age = 5\n",
             "needs a unit",
+        ),
+        (
+            "type = \"prometheus\"\npath = \"/metrics\"\n",
+            "admin listener's own",
+        ),
+        (
+            "type = \"prometheus\"\npath = \"cloudwatch\"\n",
+            "must start with '/'",
+        ),
+        (
+            "type = \"prometheus\"\npath = \"/cw/{name}\"\n",
+            "only letters, digits",
+        ),
+        (
+            "type = \"prometheus\"\nstaleness = \"0s\"\n",
+            "greater than 0",
+        ),
+        ("type = \"prometheus\"\nstaleness = 600\n", "needs a unit"),
+        ("type = \"prometheus\"\nmax_series = 0\n", "greater than 0"),
+        (
+            "type = \"prometheus\"\ninclude_metrics = [\"\"]\n",
+            "include_metrics: empty pattern",
+        ),
+        (
+            "type = \"prometheus\"\nnaming = \"grafana\"\n",
+            "unknown variant",
+        ),
+        (
+            "type = \"prometheus\"\nlabels = 1\n",
+            "unknown field `labels`",
         ),
     ] {
         let message = read(text).unwrap_err();

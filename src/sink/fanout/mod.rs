@@ -211,6 +211,15 @@ impl Sinks {
         self.handles.iter().flatten()
     }
 
+    /// The opened `prometheus` sinks, whose series the admin listener serves, each
+    /// at its path.
+    #[must_use]
+    pub fn scrape_endpoints(&self) -> Vec<super::prometheus::PrometheusSink> {
+        self.opened()
+            .filter_map(|handle| handle.sink.scrape_endpoint().cloned())
+            .collect()
+    }
+
     /// Whether every opened sink is up.
     #[must_use]
     pub fn all_up(&self) -> bool {

@@ -1,0 +1,466 @@
+//! The `prometheus` sink: CloudWatch metric data points as series that Prometheus
+//! scrapes from the admin listener, named as the exporters users already run name
+//! them ([`crate::series`]), so that Hydrant fed by Metric Streams can replace a
+//! polling exporter.
+//!
+//! The sink keeps the latest value of every series in memory and serves it at its
+//! `path` on the admin listener, in the Prometheus text format or OpenMetrics
+//! ([`Format::negotiate`]). A commit parses the batch's `metric` events, turns each
+//! into its samples and stores them, then answers: nothing is written anywhere, so
+//! a restart empties the sink until the streams deliver again (every minute), as a
+//! restarted exporter is empty until its next poll. Events of other kinds are
+//! skipped: routes decide what reaches the sink, and users route `kind = "metric"`
+//! to it.
+//!
+//! - A series is its name and its labels. Of two points of one series, the one with
+//!   the later CloudWatch timestamp is kept (the same timestamp again replaces it:
+//!   CloudWatch may send a period again with late data), so a Firehose retry or a
+//!   late delivery never takes a series back in time.
+//! - A series not updated for `staleness` (by the time Hydrant received it) is
+//!   dropped when the sink is scraped, and while commits come in.
+//! - At `max_series` series, points of new series are dropped and counted in
+//!   `hydrant_prometheus_series_dropped_total`; known series keep being updated.
+//!   The memory the sink takes is bounded by that cap.
+//! - `timestamps` puts CloudWatch's time on each sample. Off by default, as in
+//!   YACE: a point arrives minutes after its period, and Prometheus refuses samples
+//!   older than its head block or hides those behind its lookback window, so a
+//!   scrape with timestamps would lose or hide data that is perfectly fine without.
+
+mod exposition;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::{SinkBatch, SinkError};
+use crate::event::{Kind, Metric};
+use crate::glob::Glob;
+use crate::metrics::PrometheusRecorder;
+use crate::series::{self, Naming};
+use crate::setting::HumanDuration;
+pub use exposition::{CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Format};
+
+/// Where the admin listener serves the series unless `path` says otherwise: apart
+/// from Hydrant's own `/metrics`.
+pub const DEFAULT_PATH: &str = "/cloudwatch/metrics";
+/// How long a series stays without an update by default. Streams send every
+/// minute; ten missed periods mean the metric stopped (an instance terminated).
+pub const DEFAULT_STALENESS: Duration = Duration::from_secs(600);
+/// Series one sink holds at most, by default. A YACE-named EC2 or ALB series with
+/// its account, region and one dimension was measured at 198 bytes allocated (its
+/// label text, its value and times, its share of the maps) and about 270 bytes of
+/// resident memory with the allocator's overhead, at 100,000 and at 1,000,000
+/// series alike: a full sink takes about 270 MB. That holds a stream of 200,000
+/// metrics with their five statistics each, more than one Prometheus target
+/// should serve (a scrape of it is about 130 MB of text); a smaller machine sets a
+/// lower cap.
+pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
+/// The admin listener's own paths, which a sink cannot take.
+pub const RESERVED_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
+/// How often commits drop stale series when no scrape did it (scrapes always do).
+const PRUNE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A `[[sinks]]` entry with `type = "prometheus"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrometheusConfig {
+    /// Where the admin listener serves the series.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// How series are named.
+    #[serde(default)]
+    pub naming: Naming,
+    /// Namespace globs a point's namespace must match one of (empty: every one).
+    #[serde(default)]
+    pub include_namespaces: Vec<String>,
+    /// Namespace globs whose points are left out.
+    #[serde(default)]
+    pub exclude_namespaces: Vec<String>,
+    /// CloudWatch metric name globs a point's metric must match one of (empty:
+    /// every one).
+    #[serde(default)]
+    pub include_metrics: Vec<String>,
+    /// CloudWatch metric name globs whose points are left out.
+    #[serde(default)]
+    pub exclude_metrics: Vec<String>,
+    /// Whether samples carry CloudWatch's timestamp.
+    #[serde(default)]
+    pub timestamps: bool,
+    /// How long a series stays without an update.
+    #[serde(default = "default_staleness")]
+    pub staleness: HumanDuration,
+    /// Series held at most.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
+}
+
+fn default_path() -> String {
+    DEFAULT_PATH.to_owned()
+}
+
+fn default_staleness() -> HumanDuration {
+    HumanDuration(DEFAULT_STALENESS)
+}
+
+fn default_max_series() -> usize {
+    DEFAULT_MAX_SERIES
+}
+
+impl Default for PrometheusConfig {
+    fn default() -> Self {
+        Self {
+            path: default_path(),
+            naming: Naming::default(),
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            include_metrics: Vec::new(),
+            exclude_metrics: Vec::new(),
+            timestamps: false,
+            staleness: default_staleness(),
+            max_series: DEFAULT_MAX_SERIES,
+        }
+    }
+}
+
+impl super::SinkSettings for PrometheusConfig {
+    fn check(&self) -> Result<(), String> {
+        check_path(&self.path)?;
+        if self.staleness.0.is_zero() {
+            return Err("staleness must be greater than 0".into());
+        }
+        if self.max_series == 0 {
+            return Err("max_series must be greater than 0".into());
+        }
+        for (key, patterns) in [
+            ("include_namespaces", &self.include_namespaces),
+            ("exclude_namespaces", &self.exclude_namespaces),
+            ("include_metrics", &self.include_metrics),
+            ("exclude_metrics", &self.exclude_metrics),
+        ] {
+            if patterns.iter().any(String::is_empty) {
+                return Err(format!("{key}: empty pattern"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a scrape path: it starts with `/`, is not one of the admin listener's
+/// own paths, and holds only letters, digits and `/ - _ . ~` with no empty segment
+/// (nothing the router would read as a parameter or wildcard).
+///
+/// # Errors
+///
+/// A one-line reason.
+pub fn check_path(path: &str) -> Result<(), String> {
+    if !path.starts_with('/') {
+        return Err(format!("path {path:?} must start with '/'"));
+    }
+    if RESERVED_PATHS.contains(&path) {
+        return Err(format!(
+            "path {path:?} is the admin listener's own; choose another (the default is {DEFAULT_PATH:?})"
+        ));
+    }
+    let plain = path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/-_.~".contains(c));
+    if !plain || path.contains("//") {
+        return Err(format!(
+            "path {path:?} may hold only letters, digits and / - _ . ~, with no empty segment"
+        ));
+    }
+    Ok(())
+}
+
+/// Which points a sink takes, by namespace and metric name.
+#[derive(Debug, Clone, Default)]
+struct Filter {
+    include_namespaces: Vec<Glob>,
+    exclude_namespaces: Vec<Glob>,
+    include_metrics: Vec<Glob>,
+    exclude_metrics: Vec<Glob>,
+}
+
+impl Filter {
+    fn new(config: &PrometheusConfig) -> Self {
+        let globs = |patterns: &[String]| patterns.iter().map(|p| Glob::new(p)).collect();
+        Self {
+            include_namespaces: globs(&config.include_namespaces),
+            exclude_namespaces: globs(&config.exclude_namespaces),
+            include_metrics: globs(&config.include_metrics),
+            exclude_metrics: globs(&config.exclude_metrics),
+        }
+    }
+
+    fn namespace(&self, namespace: &str) -> bool {
+        allowed(
+            &self.include_namespaces,
+            &self.exclude_namespaces,
+            namespace,
+        )
+    }
+
+    fn metric(&self, metric_name: &str) -> bool {
+        allowed(&self.include_metrics, &self.exclude_metrics, metric_name)
+    }
+}
+
+/// Whether `text` matches one of `include` (or `include` is empty) and none of
+/// `exclude`.
+fn allowed(include: &[Glob], exclude: &[Glob], text: &str) -> bool {
+    (include.is_empty() || include.iter().any(|glob| glob.matches(text)))
+        && !exclude.iter().any(|glob| glob.matches(text))
+}
+
+/// The latest point of a series.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    value: f64,
+    /// CloudWatch's time of the point, ms since the epoch.
+    timestamp_ms: i64,
+    /// When Hydrant received it, for staleness.
+    received: Instant,
+}
+
+/// A sample named and ready to store.
+#[derive(Debug)]
+struct Pending {
+    name: String,
+    labels: String,
+    value: f64,
+    timestamp_ms: i64,
+    /// Position of its data point's namespace and metric name, for a new family's
+    /// help text.
+    metric: usize,
+}
+
+/// The series of one metric name.
+#[derive(Debug)]
+struct Family {
+    help: String,
+    /// By label text ([`exposition::label_text`]), which is the series' key and
+    /// what a scrape writes, kept once.
+    series: BTreeMap<String, Point>,
+}
+
+/// Every series, by family name: sorted, so a scrape's output is the same for the
+/// same series.
+#[derive(Debug, Default)]
+struct Store {
+    families: BTreeMap<String, Family>,
+    series: usize,
+    pruned_at: Option<Instant>,
+}
+
+impl Store {
+    /// Stores `point` as the latest of its series, unless the series has a later
+    /// one. Returns false when it is a new series and the store is full.
+    fn upsert(
+        &mut self,
+        name: String,
+        labels: String,
+        point: Point,
+        help: impl FnOnce() -> String,
+        max_series: usize,
+    ) -> bool {
+        if let Some(family) = self.families.get_mut(&name) {
+            if let Some(existing) = family.series.get_mut(&labels) {
+                if point.timestamp_ms >= existing.timestamp_ms {
+                    *existing = point;
+                }
+                return true;
+            }
+            if self.series >= max_series {
+                return false;
+            }
+            family.series.insert(labels, point);
+        } else {
+            if self.series >= max_series {
+                return false;
+            }
+            let series = BTreeMap::from([(labels, point)]);
+            let help = help();
+            self.families.insert(name, Family { help, series });
+        }
+        self.series += 1;
+        true
+    }
+
+    /// Drops the series not received within `staleness` before `now`.
+    fn prune(&mut self, now: Instant, staleness: Duration) {
+        let fresh = |point: &Point| now.saturating_duration_since(point.received) < staleness;
+        let mut series = 0;
+        self.families.retain(|_, family| {
+            family.series.retain(|_, point| fresh(point));
+            series += family.series.len();
+            !family.series.is_empty()
+        });
+        self.series = series;
+        self.pruned_at = Some(now);
+    }
+}
+
+/// A `prometheus` sink; clones share its series.
+#[derive(Debug, Clone)]
+pub struct PrometheusSink(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    path: String,
+    naming: Naming,
+    filter: Filter,
+    timestamps: bool,
+    staleness: Duration,
+    max_series: usize,
+    recorder: PrometheusRecorder,
+    store: Mutex<Store>,
+}
+
+impl PrometheusSink {
+    /// An empty sink with `config`'s settings (checked when the configuration was
+    /// read), counting its series with `recorder`.
+    #[must_use]
+    pub fn new(config: &PrometheusConfig, recorder: PrometheusRecorder) -> Self {
+        recorder.series(0);
+        Self(Arc::new(Shared {
+            path: config.path.clone(),
+            naming: config.naming,
+            filter: Filter::new(config),
+            timestamps: config.timestamps,
+            staleness: config.staleness.0,
+            max_series: config.max_series,
+            recorder,
+            store: Mutex::new(Store::default()),
+        }))
+    }
+
+    /// Where the admin listener serves the series.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.0.path
+    }
+
+    /// Series held now.
+    #[must_use]
+    pub fn series(&self) -> usize {
+        self.store().series
+    }
+
+    /// Stores the batch's metric points; they are in memory, and served, once this
+    /// returns.
+    ///
+    /// # Errors
+    ///
+    /// None so far: a point the sink cannot take (a full sink, a line that does not
+    /// read as a metric) is counted or logged, never a reason for Firehose to send
+    /// the delivery again.
+    pub fn commit(&self, batch: &SinkBatch) -> Result<(), SinkError> {
+        self.commit_at(batch, Instant::now());
+        Ok(())
+    }
+
+    /// [`Self::commit`], received at `now`.
+    pub fn commit_at(&self, batch: &SinkBatch, now: Instant) {
+        let shared = &self.0;
+        // Parsed and named before the lock is taken, so scrapes and other commits
+        // wait only for the map updates.
+        let mut metrics: Vec<(String, String)> = Vec::new();
+        let mut pending = Vec::new();
+        let mut unreadable = 0_usize;
+        for (meta, line) in batch.events.iter() {
+            if meta.kind != Kind::Metric.as_str()
+                || meta
+                    .namespace
+                    .as_deref()
+                    .is_some_and(|namespace| !shared.filter.namespace(namespace))
+            {
+                continue;
+            }
+            let Ok(metric) = serde_json::from_slice::<Metric>(line) else {
+                unreadable += 1;
+                continue;
+            };
+            if !shared.filter.namespace(&metric.namespace)
+                || !shared.filter.metric(&metric.metric_name)
+            {
+                continue;
+            }
+            for sample in series::samples(&metric, shared.naming) {
+                pending.push(Pending {
+                    labels: exposition::label_text(&sample.labels),
+                    name: sample.name,
+                    value: sample.value,
+                    timestamp_ms: sample.timestamp_ms,
+                    metric: metrics.len(),
+                });
+            }
+            metrics.push((metric.namespace, metric.metric_name));
+        }
+        if unreadable > 0 {
+            // Hydrant wrote these lines itself; one that does not read back is a
+            // bug to report, not a reason for Firehose to send the delivery again.
+            tracing::warn!(
+                lines = unreadable,
+                "prometheus sink: metric events that do not read as metrics were skipped"
+            );
+        }
+        let mut store = self.store();
+        if store
+            .pruned_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_INTERVAL)
+        {
+            store.prune(now, shared.staleness);
+        }
+        let mut dropped = 0_u64;
+        for sample in pending {
+            let point = Point {
+                value: sample.value,
+                timestamp_ms: sample.timestamp_ms,
+                received: now,
+            };
+            let (namespace, metric_name) = &metrics[sample.metric];
+            let help = || format!("CloudWatch metric {namespace} {metric_name}");
+            if !store.upsert(sample.name, sample.labels, point, help, shared.max_series) {
+                dropped += 1;
+            }
+        }
+        shared.recorder.series(store.series);
+        if dropped > 0 {
+            shared.recorder.dropped(dropped);
+        }
+    }
+
+    /// The series in `format`, stale ones dropped first.
+    #[must_use]
+    pub fn render(&self, format: Format) -> String {
+        self.render_at(format, Instant::now())
+    }
+
+    /// [`Self::render`] at `now`.
+    #[must_use]
+    pub fn render_at(&self, format: Format, now: Instant) -> String {
+        let shared = &self.0;
+        let mut store = self.store();
+        store.prune(now, shared.staleness);
+        shared.recorder.series(store.series);
+        let mut out = String::with_capacity(store.series * 128);
+        for (name, family) in &store.families {
+            exposition::family(&mut out, format, name, &family.help);
+            for (labels, point) in &family.series {
+                let timestamp = shared.timestamps.then_some(point.timestamp_ms);
+                exposition::sample(&mut out, format, name, labels, point.value, timestamp);
+            }
+        }
+        exposition::finish(&mut out, format);
+        out
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.0.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests;
