@@ -363,3 +363,120 @@ async fn json_and_opentelemetry_give_the_same_series() {
         promtool_accepts(&from_otel);
     }
 }
+
+/// `GET path_and_query` on `address` over plain HTTP/1.0, for the Prometheus API:
+/// status and body.
+fn http_get(address: std::net::SocketAddr, path_and_query: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
+
+/// A free port on loopback, for a child process to listen on.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real Prometheus (Debian's `prometheus` package, which `.ci/test` installs)
+/// scrapes the admin listener, and its query API returns the captured point under
+/// its YACE names: what a dashboard built for YACE would query.
+#[tokio::test]
+#[expect(
+    clippy::print_stderr,
+    reason = "a test without prometheus says so in its output rather than pass in silence"
+)]
+async fn a_real_prometheus_scrapes_the_series_and_answers_queries() {
+    if Command::new("prometheus")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("prometheus is not installed; the scrape by a real Prometheus was not tried");
+        return;
+    }
+    let server = server(PrometheusConfig::default());
+    deliver_fixture(&server, "telegraf/record.json").await;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_address = admin.local_addr().unwrap();
+    let served = tokio::spawn(axum::serve(admin, admin_router(server.state.clone())).into_future());
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: hydrant\n    \
+             metrics_path: /cloudwatch/metrics\n    static_configs:\n      - targets: [\"{admin_address}\"]\n"
+        ),
+    )
+    .unwrap();
+    let prometheus_address: std::net::SocketAddr =
+        format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut prometheus = Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address={prometheus_address}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    // aws_ec2_cpuutilization_average{dimension_InstanceId="i-0efc7fdf09c123428"}
+    let query = "/api/v1/query?query=aws_ec2_cpuutilization_average\
+                 %7Bdimension_InstanceId%3D%22i-0efc7fdf09c123428%22%7D";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let answer = loop {
+        let reply = tokio::task::spawn_blocking(move || http_get(prometheus_address, query))
+            .await
+            .unwrap();
+        if let Some((200, body)) = &reply {
+            let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
+            if parsed["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                break parsed;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no answer from Prometheus in 60 s; last: {reply:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    served.abort();
+
+    let result = &answer["data"]["result"][0];
+    let labels = &result["metric"];
+    assert_eq!(
+        labels["__name__"], "aws_ec2_cpuutilization_average",
+        "{answer}"
+    );
+    assert_eq!(labels["account_id"], "549734399709", "{answer}");
+    assert_eq!(labels["region"], "us-west-2", "{answer}");
+    assert_eq!(labels["job"], "hydrant", "{answer}");
+    let value: f64 = result["value"][1].as_str().unwrap().parse().unwrap();
+    assert_eq!(value, 10.011_666_666_666_667, "{answer}");
+}
