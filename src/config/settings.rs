@@ -26,11 +26,9 @@ use crate::server::listener::{
     DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE,
 };
 use crate::setting::{ByteSize, HumanDuration};
+use crate::sink::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE};
-use crate::sink::file::{
-    DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
-    DEFAULT_SEGMENT_MAX_BYTES,
-};
+use crate::sink::file::{DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES};
 
 /// Declares a struct of settings. Each `name: Type = default` field is optional
 /// (`Option<Type>`, so that a flag, the file and the default can be told apart)

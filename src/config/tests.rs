@@ -14,11 +14,9 @@ use crate::server::listener::{
 };
 #[cfg(any(feature = "nats", feature = "kafka"))]
 use crate::sink::SinkConfig;
+use crate::sink::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE};
-use crate::sink::file::{
-    DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW, DEFAULT_SEGMENT_MAX_AGE,
-    DEFAULT_SEGMENT_MAX_BYTES,
-};
+use crate::sink::file::{DEFAULT_SEGMENT_MAX_AGE, DEFAULT_SEGMENT_MAX_BYTES};
 
 /// Parses for serving, with an empty environment for the variables Hydrant
 /// reads itself.

@@ -30,7 +30,7 @@ use crate::event::{CommonAttributes, Delivery};
 use crate::firehose::{DeliveryRequest, EnvelopeError, SourceArn};
 use crate::limits::{DecodeBudget, InflateError, Limits, gunzip_capped, gzip_size_hint};
 use crate::metrics::{DeliveryRecorder, Metrics};
-use crate::routing::{RequestFacts, Router};
+use crate::routing::{RequestFacts, RequestRouter, Router};
 use crate::sink::dedup::DeliveryKey;
 use crate::sink::fanout::{FanoutError, Sinks};
 use crate::sink::{Committed, EventLines, SinkBatch};
@@ -231,6 +231,9 @@ impl Ingest {
         if request.request_id != arrival.request_id {
             return Err(IngestError::RequestIdMismatch);
         }
+        // Which routes apply is known from the arrival; the events are split by
+        // them once decoded.
+        let router = self.router.for_request(&arrival.facts());
         let delivery = arrival.into_delivery(request.timestamp);
 
         // The events are held until the sinks have them: they are charged to the
@@ -253,7 +256,7 @@ impl Ingest {
                 .map(|format| format.as_str()),
             decoded.control_messages as u64,
         );
-        let (batches, copied) = self.route(delivery, key, decoded);
+        let (batches, copied) = self.route(&router, delivery, key, decoded);
         // Lines split between sinks that take different events are copies: held too.
         hold(reservation, copied as u64)?;
         Ok(batches)
@@ -275,17 +278,15 @@ impl Ingest {
 
     /// Splits a delivery's events and dead letters into one batch per sink; also
     /// returns the bytes of copies the split made.
-    fn route(&self, delivery: Delivery, key: DeliveryKey, decoded: Decoded) -> (Batches, usize) {
-        let request = RequestFacts {
-            path: &delivery.path,
-            delivery_stream: delivery.delivery_stream.as_deref(),
-            source_arn: delivery.source_arn.as_deref(),
-            access_key: delivery.access_key_name.as_deref(),
-            common_attributes: &delivery.common_attributes,
-        };
-        let router = self.router.for_request(&request);
-        let events = decoded.events.route(&router);
-        let dead_letters = decoded.dead_letters.route(&router);
+    fn route(
+        &self,
+        router: &RequestRouter<'_>,
+        delivery: Delivery,
+        key: DeliveryKey,
+        decoded: Decoded,
+    ) -> (Batches, usize) {
+        let events = decoded.events.route(router);
+        let dead_letters = decoded.dead_letters.route(router);
         let dropped = events.dropped + dead_letters.dropped;
         if dropped > 0 {
             self.metrics.record_unrouted(dropped as u64);

@@ -64,7 +64,7 @@ use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use super::dedup::{Admission, Claim, DeliveryKey, SinkWindow};
-pub use super::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
+use super::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use super::{Committed, SinkError};
 use crate::limits::MIB;
 use crate::metrics::StorageMetrics;

@@ -382,7 +382,9 @@ impl PrometheusSink {
                 unreadable += 1;
                 continue;
             };
-            if !shared.filter.namespace(&metric.namespace)
+            // The namespace was checked above when the line's metadata had it.
+            let namespace_unchecked = meta.namespace.is_none();
+            if (namespace_unchecked && !shared.filter.namespace(&metric.namespace))
                 || !shared.filter.metric(&metric.metric_name)
             {
                 continue;
