@@ -138,8 +138,10 @@
 use crate::event::Metric;
 
 pub mod naming;
+mod select;
 
 pub use naming::{Naming, Statistic};
+pub use select::{Filter, Patterns, Selected, select};
 
 /// One Prometheus sample.
 #[derive(Debug, Clone, PartialEq)]

@@ -35,10 +35,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use super::{SinkBatch, SinkError};
-use crate::event::{Kind, Metric};
-use crate::glob::Glob;
 use crate::metrics::PrometheusRecorder;
-use crate::series::{self, Naming};
+use crate::series::{self, Filter, Naming, Patterns};
 use crate::setting::HumanDuration;
 pub use exposition::{CONTENT_TYPE_OPENMETRICS, CONTENT_TYPE_TEXT, Format};
 
@@ -133,17 +131,18 @@ impl super::SinkSettings for PrometheusConfig {
         if self.max_series == 0 {
             return Err("max_series must be greater than 0".into());
         }
-        for (key, patterns) in [
-            ("include_namespaces", &self.include_namespaces),
-            ("exclude_namespaces", &self.exclude_namespaces),
-            ("include_metrics", &self.include_metrics),
-            ("exclude_metrics", &self.exclude_metrics),
-        ] {
-            if patterns.iter().any(String::is_empty) {
-                return Err(format!("{key}: empty pattern"));
-            }
+        self.patterns().check()
+    }
+}
+
+impl PrometheusConfig {
+    fn patterns(&self) -> Patterns<'_> {
+        Patterns {
+            include_namespaces: &self.include_namespaces,
+            exclude_namespaces: &self.exclude_namespaces,
+            include_metrics: &self.include_metrics,
+            exclude_metrics: &self.exclude_metrics,
         }
-        Ok(())
     }
 }
 
@@ -172,46 +171,6 @@ pub fn check_path(path: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// Which points a sink takes, by namespace and metric name.
-#[derive(Debug, Clone, Default)]
-struct Filter {
-    include_namespaces: Vec<Glob>,
-    exclude_namespaces: Vec<Glob>,
-    include_metrics: Vec<Glob>,
-    exclude_metrics: Vec<Glob>,
-}
-
-impl Filter {
-    fn new(config: &PrometheusConfig) -> Self {
-        let globs = |patterns: &[String]| patterns.iter().map(|p| Glob::new(p)).collect();
-        Self {
-            include_namespaces: globs(&config.include_namespaces),
-            exclude_namespaces: globs(&config.exclude_namespaces),
-            include_metrics: globs(&config.include_metrics),
-            exclude_metrics: globs(&config.exclude_metrics),
-        }
-    }
-
-    fn namespace(&self, namespace: &str) -> bool {
-        allowed(
-            &self.include_namespaces,
-            &self.exclude_namespaces,
-            namespace,
-        )
-    }
-
-    fn metric(&self, metric_name: &str) -> bool {
-        allowed(&self.include_metrics, &self.exclude_metrics, metric_name)
-    }
-}
-
-/// Whether `text` matches one of `include` (or `include` is empty) and none of
-/// `exclude`.
-fn allowed(include: &[Glob], exclude: &[Glob], text: &str) -> bool {
-    (include.is_empty() || include.iter().any(|glob| glob.matches(text)))
-        && !exclude.iter().any(|glob| glob.matches(text))
 }
 
 /// The latest point of a series.
@@ -327,7 +286,7 @@ impl PrometheusSink {
         Self(Arc::new(Shared {
             path: config.path.clone(),
             naming: config.naming,
-            filter: Filter::new(config),
+            filter: Filter::new(config.patterns()),
             timestamps: config.timestamps,
             staleness: config.staleness.0,
             max_series: config.max_series,
@@ -366,29 +325,16 @@ impl PrometheusSink {
         let shared = &self.0;
         // Parsed and named before the lock is taken, so scrapes and other commits
         // wait only for the map updates.
-        let mut metrics: Vec<(String, String)> = Vec::new();
+        let selected = series::select(&batch.events, &shared.filter);
+        if selected.unreadable > 0 {
+            tracing::warn!(
+                lines = selected.unreadable,
+                "prometheus sink: metric events that do not read as metrics were skipped"
+            );
+        }
+        let mut metrics: Vec<(String, String)> = Vec::with_capacity(selected.metrics.len());
         let mut pending = Vec::new();
-        let mut unreadable = 0_usize;
-        for (meta, line) in batch.events.iter() {
-            if meta.kind != Kind::Metric.as_str()
-                || meta
-                    .namespace
-                    .as_deref()
-                    .is_some_and(|namespace| !shared.filter.namespace(namespace))
-            {
-                continue;
-            }
-            let Ok(metric) = serde_json::from_slice::<Metric>(line) else {
-                unreadable += 1;
-                continue;
-            };
-            // The namespace was checked above when the line's metadata had it.
-            let namespace_unchecked = meta.namespace.is_none();
-            if (namespace_unchecked && !shared.filter.namespace(&metric.namespace))
-                || !shared.filter.metric(&metric.metric_name)
-            {
-                continue;
-            }
+        for metric in selected.metrics {
             for sample in series::samples(&metric, shared.naming) {
                 pending.push(Pending {
                     labels: exposition::label_text(&sample.labels),
@@ -399,14 +345,6 @@ impl PrometheusSink {
                 });
             }
             metrics.push((metric.namespace, metric.metric_name));
-        }
-        if unreadable > 0 {
-            // Hydrant wrote these lines itself; one that does not read back is a
-            // bug to report, not a reason for Firehose to send the delivery again.
-            tracing::warn!(
-                lines = unreadable,
-                "prometheus sink: metric events that do not read as metrics were skipped"
-            );
         }
         let mut store = self.store();
         if store

@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::event::{Delivery, EventWriter, Facts, Statistics};
+use crate::event::{Delivery, EventWriter, Facts, Kind, Metric, Statistics};
 use crate::metrics::Metrics;
 use crate::sink::dedup::DeliveryKey;
 
