@@ -1,8 +1,10 @@
 //! The cost of serving metric streams as Prometheus series, next to what decoding
 //! the same delivery costs: a real 1160-point Metric Streams JSON delivery
 //! (telegraf's capture, `tests/fixtures/telegraf/records.json`) decoded, turned
-//! into samples, committed to a `prometheus` sink; and one scrape of a sink
-//! holding 100,000 series, in the text format and in OpenMetrics.
+//! into samples, committed to a `prometheus` sink, and encoded as the remote write
+//! requests of a `remote_write` sink (grouped into series, protobuf, snappy); and
+//! one scrape of a sink holding 100,000 series, in the text format and in
+//! OpenMetrics.
 //!
 //! Run with `cargo bench --bench series`; per-point costs are in
 //! docs/performance.md.
@@ -23,6 +25,7 @@ use hydrant::series::{Naming, samples};
 use hydrant::sink::SinkBatch;
 use hydrant::sink::dedup::DeliveryKey;
 use hydrant::sink::prometheus::{Format, PrometheusConfig, PrometheusSink};
+use hydrant::sink::remote_write::{DEFAULT_MAX_SAMPLES_PER_REQUEST, Series, wire};
 
 /// Series a large account's streams hold in one scrape target.
 const SCRAPE_SERIES: usize = 100_000;
@@ -82,6 +85,20 @@ fn series(c: &mut Criterion) {
     group.bench_function("commit_to_prometheus_sink", |b| {
         let sink = PrometheusSink::new(&PrometheusConfig::default(), registry.prometheus_sink("b"));
         b.iter(|| sink.commit(black_box(&batch)).expect("in memory"));
+    });
+    // What a remote_write commit does before the network: the points' samples
+    // grouped into series and encoded as requests of the default size.
+    group.bench_function("remote_write_requests", |b| {
+        b.iter(|| {
+            let all = Series::group(
+                metrics
+                    .iter()
+                    .flat_map(|metric| samples(black_box(metric), Naming::Yace)),
+            );
+            for request in wire::requests(&all, DEFAULT_MAX_SAMPLES_PER_REQUEST) {
+                black_box(wire::body(request));
+            }
+        });
     });
     group.finish();
 

@@ -67,6 +67,11 @@ pub mod shutdown;
 pub mod sink;
 #[cfg(test)]
 mod testing;
-#[cfg(any(feature = "s3", feature = "nats", feature = "kafka"))]
+#[cfg(any(
+    feature = "s3",
+    feature = "nats",
+    feature = "kafka",
+    feature = "remote_write"
+))]
 pub mod tls;
 pub mod units;

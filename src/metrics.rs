@@ -71,6 +71,18 @@ pub const PROMETHEUS_SERIES: &str = "hydrant_prometheus_series";
 /// New series a `prometheus` sink did not take because it held `max_series`
 /// already.
 pub const PROMETHEUS_SERIES_DROPPED_TOTAL: &str = "hydrant_prometheus_series_dropped_total";
+/// Samples a `remote_write` sink's receiver took (answered 2xx).
+pub const REMOTE_WRITE_SAMPLES_SENT_TOTAL: &str = "hydrant_remote_write_samples_sent_total";
+/// Samples a `remote_write` sink's receiver refused for good (a 4xx other than 429
+/// and those that mean a wrong URL or credentials, e.g. out of order): not retried.
+pub const REMOTE_WRITE_SAMPLES_REJECTED_TOTAL: &str = "hydrant_remote_write_samples_rejected_total";
+/// Requests a `remote_write` sink sent, by the class of the receiver's answer
+/// ([`REMOTE_WRITE_STATUSES`]).
+pub const REMOTE_WRITE_REQUESTS_TOTAL: &str = "hydrant_remote_write_requests_total";
+/// The `status` label values of [`REMOTE_WRITE_REQUESTS_TOTAL`]: the answer's class,
+/// 429 apart (it asks for a retry, other 4xx do not), and `error` for no answer
+/// (connection refused or reset, timeout).
+pub const REMOTE_WRITE_STATUSES: [&str; 5] = ["2xx", "4xx", "429", "5xx", "error"];
 /// Always 1; labels carry the version, the git revision and the Cargo features.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 /// Log lines that could not be written (standard error closed, or too slow to take
@@ -129,9 +141,11 @@ pub const LABEL_VERSION: &str = "version";
 pub const LABEL_REVISION: &str = "revision";
 /// Label key: the Cargo features Hydrant was built with, comma-separated.
 pub const LABEL_FEATURES: &str = "features";
+/// Label key: the class of a receiver's answer ([`REMOTE_WRITE_STATUSES`]).
+pub const LABEL_STATUS: &str = "status";
 /// Label key: a sink's configured name (bounded by the configuration).
 pub const LABEL_SINK: &str = "sink";
-/// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `prometheus`, `stdout`,
+/// Label key: a sink's type (`file`, `s3`, `nats`, `kafka`, `prometheus`, `remote_write`, `stdout`,
 /// `discard`).
 /// Not plain `type`, which reads as the metric's own type in queries and clashes
 /// with other exporters' labels on joins.
@@ -205,6 +219,7 @@ pub fn build_features() -> String {
     let features = [
         ("kafka", cfg!(feature = "kafka")),
         ("nats", cfg!(feature = "nats")),
+        ("remote_write", cfg!(feature = "remote_write")),
         ("s3", cfg!(feature = "s3")),
     ];
     features
@@ -256,6 +271,12 @@ pub struct Metrics {
     prometheus_series: IntGaugeVec,
     /// New series each `prometheus` sink dropped at its cap.
     prometheus_series_dropped: IntCounterVec,
+    /// Samples each `remote_write` sink's receiver took.
+    remote_write_sent: IntCounterVec,
+    /// Samples each `remote_write` sink's receiver refused for good.
+    remote_write_rejected: IntCounterVec,
+    /// Requests each `remote_write` sink sent, by answer.
+    remote_write_requests: IntCounterVec,
     /// Bytes held by requests in flight.
     in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
@@ -353,6 +374,41 @@ impl PrometheusRecorder {
     /// The sink dropped `count` new series at its cap.
     pub fn dropped(&self, count: u64) {
         self.dropped.inc_by(count);
+    }
+}
+
+/// The metrics of one `remote_write` sink, its `sink` label resolved once.
+#[derive(Debug, Clone)]
+pub struct RemoteWriteRecorder {
+    sent: IntCounter,
+    rejected: IntCounter,
+    /// By [`REMOTE_WRITE_STATUSES`], in its order.
+    requests: [IntCounter; 5],
+}
+
+impl RemoteWriteRecorder {
+    /// The receiver took `count` samples.
+    pub fn sent(&self, count: usize) {
+        self.sent.inc_by(count as u64);
+    }
+
+    /// The receiver refused `count` samples for good.
+    pub fn rejected(&self, count: usize) {
+        self.rejected.inc_by(count as u64);
+    }
+
+    /// A request was answered with `status` (`None`: no answer).
+    pub fn request(&self, status: Option<u16>) {
+        let class = match status {
+            Some(200..=299) => 0,
+            Some(429) => 2,
+            Some(400..=499) => 1,
+            Some(500..=599) => 3,
+            // 1xx and 3xx (redirects are not followed) count as errors: the
+            // request did not get through.
+            Some(_) | None => 4,
+        };
+        self.requests[class].inc();
     }
 }
 
@@ -599,6 +655,30 @@ impl Metrics {
             &[LABEL_SINK],
         )
         .expect("valid metric");
+        let remote_write_sent = IntCounterVec::new(
+            Opts::new(
+                REMOTE_WRITE_SAMPLES_SENT_TOTAL,
+                "Samples a remote_write sink's receiver took.",
+            ),
+            &[LABEL_SINK],
+        )
+        .expect("valid metric");
+        let remote_write_rejected = IntCounterVec::new(
+            Opts::new(
+                REMOTE_WRITE_SAMPLES_REJECTED_TOTAL,
+                "Samples a remote_write sink's receiver refused for good (not retried).",
+            ),
+            &[LABEL_SINK],
+        )
+        .expect("valid metric");
+        let remote_write_requests = IntCounterVec::new(
+            Opts::new(
+                REMOTE_WRITE_REQUESTS_TOTAL,
+                "Requests a remote_write sink sent, by the class of the receiver's answer.",
+            ),
+            &[LABEL_SINK, LABEL_STATUS],
+        )
+        .expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Hydrant build information."),
             &[LABEL_VERSION, LABEL_REVISION, LABEL_FEATURES],
@@ -629,6 +709,9 @@ impl Metrics {
             Box::new(sink_reshaped.clone()),
             Box::new(prometheus_series.clone()),
             Box::new(prometheus_series_dropped.clone()),
+            Box::new(remote_write_sent.clone()),
+            Box::new(remote_write_rejected.clone()),
+            Box::new(remote_write_requests.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -702,6 +785,9 @@ impl Metrics {
             sink_reshaped,
             prometheus_series,
             prometheus_series_dropped,
+            remote_write_sent,
+            remote_write_rejected,
+            remote_write_requests,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
@@ -737,6 +823,21 @@ impl Metrics {
         PrometheusRecorder {
             series: self.prometheus_series.with_label_values(&[name]),
             dropped: self.prometheus_series_dropped.with_label_values(&[name]),
+        }
+    }
+
+    /// The recorder of the `remote_write` sink `name`, every series at zero from
+    /// now on.
+    #[must_use]
+    pub fn remote_write_sink(&self, name: &str) -> RemoteWriteRecorder {
+        let requests = REMOTE_WRITE_STATUSES.map(|status| {
+            self.remote_write_requests
+                .with_label_values(&[name, status])
+        });
+        RemoteWriteRecorder {
+            sent: self.remote_write_sent.with_label_values(&[name]),
+            rejected: self.remote_write_rejected.with_label_values(&[name]),
+            requests,
         }
     }
 

@@ -268,13 +268,33 @@ fn the_example_config_file_is_valid() {
     let names: Vec<&str> = config.sinks.iter().map(|sink| sink.name.as_str()).collect();
     assert_eq!(
         names,
-        [EMBEDDED_SINK, "lake", "bus", "stream", "cloudwatch"]
+        [
+            EMBEDDED_SINK,
+            "lake",
+            "bus",
+            "stream",
+            "cloudwatch",
+            "mimir"
+        ]
     );
     assert_eq!(
         config.sinks[4].config,
         crate::sink::SinkConfig::Prometheus(crate::sink::prometheus::PrometheusConfig::default()),
         "the example's prometheus sink spells out the defaults"
     );
+    #[cfg(feature = "remote_write")]
+    {
+        use crate::sink::remote_write::RemoteWriteConfig;
+        let defaults = RemoteWriteConfig {
+            headers: [("X-Scope-OrgID".to_owned(), "cloudwatch".to_owned())].into(),
+            ..RemoteWriteConfig::new("http://127.0.0.1:9009/api/v1/push")
+        };
+        assert_eq!(
+            config.sinks[5].config,
+            crate::sink::SinkConfig::RemoteWrite(defaults),
+            "the example's remote_write sink spells out the defaults"
+        );
+    }
     assert_eq!(config.router.routes.len(), 3);
     assert_eq!(config.router.default_sinks, SinkSet::of(&[0]));
     assert_eq!(config.fanout, defaults.fanout);

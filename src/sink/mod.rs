@@ -8,6 +8,8 @@
 //! - [`kafka`]: Kafka, one record per event;
 //! - [`prometheus`]: metric points as series, served to Prometheus scrapes on the
 //!   admin listener (in memory);
+//! - [`remote_write`]: metric points as series, sent to a Prometheus remote write
+//!   receiver (Prometheus, Mimir, Thanos, VictoriaMetrics);
 //! - [`stdout`] and [`discard`]: for piping and debugging, and for benchmarks;
 //! - [`fanout`]: sends a delivery's batches to their sinks with retries, a circuit
 //!   breaker per sink and a per-sink window of committed deliveries;
@@ -38,6 +40,8 @@ pub mod kafka;
 #[cfg(feature = "nats")]
 pub mod nats;
 pub mod prometheus;
+#[cfg(feature = "remote_write")]
+pub mod remote_write;
 #[cfg(feature = "s3")]
 pub mod s3;
 pub mod stdout;
@@ -126,6 +130,10 @@ type NatsSettings = NotBuilt;
 type KafkaSettings = kafka::KafkaConfig;
 #[cfg(not(feature = "kafka"))]
 type KafkaSettings = NotBuilt;
+#[cfg(feature = "remote_write")]
+type RemoteWriteSettings = remote_write::RemoteWriteConfig;
+#[cfg(not(feature = "remote_write"))]
+type RemoteWriteSettings = NotBuilt;
 
 /// Declares [`SinkConfig`] from one list of the sink types: its variants, the type
 /// names in `type`, and what is looked up by name before a table is parsed.
@@ -196,6 +204,8 @@ sink_types! {
     Kafka(KafkaSettings) = "kafka",
     /// A Prometheus scrape endpoint on the admin listener.
     Prometheus(prometheus::PrometheusConfig) = "prometheus",
+    /// A Prometheus remote write receiver.
+    RemoteWrite(RemoteWriteSettings) = "remote_write",
     /// Standard output.
     Stdout(stdout::StdoutConfig) = "stdout",
     /// Counts and forgets.
@@ -306,6 +316,14 @@ impl SinkConfig {
             Self::Nats(NotBuilt) => return Err(not_built("nats")),
             #[cfg(not(feature = "kafka"))]
             Self::Kafka(NotBuilt) => return Err(not_built("kafka")),
+            #[cfg(feature = "remote_write")]
+            Self::RemoteWrite(config) => Sink::RemoteWrite(remote_write::RemoteWriteSink::open(
+                name,
+                &config,
+                metrics.remote_write_sink(name),
+            )?),
+            #[cfg(not(feature = "remote_write"))]
+            Self::RemoteWrite(NotBuilt) => return Err(not_built("remote_write")),
             Self::Prometheus(config) => Sink::Prometheus(prometheus::PrometheusSink::new(
                 &config,
                 metrics.prometheus_sink(name),
@@ -318,7 +336,12 @@ impl SinkConfig {
 
 /// The error of opening a type left out of this build (refused already when the
 /// configuration is read; this is for a configuration made by hand).
-#[cfg(not(all(feature = "s3", feature = "nats", feature = "kafka")))]
+#[cfg(not(all(
+    feature = "s3",
+    feature = "nats",
+    feature = "kafka",
+    feature = "remote_write"
+)))]
 fn not_built(kind: &str) -> OpenSinkError {
     SinkError::Config(format!("this Hydrant was built without the {kind} feature")).into()
 }
@@ -475,6 +498,9 @@ pub enum Sink {
     Kafka(kafka::KafkaSink),
     /// Series for Prometheus scrapes, in memory.
     Prometheus(prometheus::PrometheusSink),
+    /// Series sent to a Prometheus remote write receiver.
+    #[cfg(feature = "remote_write")]
+    RemoteWrite(remote_write::RemoteWriteSink),
     /// Standard output.
     Stdout(stdout::StdoutSink),
     /// Counts and forgets.
@@ -494,6 +520,8 @@ impl Sink {
             #[cfg(feature = "kafka")]
             Self::Kafka(_) => "kafka",
             Self::Prometheus(_) => "prometheus",
+            #[cfg(feature = "remote_write")]
+            Self::RemoteWrite(_) => "remote_write",
             Self::Stdout(_) => "stdout",
             Self::Discard(_) => "discard",
         }
@@ -575,6 +603,8 @@ impl Sink {
             #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Prometheus(sink) => sink.commit(batch).map(|()| written(batch)),
+            #[cfg(feature = "remote_write")]
+            Self::RemoteWrite(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Stdout(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Discard(sink) => {
                 sink.commit(batch);
@@ -600,6 +630,8 @@ impl Sink {
             Self::Nats(sink) => sink.probe().await,
             #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.probe().await,
+            #[cfg(feature = "remote_write")]
+            Self::RemoteWrite(sink) => sink.probe().await,
         }
     }
 

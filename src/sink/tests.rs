@@ -20,6 +20,7 @@ fn each_type_name_reads_as_its_own_variant() {
             "nats",
             "kafka",
             "prometheus",
+            "remote_write",
             "stdout",
             "discard"
         ]
@@ -29,14 +30,20 @@ fn each_type_name_reads_as_its_own_variant() {
         ("type = \"stdout\"\n", "stdout"),
         ("type = \"discard\"\n", "discard"),
         ("type = \"prometheus\"\n", "prometheus"),
+        #[cfg(feature = "remote_write")]
+        (
+            "type = \"remote_write\"\nurl = \"http://h/api/v1/write\"\n",
+            "remote_write",
+        ),
     ] {
         assert_eq!(read(text).unwrap().kind(), kind);
     }
     let message = read("type = \"ftp\"\n").unwrap_err();
     assert!(
         message.contains("unknown type \"ftp\"")
-            && message
-                .contains("expected one of file, s3, nats, kafka, prometheus, stdout, discard"),
+            && message.contains(
+                "expected one of file, s3, nats, kafka, prometheus, remote_write, stdout, discard"
+            ),
         "{message}"
     );
     let message = read("data_dir = \"/srv/x\"\n").unwrap_err();
