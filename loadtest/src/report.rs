@@ -530,5 +530,35 @@ mod tests {
         let table = report.to_table();
         assert!(table.contains("10.0 requests/s"), "{table}");
         assert!(table.contains("errors      none"), "{table}");
+        assert!(table.contains("100000 events/s"), "{table}");
+        assert!(!table.contains("data points") && !table.contains("series"));
+        assert!(json["requests"]["points"].is_null());
+        assert!(json["throughput"]["points_per_s"].is_null());
+
+        // A metric run: its events are data points, and they get their rate.
+        let metric_setup = Setup {
+            kind: "metrics-json",
+            series: Some(100_000),
+            series_in_pool: Some(20_000),
+            ..report.setup.clone()
+        };
+        let report = Report::new(metric_setup, &stats, Duration::from_secs(4));
+        assert_eq!(report.requests.points, Some(200_000));
+        assert_eq!(report.throughput.points_per_s, Some(50_000.0));
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(json["requests"]["points"], 200_000);
+        assert_eq!(json["throughput"]["points_per_s"], 50_000.0);
+        assert_eq!(json["setup"]["series"], 100_000);
+        assert_eq!(json["setup"]["series_in_pool"], 20_000);
+        let table = report.to_table();
+        assert!(
+            table.contains("5.0 requests/s   2500 records/s   50000 data points/s   8.0 MB/s body"),
+            "{table}"
+        );
+        assert!(table.contains("× 20 data points"), "{table}");
+        assert!(
+            table.contains("series      100000 asked, 20000 in the pool (too few"),
+            "{table}"
+        );
     }
 }
