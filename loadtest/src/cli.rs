@@ -5,6 +5,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::payload::Kind;
+use crate::series::{DEFAULT_SERIES, MAX_SERIES};
 use crate::units::{parse_duration, parse_size};
 
 const ABOUT: &str = "Load generator for Amazon Data Firehose HTTP endpoint receivers.";
@@ -28,6 +29,11 @@ Examples:
   # Open loop at 50 requests/s over 8 connections, gzip'd 4 MiB metric stream bodies:
   hydrant-loadtest --url http://127.0.0.1:8080/firehose --kind metrics-otel --request-size 4MiB \\
       --gzip --rate 50 --concurrency 8 --duration 1m --warmup 10s
+
+  # Metric Streams JSON over 100,000 series (a pool of 64 bodies x 50 records x 100 points
+  # holds 320,000 data points, so every series is sent):
+  hydrant-loadtest --url http://127.0.0.1:8080/firehose --kind metrics-json --series 100000 \\
+      --pool-size 64 --gzip --duration 30s
 
   # 1000 requests, no retries, machine-readable report:
   hydrant-loadtest --url http://127.0.0.1:8080/firehose --requests 1000 --no-retry --json
@@ -113,6 +119,16 @@ pub struct Args {
     #[arg(long, help_heading = "Payload")]
     pub gzip: bool,
 
+    /// Metric kinds only: the number of distinct series the data points are spread over,
+    /// 1..=10000000. A series is one metric (namespace and name) with one set of
+    /// dimension values, i.e. one label set at a receiver that keeps series. The count
+    /// is across the whole run's body pool: the pool (pool size × records × data points
+    /// per record) must hold at least N points for all N series to be sent; the report
+    /// shows how many it holds. Points go to the series evenly, in an order fixed by
+    /// --seed. Default: 640 (64 series for each of the 10 metrics).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_SERIES), help_heading = "Payload")]
+    pub series: Option<u64>,
+
     /// Number of distinct bodies generated before the run; requests use them in turn.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024), help_heading = "Payload")]
     pub pool_size: u32,
@@ -189,6 +205,19 @@ impl Args {
             kind => self
                 .events_per_record
                 .map_or(kind.default_events_per_record(), |events| events as usize),
+        }
+    }
+
+    /// Series of the metric kinds (the default unless given); an error for the other
+    /// kinds when given, as they have no series.
+    pub fn series(&self) -> Result<Option<u64>, String> {
+        match (self.kind.is_metric(), self.series) {
+            (true, series) => Ok(Some(series.unwrap_or(DEFAULT_SERIES))),
+            (false, None) => Ok(None),
+            (false, Some(_)) => Err(format!(
+                "--series applies to the metric kinds (metrics-json, metrics-otel), not to --kind {}",
+                self.kind.name()
+            )),
         }
     }
 
@@ -271,6 +300,24 @@ mod tests {
         assert_eq!(args.retries(), 3);
         assert_eq!(args.retry_initial, Duration::from_secs(1));
         assert!(!args.gzip && args.rate.is_none());
+    }
+
+    #[test]
+    fn series_belong_to_the_metric_kinds() {
+        let series = |extra: &[&str]| parse(extra).expect("parses").series();
+        assert_eq!(series(&["--kind", "metrics-json"]), Ok(Some(640)));
+        assert_eq!(
+            series(&["--kind", "metrics-otel", "--series", "10000000"]),
+            Ok(Some(10_000_000))
+        );
+        assert_eq!(series(&[]), Ok(None));
+        assert_eq!(series(&["--kind", "raw-json"]), Ok(None));
+        for kind in ["raw-json", "cloudwatch-logs"] {
+            let error = series(&["--kind", kind, "--series", "5"]).expect_err("refused");
+            assert!(error.contains(kind), "{error}");
+        }
+        assert!(parse(&["--kind", "metrics-json", "--series", "0"]).is_err());
+        assert!(parse(&["--kind", "metrics-json", "--series", "10000001"]).is_err());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //!
 //! - [`payload`] generates the pool of bodies before the run (CloudWatch Logs, Metric
 //!   Streams JSON and OpenTelemetry, raw JSON);
+//! - [`series`] spreads the metric data points of the pool evenly over `--series`
+//!   series;
 //! - [`body`] turns a pool entry and a request id into a request body without copying or
 //!   re-compressing the records;
 //! - [`run`] drives the connections (closed or open loop), retries and validation;
@@ -20,6 +22,7 @@ pub mod protobuf;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod series;
 pub mod units;
 
 pub use cli::Args;

@@ -66,6 +66,14 @@ fn main() -> ExitCode {
             format!("warming up for {:?}, then ", args.warmup)
         },
     );
+    if let (Some(series), Some(in_pool)) = (setup.series, setup.series_in_pool)
+        && in_pool < series
+    {
+        eprintln!(
+            "hydrant-loadtest: warning: the pool's data points cover {in_pool} of the {series} \
+             series asked for; raise --pool-size or --records to send them all"
+        );
+    }
     let report = runtime.block_on(execute(plan));
     if args.json {
         println!("{}", report.to_json());

@@ -7,6 +7,9 @@
 //! - `metrics-json`: CloudWatch Metric Streams JSON, N newline-terminated data points;
 //! - `metrics-otel`: Metric Streams OpenTelemetry 1.0, varint-length-delimited
 //!   `ExportMetricsServiceRequest` messages holding N summary data points in all;
+//!
+//!   the data points of both metric kinds are spread evenly over `--series` series (see
+//!   [`crate::series`]);
 //! - `raw-json`: one plain JSON object of about `--record-size` bytes and a newline (a
 //!   Direct PUT producer).
 
@@ -22,6 +25,7 @@ use serde::Serialize;
 use crate::body::{GzipTail, PartsBody, head};
 use crate::protobuf::{put_bytes, put_delimited, put_double, put_fixed64, put_message, put_string};
 use crate::rng::{RequestId, Rng};
+use crate::series::{MAX_SERIES, SeriesOrder, SeriesWalk, scramble};
 
 /// Firehose sends at most this many records per request.
 pub const MAX_RECORDS: usize = 10_000;
@@ -68,6 +72,11 @@ impl Kind {
         }
     }
 
+    /// Whether the records carry metric data points (spread over `--series` series).
+    pub fn is_metric(self) -> bool {
+        matches!(self, Kind::MetricsJson | Kind::MetricsOtel)
+    }
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         match self {
@@ -98,6 +107,8 @@ pub struct PoolSpec {
     pub pool_size: usize,
     /// Seed of the content.
     pub seed: u64,
+    /// Distinct metric series the data points are spread over (metric kinds only).
+    pub series: u64,
     /// "Now" for the timestamps inside the records (ms since the epoch).
     pub base_time_ms: u64,
 }
@@ -107,7 +118,8 @@ pub struct PoolSpec {
 pub struct Payload {
     /// Records in the body.
     pub records: usize,
-    /// Events in the body (records × events per record).
+    /// Events in the body (records × events per record): for the metric kinds, the
+    /// exact number of data points it carries.
     pub events: u64,
     /// Uncompressed body length, with a 36-character id and a 13-digit timestamp.
     pub body_len: u64,
@@ -156,6 +168,9 @@ pub struct Pool {
     pub events_per_record: usize,
     /// Raw JSON record size used (raised likewise).
     pub record_size: usize,
+    /// Metric kinds: the distinct series the pool's data points belong to (the asked
+    /// `--series`, or fewer when the pool holds fewer points than that).
+    pub series: Option<u64>,
 }
 
 impl Pool {
@@ -194,6 +209,10 @@ pub fn build_pool(spec: &PoolSpec) -> Result<Pool, String> {
     if spec.events_per_record == 0 {
         return Err("--events-per-record must be at least 1".into());
     }
+    if spec.kind.is_metric() && !(1..=MAX_SERIES).contains(&spec.series) {
+        return Err(format!("--series must be within 1..={MAX_SERIES}"));
+    }
+    let order = SeriesOrder::new(spec.series, spec.seed);
     if let Some(target) = spec.request_size {
         if target > MAX_REQUEST_SIZE {
             return Err(format!(
@@ -209,8 +228,10 @@ pub fn build_pool(spec: &PoolSpec) -> Result<Pool, String> {
     let payloads = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..spec.pool_size)
             .map(|index| {
-                let spec = &spec;
-                scope.spawn(move || build_payload(spec, index))
+                let (spec, order) = (&spec, &order);
+                scope.spawn(move || {
+                    build_payload(spec, index, &mut order.walk(index, spec.pool_size))
+                })
             })
             .collect();
         handles
@@ -222,10 +243,15 @@ pub fn build_pool(spec: &PoolSpec) -> Result<Pool, String> {
             })
             .collect::<Result<Vec<_>, _>>()
     })?;
+    let series = spec.kind.is_metric().then(|| {
+        let points: Vec<u64> = payloads.iter().map(|payload| payload.events).collect();
+        order.distinct_in_pool(&points)
+    });
     Ok(Pool {
         payloads,
         events_per_record: spec.events_per_record,
         record_size: spec.record_size,
+        series,
     })
 }
 
@@ -262,11 +288,13 @@ fn scale_for_request_size(spec: &mut PoolSpec, target: u64) -> Result<(), String
 fn probe_entry_len(spec: &PoolSpec) -> f64 {
     const PROBE: usize = 16;
     let mut rng = Rng::new(spec.seed ^ 0x5EED);
+    let order = SeriesOrder::new(spec.series, spec.seed);
+    let mut walk = order.walk(0, 1);
     let mut record = Vec::new();
     let mut total = 0_usize;
     for index in 0..PROBE {
         record.clear();
-        generate_record(spec, &mut rng, index, &mut record);
+        generate_record(spec, &mut rng, &mut walk, index, &mut record);
         total += entry_len(record.len());
     }
     total as f64 / PROBE as f64
@@ -277,8 +305,8 @@ fn entry_len(len: usize) -> usize {
     len.div_ceil(3) * 4 + 12
 }
 
-/// Builds pool entry `index`.
-fn build_payload(spec: &PoolSpec, index: usize) -> Payload {
+/// Builds pool entry `index`, its data points (metric kinds) on the series of `walk`.
+fn build_payload(spec: &PoolSpec, index: usize, walk: &mut SeriesWalk<'_>) -> Payload {
     let mut rng = Rng::new(
         spec.seed
             .wrapping_add((index as u64).wrapping_mul(0x9E37_79B9)),
@@ -322,7 +350,7 @@ fn build_payload(spec: &PoolSpec, index: usize) -> Payload {
                 last = true;
             }
         }
-        events += generate_record(&record_spec, &mut rng, records, &mut record) as u64;
+        events += generate_record(&record_spec, &mut rng, walk, records, &mut record) as u64;
         if records > 0 {
             tail.push(b',');
         }
@@ -351,8 +379,15 @@ fn build_payload(spec: &PoolSpec, index: usize) -> Payload {
     }
 }
 
-/// Appends one record of the spec's kind to `out`; returns its number of events.
-fn generate_record(spec: &PoolSpec, rng: &mut Rng, index: usize, out: &mut Vec<u8>) -> usize {
+/// Appends one record of the spec's kind to `out`; returns its number of events (data
+/// points for the metric kinds, each on the next series of `walk`).
+fn generate_record(
+    spec: &PoolSpec,
+    rng: &mut Rng,
+    walk: &mut SeriesWalk<'_>,
+    index: usize,
+    out: &mut Vec<u8>,
+) -> usize {
     match spec.kind {
         Kind::CloudwatchLogs => {
             cloudwatch_record(rng, spec.events_per_record, spec.base_time_ms, out);
@@ -360,12 +395,15 @@ fn generate_record(spec: &PoolSpec, rng: &mut Rng, index: usize, out: &mut Vec<u
         }
         Kind::MetricsJson => {
             for _ in 0..spec.events_per_record {
-                metric_json_line(&metric_point(rng, spec.base_time_ms), out);
+                metric_json_line(
+                    &metric_point(rng, walk.next_series(), spec.base_time_ms),
+                    out,
+                );
             }
             spec.events_per_record
         }
         Kind::MetricsOtel => {
-            otel_record(rng, spec.events_per_record, spec.base_time_ms, out);
+            otel_record(rng, walk, spec.events_per_record, spec.base_time_ms, out);
             spec.events_per_record
         }
         Kind::RawJson => {
@@ -706,13 +744,16 @@ struct MetricPoint {
     max: f64,
 }
 
-fn metric_point(rng: &mut Rng, base_time_ms: u64) -> MetricPoint {
-    let def = rng.pick(&METRICS);
-    let series = rng.below(64);
+/// A data point of series number `series`: metric `series mod 10` of [`METRICS`], with
+/// dimension values made from `series / 10`, so that distinct numbers are distinct
+/// series (the default 640 series are 64 for each metric).
+fn metric_point(rng: &mut Rng, series: u64, base_time_ms: u64) -> MetricPoint {
+    let def = &METRICS[(series % METRICS.len() as u64) as usize];
+    let instance = series / METRICS.len() as u64;
     let dimensions = def
         .dimensions
         .iter()
-        .map(|&name| (name, dimension_value(name, series)))
+        .map(|&name| (name, dimension_value(name, instance)))
         .collect();
     let minute = base_time_ms / 60_000 * 60_000;
     let timestamp_ms = minute.saturating_sub(60_000 * rng.below(3));
@@ -741,26 +782,35 @@ fn metric_point(rng: &mut Rng, base_time_ms: u64) -> MetricPoint {
     }
 }
 
-fn dimension_value(name: &str, series: u64) -> String {
-    let hash = Rng::new(series ^ 0xD1).next_u64();
+/// The value of dimension `name` for the `instance`-th series of a metric. Every metric
+/// has a dimension whose value is a one-to-one function of `instance` (it holds the
+/// number, or a bijective scramble of it), so distinct instances never share a label
+/// set; the other dimensions vary the way they would in an account (a few instance
+/// types, four operations per table).
+fn dimension_value(name: &str, instance: u64) -> String {
+    let hash = scramble(instance);
     match name {
-        "InstanceId" => format!("i-{:017x}", hash >> 4),
+        "InstanceId" => format!("i-{hash:017x}"),
         "InstanceType" => {
-            ["m5.large", "c6g.xlarge", "r6i.2xlarge", "t3.medium"][(series % 4) as usize].into()
+            ["m5.large", "c6g.xlarge", "r6i.2xlarge", "t3.medium"][(hash % 4) as usize].into()
         }
-        "FunctionName" => format!("{}-handler", RESOURCES[(series % 6) as usize]),
-        "Resource" => format!("{}-handler:live", RESOURCES[(series % 6) as usize]),
-        "LoadBalancer" => format!("app/web-{}/{:016x}", series % 8, hash),
-        "TargetGroup" => format!(
-            "targetgroup/api-{}/{:016x}",
-            series % 8,
-            hash.rotate_left(17)
+        "FunctionName" => format!("{}-handler-{instance}", RESOURCES[(instance % 6) as usize]),
+        "Resource" => format!(
+            "{}-handler-{instance}:live",
+            RESOURCES[(instance % 6) as usize]
         ),
-        "DBInstanceIdentifier" => format!("users-db-{}", series % 4),
-        "QueueName" => format!("jobs-{series}"),
-        "TableName" => format!("{}-table", RESOURCES[(series % 6) as usize]),
-        "Operation" => ["GetItem", "Query", "Scan", "BatchGetItem"][(series % 4) as usize].into(),
-        _ => format!("value-{series}"),
+        "LoadBalancer" => format!("app/web-{instance}/{hash:016x}"),
+        "TargetGroup" => format!("targetgroup/api-{instance}/{:016x}", hash.rotate_left(17)),
+        "DBInstanceIdentifier" => format!("users-db-{instance}"),
+        "QueueName" => format!("jobs-{instance}"),
+        // Four operations on each table: (table, operation) is one-to-one with instance.
+        "TableName" => format!(
+            "{}-table-{}",
+            RESOURCES[(instance / 4 % 6) as usize],
+            instance / 4
+        ),
+        "Operation" => ["GetItem", "Query", "Scan", "BatchGetItem"][(instance % 4) as usize].into(),
+        _ => format!("value-{instance}"),
     }
 }
 
@@ -816,14 +866,20 @@ fn metric_json_line(point: &MetricPoint, out: &mut Vec<u8>) {
 const POINTS_PER_MESSAGE: usize = 10;
 
 /// One OpenTelemetry 1.0 record: `points` data points in length-delimited messages.
-fn otel_record(rng: &mut Rng, points: usize, base_time_ms: u64, out: &mut Vec<u8>) {
+fn otel_record(
+    rng: &mut Rng,
+    walk: &mut SeriesWalk<'_>,
+    points: usize,
+    base_time_ms: u64,
+    out: &mut Vec<u8>,
+) {
     let mut remaining = points;
     let mut message = Vec::new();
     while remaining > 0 {
         let batch = remaining.min(POINTS_PER_MESSAGE);
         remaining -= batch;
         let batch: Vec<MetricPoint> = (0..batch)
-            .map(|_| metric_point(rng, base_time_ms))
+            .map(|_| metric_point(rng, walk.next_series(), base_time_ms))
             .collect();
         message.clear();
         // ExportMetricsServiceRequest.resource_metrics = 1
@@ -937,6 +993,7 @@ fn raw_json_record(rng: &mut Rng, index: usize, size: usize, base_time_ms: u64, 
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeSet, HashSet};
     use std::io::Read as _;
 
     use super::*;
@@ -952,8 +1009,96 @@ mod tests {
             gzip: false,
             pool_size: 2,
             seed: 42,
+            series: crate::series::DEFAULT_SERIES,
             base_time_ms: 1_763_719_200_000,
         }
+    }
+
+    /// A series as a receiver tells them apart: namespace, metric name, dimensions.
+    type SeriesKey = (String, String, Vec<(String, String)>);
+
+    /// The series of every data point in a body, decoded from its records: JSON lines
+    /// with serde_json, OpenTelemetry messages with the protobuf reader.
+    fn points_of(kind: Kind, body: &serde_json::Value) -> Vec<SeriesKey> {
+        let mut points = Vec::new();
+        for record in records(body) {
+            match kind {
+                Kind::MetricsJson => {
+                    let text = std::str::from_utf8(&record).expect("UTF-8");
+                    for line in text.lines() {
+                        let point: serde_json::Value =
+                            serde_json::from_str(line).expect("JSON line");
+                        let text =
+                            |value: &serde_json::Value| value.as_str().expect("string").to_string();
+                        let dimensions = point["dimensions"]
+                            .as_object()
+                            .expect("dimensions")
+                            .iter()
+                            .map(|(name, value)| (name.clone(), text(value)))
+                            .collect();
+                        points.push((
+                            text(&point["namespace"]),
+                            text(&point["metric_name"]),
+                            dimensions,
+                        ));
+                    }
+                }
+                Kind::MetricsOtel => {
+                    for message in delimited(&record) {
+                        let request = fields(message);
+                        let resource_metrics = fields(one(&request, 1).bytes());
+                        let scope_metrics = fields(one(&resource_metrics, 2).bytes());
+                        for metric in all(&scope_metrics, 2) {
+                            let metric = fields(metric.bytes());
+                            let summary = fields(one(&metric, 11).bytes());
+                            for point in all(&summary, 1) {
+                                let attributes = all(&fields(point.bytes()), 7);
+                                let value = |index: usize| {
+                                    let kv = fields(attributes[index].bytes());
+                                    fields(one(&kv, 2).bytes())
+                                };
+                                let list = fields(one(&value(2), 6).bytes());
+                                let dimensions = all(&list, 1)
+                                    .into_iter()
+                                    .map(|entry| {
+                                        let entry = fields(entry.bytes());
+                                        let any = fields(one(&entry, 2).bytes());
+                                        (
+                                            one(&entry, 1).text().to_string(),
+                                            one(&any, 1).text().to_string(),
+                                        )
+                                    })
+                                    .collect();
+                                points.push((
+                                    one(&value(0), 1).text().to_string(),
+                                    one(&value(1), 1).text().to_string(),
+                                    dimensions,
+                                ));
+                            }
+                        }
+                    }
+                }
+                other => panic!("{other:?} has no data points"),
+            }
+        }
+        points
+    }
+
+    /// The distinct series of a whole pool, and its data points.
+    fn series_of_pool(spec: &PoolSpec) -> (Pool, BTreeSet<SeriesKey>, u64) {
+        let pool = build_pool(spec).expect("pool");
+        let mut series = BTreeSet::new();
+        let mut points = 0;
+        let mut id_rng = Rng::new(11);
+        for payload in &pool.payloads {
+            let body = parsed_body(payload, &id_rng.request_id(), spec.gzip);
+            let decoded = points_of(spec.kind, &body);
+            // Each body knows exactly how many data points it carries.
+            assert_eq!(decoded.len() as u64, payload.events);
+            points += decoded.len() as u64;
+            series.extend(decoded);
+        }
+        (pool, series, points)
     }
 
     fn gunzip(data: &[u8]) -> Vec<u8> {
@@ -1242,6 +1387,140 @@ mod tests {
         assert_eq!(wire, gzip.payloads[0].wire_len());
         assert!(wire < plain.payloads[0].body_len);
         assert_eq!(plain.payloads[0].wire_len(), plain.payloads[0].body_len);
+    }
+
+    #[test]
+    fn n_series_are_n_distinct_label_sets() {
+        // 100,000 series over a pool of exactly 100,000 data points: each appears once.
+        for (series, records, points_per_record) in [
+            (1, 5, 20),
+            (7, 5, 20),
+            (640, 10, 100),
+            (5000, 20, 100),
+            (100_000, 250, 100),
+        ] {
+            let mut spec = spec(Kind::MetricsJson);
+            spec.series = series;
+            spec.records = records;
+            spec.events_per_record = points_per_record;
+            spec.pool_size = 4;
+            let (pool, distinct, points) = series_of_pool(&spec);
+            assert!(points >= series);
+            assert_eq!(distinct.len() as u64, series, "--series {series}");
+            assert_eq!(pool.series, Some(series));
+        }
+    }
+
+    #[test]
+    fn otel_points_spread_over_the_series_too() {
+        let mut spec = spec(Kind::MetricsOtel);
+        spec.series = 3000;
+        spec.records = 40;
+        spec.events_per_record = 25;
+        spec.pool_size = 3;
+        spec.gzip = true;
+        let (pool, distinct, points) = series_of_pool(&spec);
+        assert_eq!(points, 3000);
+        assert_eq!(distinct.len(), 3000);
+        assert_eq!(pool.series, Some(3000));
+    }
+
+    #[test]
+    fn a_small_pool_holds_as_many_series_as_points() {
+        let mut spec = spec(Kind::MetricsJson);
+        spec.series = 1_000_000;
+        spec.records = 10;
+        spec.events_per_record = 100;
+        let (pool, distinct, points) = series_of_pool(&spec);
+        assert_eq!(points, 2000);
+        assert_eq!(distinct.len(), 2000);
+        assert_eq!(pool.series, Some(2000));
+    }
+
+    #[test]
+    fn points_spread_evenly_over_the_series() {
+        let mut spec = spec(Kind::MetricsJson);
+        spec.series = 300;
+        spec.records = 10;
+        spec.events_per_record = 100;
+        spec.pool_size = 3;
+        let pool = build_pool(&spec).expect("pool");
+        let mut counts: BTreeMap<SeriesKey, u32> = BTreeMap::new();
+        for payload in &pool.payloads {
+            let body = parsed_body(payload, &Rng::new(12).request_id(), false);
+            for point in points_of(Kind::MetricsJson, &body) {
+                *counts.entry(point).or_default() += 1;
+            }
+        }
+        // 3000 points over 300 series: 10 each.
+        assert_eq!(counts.len(), 300);
+        assert!(counts.values().all(|&count| count == 10), "{counts:?}");
+    }
+
+    #[test]
+    fn the_seed_fixes_which_series_each_point_has() {
+        let mut spec = spec(Kind::MetricsJson);
+        spec.series = 50_000;
+        spec.records = 2;
+        spec.events_per_record = 50;
+        let series = |spec: &PoolSpec| {
+            let pool = build_pool(spec).expect("pool");
+            let body = parsed_body(&pool.payloads[1], &Rng::new(13).request_id(), false);
+            points_of(spec.kind, &body)
+        };
+        let first = series(&spec);
+        assert_eq!(first, series(&spec));
+        spec.seed = 43;
+        assert_ne!(first, series(&spec));
+    }
+
+    #[test]
+    fn series_numbers_map_to_distinct_label_sets_up_to_the_maximum() {
+        // Per metric, instance numbers near both ends of the range of --series 10000000.
+        let top = crate::series::MAX_SERIES / METRICS.len() as u64;
+        for def in &METRICS {
+            let mut seen = HashSet::new();
+            for instance in (0..60_000).chain(top - 20_000..top) {
+                let labels: Vec<String> = def
+                    .dimensions
+                    .iter()
+                    .map(|name| dimension_value(name, instance))
+                    .collect();
+                assert!(seen.insert(labels), "{} {instance}", def.name);
+            }
+        }
+        let names: HashSet<(&str, &str)> = METRICS
+            .iter()
+            .map(|def| (def.namespace, def.name))
+            .collect();
+        assert_eq!(names.len(), METRICS.len());
+    }
+
+    #[test]
+    fn data_points_are_counted_exactly_in_cut_bodies() {
+        // With --request-size the last record of a body is cut down: the count follows.
+        for kind in [Kind::MetricsJson, Kind::MetricsOtel] {
+            let mut spec = spec(kind);
+            spec.request_size = Some(300_000);
+            spec.events_per_record = 37;
+            spec.pool_size = 3;
+            let (pool, _, points) = series_of_pool(&spec);
+            let total: u64 = pool.payloads.iter().map(|payload| payload.events).sum();
+            assert_eq!(points, total);
+            assert!(
+                pool.payloads.iter().any(|payload| payload.events % 37 != 0),
+                "{kind:?}: some body ends in a cut record"
+            );
+        }
+    }
+
+    #[test]
+    fn series_out_of_range_are_refused() {
+        let mut spec = spec(Kind::MetricsJson);
+        spec.series = 0;
+        assert!(build_pool(&spec).is_err());
+        spec.series = crate::series::MAX_SERIES + 1;
+        assert!(build_pool(&spec).is_err());
     }
 
     #[test]

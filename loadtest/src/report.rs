@@ -145,6 +145,18 @@ pub struct Setup {
     pub wire_bytes: f64,
     /// Retries allowed per request.
     pub max_retries: u32,
+    /// Metric kinds: distinct series asked for (`--series`); `None` for the other kinds.
+    pub series: Option<u64>,
+    /// Metric kinds: distinct series the pool's data points belong to (fewer than asked
+    /// when the pool holds fewer points).
+    pub series_in_pool: Option<u64>,
+}
+
+impl Setup {
+    /// Whether the records carry metric data points.
+    pub fn is_metric(&self) -> bool {
+        self.series.is_some()
+    }
 }
 
 /// Request counts.
@@ -169,6 +181,9 @@ pub struct Counts {
     pub records: u64,
     /// Events in delivered requests.
     pub events: u64,
+    /// Metric kinds: data points in delivered requests (counted from the bodies, each of
+    /// which knows its points); `None` for the other kinds.
+    pub points: Option<u64>,
     /// Uncompressed body bytes of delivered requests.
     pub body_bytes: u64,
     /// Request body bytes sent, all attempts, as on the wire.
@@ -184,6 +199,8 @@ pub struct Throughput {
     pub records_per_s: f64,
     /// Events (records × events per record) of delivered requests per second.
     pub events_per_s: f64,
+    /// Metric kinds: data points of delivered requests per second.
+    pub points_per_s: Option<f64>,
     /// Uncompressed body MB (10^6 bytes) of delivered requests per second.
     pub body_mb_per_s: f64,
     /// Request body MB sent per second, all attempts, as on the wire.
@@ -269,6 +286,8 @@ impl Report {
     pub fn new(setup: Setup, stats: &Stats, elapsed: Duration) -> Self {
         let seconds = elapsed.as_secs_f64().max(1e-9);
         let rate = |value: u64| value as f64 / seconds;
+        // A metric record's events are its data points.
+        let points = setup.is_metric().then_some(stats.events);
         Self {
             setup,
             elapsed_s: elapsed.as_secs_f64(),
@@ -282,6 +301,7 @@ impl Report {
                 late_sends: stats.late_sends,
                 records: stats.records,
                 events: stats.events,
+                points,
                 body_bytes: stats.body_bytes,
                 wire_bytes: stats.wire_bytes,
             },
@@ -289,6 +309,7 @@ impl Report {
                 requests_per_s: rate(stats.ok),
                 records_per_s: rate(stats.records),
                 events_per_s: rate(stats.events),
+                points_per_s: points.map(rate),
                 body_mb_per_s: rate(stats.body_bytes) / 1e6,
                 wire_mb_per_s: rate(stats.wire_bytes) / 1e6,
             },
@@ -338,10 +359,15 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "  payload     {}: {:.0} records × {} events, body {}{} (pool of {})",
+            "  payload     {}: {:.0} records × {} {}, body {}{} (pool of {})",
             setup.kind,
             setup.records_per_request,
             setup.events_per_record,
+            if setup.is_metric() {
+                "data points"
+            } else {
+                "events"
+            },
             human_bytes(setup.body_bytes),
             if setup.gzip {
                 format!(", gzip'd to {}", human_bytes(setup.wire_bytes))
@@ -350,6 +376,17 @@ impl Report {
             },
             setup.pool_size,
         );
+        if let (Some(series), Some(in_pool)) = (setup.series, setup.series_in_pool) {
+            let _ = writeln!(
+                out,
+                "  series      {series} asked, {in_pool} in the pool{}",
+                if in_pool < series {
+                    " (too few data points in the pool: raise --pool-size or --records)"
+                } else {
+                    ""
+                },
+            );
+        }
         let _ = writeln!(out);
         let requests = &self.requests;
         let _ = writeln!(
@@ -371,10 +408,13 @@ impl Report {
         let throughput = &self.throughput;
         let _ = writeln!(
             out,
-            "  throughput  {:.1} requests/s   {:.0} records/s   {:.0} events/s   {:.1} MB/s body{}",
+            "  throughput  {:.1} requests/s   {:.0} records/s   {}   {:.1} MB/s body{}",
             throughput.requests_per_s,
             throughput.records_per_s,
-            throughput.events_per_s,
+            match throughput.points_per_s {
+                Some(points) => format!("{points:.0} data points/s"),
+                None => format!("{:.0} events/s", throughput.events_per_s),
+            },
             throughput.body_mb_per_s,
             if setup.gzip {
                 format!("   {:.1} MB/s on the wire", throughput.wire_mb_per_s)
@@ -477,6 +517,8 @@ mod tests {
             body_bytes: 1.6e6,
             wire_bytes: 1.6e6,
             max_retries: 3,
+            series: None,
+            series_in_pool: None,
         };
         let report = Report::new(setup, &stats, Duration::from_secs(2));
         assert_eq!(report.throughput.requests_per_s, 10.0);
@@ -488,5 +530,35 @@ mod tests {
         let table = report.to_table();
         assert!(table.contains("10.0 requests/s"), "{table}");
         assert!(table.contains("errors      none"), "{table}");
+        assert!(table.contains("100000 events/s"), "{table}");
+        assert!(!table.contains("data points") && !table.contains("series"));
+        assert!(json["requests"]["points"].is_null());
+        assert!(json["throughput"]["points_per_s"].is_null());
+
+        // A metric run: its events are data points, and they get their rate.
+        let metric_setup = Setup {
+            kind: "metrics-json",
+            series: Some(100_000),
+            series_in_pool: Some(20_000),
+            ..report.setup.clone()
+        };
+        let report = Report::new(metric_setup, &stats, Duration::from_secs(4));
+        assert_eq!(report.requests.points, Some(200_000));
+        assert_eq!(report.throughput.points_per_s, Some(50_000.0));
+        let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+        assert_eq!(json["requests"]["points"], 200_000);
+        assert_eq!(json["throughput"]["points_per_s"], 50_000.0);
+        assert_eq!(json["setup"]["series"], 100_000);
+        assert_eq!(json["setup"]["series_in_pool"], 20_000);
+        let table = report.to_table();
+        assert!(
+            table.contains("5.0 requests/s   2500 records/s   50000 data points/s   8.0 MB/s body"),
+            "{table}"
+        );
+        assert!(table.contains("× 20 data points"), "{table}");
+        assert!(
+            table.contains("series      100000 asked, 20000 in the pool (too few"),
+            "{table}"
+        );
     }
 }

@@ -19,6 +19,7 @@ use crate::cli::Args;
 use crate::payload::{Payload, Pool, PoolSpec, build_pool};
 use crate::report::{Report, Setup, Stats};
 use crate::rng::{RequestId, Rng};
+use crate::series::DEFAULT_SERIES;
 
 /// Firehose's request headers.
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("x-amz-firehose-protocol-version");
@@ -88,6 +89,7 @@ pub fn prepare(args: &Args) -> Result<Plan, String> {
     if args.retry_initial.is_zero() && !args.no_retry && args.max_retries > 0 {
         return Err("--retry-initial must be above 0".into());
     }
+    let series = args.series()?;
     let base_time_ms = now_ms();
     let spec = PoolSpec {
         kind: args.kind,
@@ -100,6 +102,7 @@ pub fn prepare(args: &Args) -> Result<Plan, String> {
         gzip: args.gzip,
         pool_size: args.pool_size as usize,
         seed: args.seed,
+        series: series.unwrap_or(DEFAULT_SERIES),
         base_time_ms,
     };
     let pool = build_pool(&spec)?;
@@ -129,6 +132,8 @@ pub fn prepare(args: &Args) -> Result<Plan, String> {
         body_bytes: pool.mean_body_len(),
         wire_bytes: pool.mean_wire_len(),
         max_retries: retry.max_retries,
+        series,
+        series_in_pool: pool.series,
     };
     Ok(Plan {
         setup,

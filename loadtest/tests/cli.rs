@@ -25,6 +25,29 @@ fn usage_errors_exit_1_and_help_exits_0() {
             "unknown size unit",
         ),
         (&["--url", url, "--rate", "0"], "rate"),
+        (
+            &["--url", url, "--kind", "metrics-json", "--series", "0"],
+            "--series",
+        ),
+        (
+            &[
+                "--url",
+                url,
+                "--kind",
+                "metrics-json",
+                "--series",
+                "10000001",
+            ],
+            "--series",
+        ),
+        (
+            &["--url", url, "--kind", "raw-json", "--series", "1000"],
+            "--series applies to the metric kinds",
+        ),
+        (
+            &["--url", url, "--series", "1000"],
+            "not to --kind cloudwatch-logs",
+        ),
     ];
     for (args, expected) in table {
         let output = loadtest(args);

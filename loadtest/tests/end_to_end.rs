@@ -45,6 +45,9 @@ struct Seen {
     arrivals: AtomicU64,
     /// Records over all attempts.
     records: AtomicU64,
+    /// Newline-terminated lines in the records of the attempts answered with a valid 200
+    /// (for Metric Streams JSON: the data points delivered).
+    lines_delivered: AtomicU64,
     /// Bodies that came gzip'd.
     gzip_bodies: AtomicU64,
     /// Anything that does not look like a Firehose delivery.
@@ -169,6 +172,11 @@ async fn handle(
     }
     seen.records
         .fetch_add(records.len() as u64, Ordering::Relaxed);
+    let lines: u64 = records
+        .iter()
+        .filter_map(|record| STANDARD.decode(record["data"].as_str()?).ok())
+        .map(|data| data.iter().filter(|&&byte| byte == b'\n').count() as u64)
+        .sum();
 
     let attempt = {
         let mut attempts = seen.attempts.lock().expect("lock");
@@ -198,7 +206,10 @@ async fn handle(
                 &serde_json::json!({"requestId": "someone-else", "timestamp": 1_763_719_200_456_u64}),
             )
         }
-        _ => json_response(StatusCode::OK, &ok),
+        _ => {
+            seen.lines_delivered.fetch_add(lines, Ordering::Relaxed);
+            json_response(StatusCode::OK, &ok)
+        }
     })
 }
 
@@ -318,6 +329,54 @@ async fn invalid_answers_count_as_errors_and_gzip_bodies_inflate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_points_of_delivered_requests_are_counted_exactly() {
+    let (address, seen) = start_endpoint(Fault::WrongRequestId { every: 4 }).await;
+    let report = run(
+        address,
+        &[
+            "--kind",
+            "metrics-json",
+            "--series",
+            "2000",
+            // Bodies of different point counts: the last record of each is cut down.
+            "--request-size",
+            "150KiB",
+            "--events-per-record",
+            "33",
+            "--pool-size",
+            "3",
+            "--requests",
+            "20",
+            "--concurrency",
+            "2",
+            "--no-retry",
+        ],
+    )
+    .await;
+
+    let requests = &report.requests;
+    assert_eq!((requests.ok, requests.failed), (15, 5), "{report:#?}");
+    let delivered = seen.lines_delivered.load(Ordering::Relaxed);
+    assert!(delivered > 0);
+    assert_eq!(requests.points, Some(delivered));
+    assert_eq!(requests.events, delivered);
+    let per_second = report.throughput.points_per_s.expect("points/s");
+    assert!((per_second - delivered as f64 / report.elapsed_s).abs() < 1e-6 * per_second);
+    assert_eq!(report.setup.series, Some(2000));
+    let in_pool = report.setup.series_in_pool.expect("series in the pool");
+    assert!((1..=2000).contains(&in_pool), "{in_pool}");
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("JSON");
+    assert_eq!(json["requests"]["points"], delivered);
+    assert!(json["throughput"]["points_per_s"].as_f64().expect("number") > 0.0);
+    let table = report.to_table();
+    assert!(table.contains(" data points/s"), "{table}");
+    assert!(table.contains("2000 asked"), "{table}");
+    let problems = seen.problems.lock().expect("lock").clone();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_open_loop_keeps_to_its_rate_and_duration() {
     let (address, seen) = start_endpoint(Fault::None).await;
     let report = run(
@@ -348,6 +407,12 @@ async fn the_open_loop_keeps_to_its_rate_and_duration() {
     assert!(report.elapsed_s < 10.0);
     assert_eq!(report.setup.mode, "open");
     assert_eq!(u64::from(seen.total_attempts()), requests.attempts);
+    // Raw JSON records have no data points and no series.
+    assert_eq!(
+        (requests.points, report.throughput.points_per_s),
+        (None, None)
+    );
+    assert_eq!(report.setup.series, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
