@@ -12,7 +12,8 @@
 //!   and every sink that gates readiness is up. Other methods: 405, other paths:
 //!   404, each with a JSON error.
 //! - `GET <path>` of each `prometheus` sink (default `/cloudwatch/metrics`): its
-//!   series, in Prometheus text or OpenMetrics ([`crate::sink::prometheus`]).
+//!   series, in Prometheus text or OpenMetrics ([`crate::sink::prometheus`]),
+//!   streamed as they are written ([`scrape`]).
 //!
 //! Both listeners run the accept loop of [`listener`], which caps open connections
 //! and times out clients that send slowly or not at all.
@@ -22,6 +23,7 @@ mod delivery;
 pub mod error;
 pub mod health;
 pub mod listener;
+mod scrape;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,7 +47,7 @@ use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
 use crate::sink::fanout::Sinks;
-use crate::sink::prometheus::{Format, PrometheusSink, check_path};
+use crate::sink::prometheus::{Format, check_path};
 use auth::Auth;
 use health::Readiness;
 use listener::{ConnectionSettings, Listener};
@@ -219,7 +221,8 @@ pub fn admin_router(state: AppState) -> Router {
             let accept = headers
                 .get(header::ACCEPT)
                 .and_then(|value| value.to_str().ok());
-            scrape(sink.clone(), Format::negotiate(accept))
+            let response = scrape::respond(sink.clone(), Format::negotiate(accept));
+            async move { response }
         };
         router = router.route(&path, get(handler).fallback(only_get));
         paths.push(path);
@@ -261,26 +264,6 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
-}
-
-/// A `prometheus` sink's series in `format` (what the `Accept` header asked for).
-/// A large scrape is rendered off the async workers.
-async fn scrape(sink: PrometheusSink, format: Format) -> axum::response::Response {
-    match tokio::task::spawn_blocking(move || sink.render(format)).await {
-        Ok(body) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            )],
-            body,
-        )
-            .into_response(),
-        Err(_) => delivery::reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "",
-            Some("the scrape could not be rendered"),
-        ),
-    }
 }
 
 /// One span per request, carrying the Firehose request id (never the access key).

@@ -18,6 +18,8 @@
 //!   late delivery never takes a series back in time.
 //! - A series not updated for `staleness` (by the time Hydrant received it) is
 //!   dropped when the sink is scraped, and while commits come in.
+//! - A scrape is written in pieces ([`Scrape`]), each under the lock only while it
+//!   is written, and streamed: its memory is a few pieces, not its whole text.
 //! - At `max_series` series, points of new series are dropped and counted in
 //!   `hydrant_prometheus_series_dropped_total`; known series keep being updated.
 //!   The memory the sink takes is bounded by that cap.
@@ -372,7 +374,7 @@ impl PrometheusSink {
         }
     }
 
-    /// The series in `format`, stale ones dropped first.
+    /// The series in `format`, stale ones dropped first, as one text.
     #[must_use]
     pub fn render(&self, format: Format) -> String {
         self.render_at(format, Instant::now())
@@ -381,25 +383,119 @@ impl PrometheusSink {
     /// [`Self::render`] at `now`.
     #[must_use]
     pub fn render_at(&self, format: Format, now: Instant) -> String {
-        let shared = &self.0;
-        let mut store = self.store();
-        store.prune(now, shared.staleness);
-        shared.recorder.series(store.series);
-        let mut out = String::with_capacity(store.series * 128);
-        for (name, family) in &store.families {
-            exposition::family(&mut out, format, name, &family.help);
-            for (labels, point) in &family.series {
-                let timestamp = shared.timestamps.then_some(point.timestamp_ms);
-                exposition::sample(&mut out, format, name, labels, point.value, timestamp);
-            }
+        let mut scrape = self.scrape_at(format, now);
+        let mut out = String::new();
+        while let Some(piece) = scrape.next_piece() {
+            out.push_str(&piece);
         }
-        exposition::finish(&mut out, format);
         out
+    }
+
+    /// A scrape in `format` that is written piece by piece ([`Scrape`]), stale
+    /// series dropped first.
+    #[must_use]
+    pub fn scrape(&self, format: Format) -> Scrape {
+        self.scrape_at(format, Instant::now())
+    }
+
+    /// [`Self::scrape`] at `now`.
+    #[must_use]
+    pub fn scrape_at(&self, format: Format, now: Instant) -> Scrape {
+        let mut store = self.store();
+        store.prune(now, self.0.staleness);
+        self.0.recorder.series(store.series);
+        drop(store);
+        Scrape {
+            sink: self.clone(),
+            format,
+            next: Next::Start,
+        }
     }
 
     fn store(&self) -> std::sync::MutexGuard<'_, Store> {
         self.0.store.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Where a [`Scrape`] goes on from.
+#[derive(Debug)]
+enum Next {
+    /// The first family.
+    Start,
+    /// After the series `labels` of the family `family`.
+    After { family: String, labels: String },
+    /// Nothing left.
+    Done,
+}
+
+/// A scrape written in pieces of about [`SCRAPE_PIECE_BYTES`], each under the
+/// store's lock for only as long as it takes to write it: memory for a scrape stays
+/// at a few pieces whatever the series count (a million series are some 130 MB of
+/// text), and commits go on between pieces instead of waiting for the whole scrape.
+/// Families and their series come in order, so the pieces join into one valid
+/// exposition; a series committed or dropped while the scrape runs is in it or not
+/// depending on where the scrape is, as in any scrape of a live target.
+#[derive(Debug)]
+pub struct Scrape {
+    sink: PrometheusSink,
+    format: Format,
+    next: Next,
+}
+
+/// Bytes of text a [`Scrape`] piece holds, about: large enough that the lock is
+/// taken rarely (a piece is about 2,000 series), small enough to be a few
+/// milliseconds under it.
+pub const SCRAPE_PIECE_BYTES: usize = 256 * 1024;
+
+impl Scrape {
+    /// The next piece of the exposition, or `None` when it is all written.
+    pub fn next_piece(&mut self) -> Option<String> {
+        use std::ops::Bound;
+        let (family_bound, mut after_labels) = match std::mem::replace(&mut self.next, Next::Done) {
+            Next::Start => (Bound::Unbounded, None),
+            Next::After { family, labels } => (Bound::Included(family), Some(labels)),
+            Next::Done => return None,
+        };
+        let shared = &self.sink.0;
+        let mut out = String::with_capacity(SCRAPE_PIECE_BYTES + 4096);
+        let store = self.sink.store();
+        let families = store
+            .families
+            .range::<String, _>((family_bound.as_ref(), Bound::Unbounded));
+        for (name, family) in families {
+            let series = match after_labels.take() {
+                // Going on inside the family the last piece stopped in: its
+                // header is written already. (Were the family dropped and made
+                // again in between, its header is still the one written.)
+                Some(labels) if family_bound_is(&family_bound, name) => family
+                    .series
+                    .range::<String, _>((Bound::Excluded(&labels), Bound::Unbounded)),
+                _ => {
+                    exposition::family(&mut out, self.format, name, &family.help);
+                    family.series.range::<String, _>(..)
+                }
+            };
+            for (labels, point) in series {
+                let timestamp = shared.timestamps.then_some(point.timestamp_ms);
+                exposition::sample(&mut out, self.format, name, labels, point.value, timestamp);
+                if out.len() >= SCRAPE_PIECE_BYTES {
+                    self.next = Next::After {
+                        family: name.clone(),
+                        labels: labels.clone(),
+                    };
+                    return Some(out);
+                }
+            }
+        }
+        drop(store);
+        exposition::finish(&mut out, self.format);
+        Some(out)
+    }
+}
+
+/// Whether `bound` is the family `name` (the family a piece stopped in).
+fn family_bound_is(bound: &std::ops::Bound<String>, name: &str) -> bool {
+    matches!(bound, std::ops::Bound::Included(family) if family == name)
 }
 
 #[cfg(test)]

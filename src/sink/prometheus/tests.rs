@@ -511,3 +511,100 @@ fn paths_are_checked() {
         assert!(check_path(path).is_err(), "{path:?}");
     }
 }
+
+/// Checks that `text` is one exposition: each family's `# TYPE` once, and every
+/// sample inside its own family's block. Returns the families and the samples.
+fn check_exposition(text: &str) -> (usize, usize) {
+    let mut families = std::collections::HashSet::new();
+    let mut current: Option<&str> = None;
+    let mut samples = 0;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let name = rest.split(' ').next().expect("a name");
+            assert!(families.insert(name), "{name} has two blocks");
+            current = Some(name);
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().expect("a name");
+            assert_eq!(Some(name), current, "sample outside its family: {line}");
+            samples += 1;
+        }
+    }
+    (families.len(), samples)
+}
+
+fn many(instances: usize, timestamp: i64) -> SinkBatch {
+    let points: Vec<Metric> = (0..instances)
+        .map(|n| cpu(&format!("i-{n:06}"), timestamp, 1.0))
+        .collect();
+    batch(&points)
+}
+
+/// A large scrape comes in pieces of about `SCRAPE_PIECE_BYTES`, which join into
+/// the one exposition: every series once, each family in one block.
+#[test]
+fn a_large_scrape_comes_in_bounded_pieces_that_join_into_one_exposition() {
+    let sink = sink();
+    sink.commit(&many(5_000, 1)).expect("in memory");
+    for format in [Format::Text, Format::OpenMetrics] {
+        let mut scrape = sink.scrape(format);
+        let mut pieces = Vec::new();
+        while let Some(piece) = scrape.next_piece() {
+            pieces.push(piece);
+        }
+        assert!(pieces.len() > 5, "{} pieces", pieces.len());
+        for piece in &pieces {
+            // A piece stops at the first sample past the size.
+            assert!(piece.len() < SCRAPE_PIECE_BYTES + 1_024, "{}", piece.len());
+        }
+        let text = pieces.concat();
+        assert_eq!(check_exposition(&text), (5, 25_000));
+        assert_eq!(text, sink.render(format));
+        assert_eq!(text.ends_with("# EOF\n"), format == Format::OpenMetrics);
+    }
+}
+
+/// Commits go on while a scrape is written: series committed behind the scrape's
+/// place are left for the next scrape, those ahead of it are in this one, and the
+/// result is still one valid exposition, also when the family the scrape stopped in
+/// went stale in between.
+#[test]
+fn commits_between_pieces_keep_the_exposition_valid() {
+    let config = PrometheusConfig {
+        staleness: HumanDuration(Duration::from_secs(60)),
+        ..PrometheusConfig::default()
+    };
+    let (sink, _) = sink_with(&config);
+    let start = Instant::now();
+    sink.commit_at(&many(5_000, 1), start);
+    let mut scrape = sink.scrape_at(Format::Text, start);
+    let first = scrape.next_piece().expect("a first piece");
+    // Behind (i-000000 sorts first in every family) and ahead (i-999999 last).
+    sink.commit_at(&batch(&[cpu("i-999999", 2, 1.0)]), start);
+    sink.commit_at(&batch(&[cpu("i-!", 2, 1.0)]), start);
+    let mut text = first;
+    while let Some(piece) = scrape.next_piece() {
+        text.push_str(&piece);
+    }
+    let (families, samples) = check_exposition(&text);
+    assert_eq!(families, 5);
+    assert!(
+        text.contains("i-999999"),
+        "a series ahead of the scrape is in it"
+    );
+    // A family is some 650 KB of text here, so the first piece stopped inside the
+    // first family: `i-!`, which sorts before `i-0…`, is behind the scrape there
+    // and ahead of it in the four other families.
+    assert_eq!(samples, 25_000 + 5 + 4);
+
+    // The family the scrape stopped in goes stale, a new series comes in its place.
+    let mut scrape = sink.scrape_at(Format::Text, start);
+    let first = scrape.next_piece().expect("a first piece");
+    let later = start + Duration::from_secs(120);
+    sink.commit_at(&batch(&[cpu("i-fresh", 3, 1.0)]), later);
+    let mut text = first.clone();
+    while let Some(piece) = scrape.next_piece() {
+        text.push_str(&piece);
+    }
+    check_exposition(&text);
+    assert!(text.len() > first.len(), "the scrape went on");
+}
