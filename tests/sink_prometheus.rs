@@ -10,9 +10,9 @@ use std::process::{Command, Stdio};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use common::{KEY, KEY_NAME, TestServer, body_of, delivery, fixture};
+use common::{KEY, KEY_NAME, TestServer, body_of, dead_letters, delivery, fixture};
 use http_body_util::BodyExt;
-use hydrant::decode::DecodeSettings;
+use hydrant::decode::{DecodeSettings, Format};
 use hydrant::event::Metric;
 use hydrant::limits::Limits;
 use hydrant::routing::{Match, Route, Router, SinkSet};
@@ -28,10 +28,18 @@ use tower::ServiceExt;
 /// A server with the file sink at 0 and a `prometheus` sink at 1; metric events go
 /// to both (so the test can read what was decoded), everything else to the file.
 fn server(config: PrometheusConfig) -> TestServer {
+    server_reading(config, Format::Auto)
+}
+
+/// [`server`], reading every record as `format`.
+fn server_reading(config: PrometheusConfig, format: Format) -> TestServer {
     let settings = Settings {
         auth: Auth::Keys(vec![AccessKey::new(KEY_NAME, KEY)]),
         limits: Limits::default(),
-        decode: DecodeSettings::default(),
+        decode: DecodeSettings {
+            default_format: format,
+            ..DecodeSettings::default()
+        },
         router: Router {
             routes: vec![Route {
                 name: "metrics".into(),
@@ -333,35 +341,110 @@ const OTEL10_AS_JSON: &str = concat!(
     "\n"
 );
 
-/// The same points from a JSON stream and from an OpenTelemetry 1.0 stream give the
-/// same scrape, byte for byte, under every naming scheme and with timestamps: a
-/// stream can switch its output format without changing a series.
-#[tokio::test]
-async fn json_and_opentelemetry_give_the_same_series() {
+/// The OpenTelemetry 0.7 fixture's three points, written as a JSON stream would
+/// send them (`tests/fixtures/otel07/make_fixture.py` has the values): the 1.0
+/// fixture's two under the 0.7 stream's name, and a count point whose other
+/// statistics are 0, which the protobuf encoding leaves out and JSON writes.
+const OTEL07_AS_JSON: &str = concat!(
+    r#"{"metric_stream_name":"otel07-stream","account_id":"123456789012","region":"eu-west-1","namespace":"AWS/EC2","metric_name":"CPUUtilization","dimensions":{"InstanceId":"i-0123456789abcdef0"},"timestamp":1709294460000,"value":{"max":13.0,"min":1.5,"sum":42.5,"count":5.0,"p99":12.25,"p99.9":12.75},"unit":"Percent"}"#,
+    "\n",
+    r#"{"metric_stream_name":"otel07-stream","account_id":"123456789012","region":"eu-west-1","namespace":"AWS/ELB","metric_name":"EstimatedProcessedBytes","dimensions":{"LoadBalancerName":"web","AvailabilityZone":"eu-west-1a"},"timestamp":1709294460000,"value":{"max":1536.0,"min":512.0,"sum":2048.0,"count":2.0},"unit":"Bytes/Second"}"#,
+    "\n",
+    r#"{"metric_stream_name":"otel07-stream","account_id":"123456789012","region":"eu-west-1","namespace":"AWS/EBS","metric_name":"VolumeReadOps","dimensions":{"VolumeId":"vol-0123456789abcdef0"},"timestamp":1709294460000,"value":{"max":0.0,"min":0.0,"sum":0.0,"count":1.0},"unit":"Count"}"#,
+    "\n"
+);
+
+/// An OpenTelemetry Metric Streams record and the same points as JSON lines.
+struct OtelTwin {
+    /// The record, under `tests/fixtures`.
+    fixture: &'static str,
+    /// The OpenTelemetry version it is encoded in.
+    version: Format,
+    /// The other version, whose decoder must refuse the record.
+    other: Format,
+    /// The same points from a JSON stream.
+    json: &'static str,
+    /// How many series the points give.
+    series: usize,
+}
+
+/// The OpenTelemetry record and its JSON twin, delivered to two servers, give the
+/// same scrape, byte for byte, under every naming scheme and with timestamps, and
+/// promtool reads it. The record is read both as `auto` finds it and as a stream
+/// configured for its version; a stream configured for the other version refuses
+/// it, so the record really carries its version's encoding of the dimensions.
+async fn assert_same_series_as_json(twin: &OtelTwin) {
+    let record = fixture(twin.fixture);
     for naming in [Naming::Yace, Naming::CloudwatchExporter, Naming::Otel] {
         let config = PrometheusConfig {
             naming,
             timestamps: true,
             ..PrometheusConfig::default()
         };
-        let otel = server(config.clone());
-        let otel_record = fixture("otel10/metric_stream_otel10.bin");
-        deliver(&otel, "otel", body_of("otel", &[&otel_record])).await;
-        let json = server(config);
-        deliver(&json, "json", body_of("json", &[OTEL10_AS_JSON.as_bytes()])).await;
-
-        let (_, _, from_otel) = scrape(&otel, "/cloudwatch/metrics", None).await;
+        let json = server(config.clone());
+        deliver(&json, "json", body_of("json", &[twin.json.as_bytes()])).await;
         let (_, _, from_json) = scrape(&json, "/cloudwatch/metrics", None).await;
-        assert_eq!(from_otel, from_json, "{naming:?}");
+        for format in [Format::Auto, twin.version] {
+            let otel = server_reading(config.clone(), format);
+            deliver(&otel, "otel", body_of("otel", &[&record])).await;
+            let (_, _, from_otel) = scrape(&otel, "/cloudwatch/metrics", None).await;
+            assert_eq!(
+                from_otel, from_json,
+                "{} read as {format:?}, {naming:?}",
+                twin.fixture
+            );
+        }
+        assert_eq!(
+            series_of(&from_json).len(),
+            twin.series,
+            "{naming:?}:\n{from_json}"
+        );
+        promtool_accepts(&from_json);
+    }
+
+    let refusing = server_reading(PrometheusConfig::default(), twin.other);
+    deliver(&refusing, "other", body_of("other", &[&record])).await;
+    assert!(refusing.events().is_empty(), "{:?}", refusing.events());
+    let dead = dead_letters(refusing.dir.path());
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["format"], twin.other.as_str(), "{dead:?}");
+    assert!(
+        dead[0]["reason"]
+            .as_str()
+            .is_some_and(|reason| reason.contains("but the stream is configured for")),
+        "{dead:?}"
+    );
+}
+
+/// The same points from a JSON stream and from an OpenTelemetry 1.0 stream give the
+/// same series: a stream can switch its output format without changing a series.
+#[tokio::test]
+async fn json_and_opentelemetry_give_the_same_series() {
+    assert_same_series_as_json(&OtelTwin {
+        fixture: "otel10/metric_stream_otel10.bin",
+        version: Format::MetricStreamOtel10,
+        other: Format::MetricStreamOtel07,
+        json: OTEL10_AS_JSON,
         // Count, sum, min, max, p99, p99.9 and the average; then four and the
         // average.
-        assert_eq!(
-            series_of(&from_otel).len(),
-            7 + 5,
-            "{naming:?}:\n{from_otel}"
-        );
-        promtool_accepts(&from_otel);
-    }
+        series: 7 + 5,
+    })
+    .await;
+}
+
+/// The same for OpenTelemetry 0.7, whose data points carry the dimensions as flat
+/// labels.
+#[tokio::test]
+async fn json_and_opentelemetry_07_give_the_same_series() {
+    assert_same_series_as_json(&OtelTwin {
+        fixture: "otel07/metric_stream_otel07.bin",
+        version: Format::MetricStreamOtel07,
+        other: Format::MetricStreamOtel10,
+        json: OTEL07_AS_JSON,
+        // As for 1.0, and count, sum, min, max and the average of the third point.
+        series: 7 + 5 + 5,
+    })
+    .await;
 }
 
 /// `GET path_and_query` on `address` over plain HTTP/1.0, for the Prometheus API:
