@@ -71,7 +71,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    crate::shutdown::ignore_hangup();
+    let _hangups = crate::reload::Hangups::listen();
     let metrics = Arc::new(Metrics::new(config.max_stream_labels));
     let used = config.router.used_sinks();
     let mut sinks = Vec::with_capacity(config.sinks.len());

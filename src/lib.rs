@@ -34,8 +34,9 @@
 //!   gunzip), [`metrics`] (Hydrant's own Prometheus metrics, a small recorder per
 //!   stage), [`logging`] (log output that neither stalls nor panics when standard
 //!   error is full or closed), [`clock`], [`glob`], [`units`] (every size and
-//!   duration in the configuration), [`shutdown`], [`tls`] (the one TLS crypto
-//!   backend every network sink's client uses).
+//!   duration in the configuration), [`shutdown`], [`reload`] (SIGHUP and file
+//!   changes that make the certificate and keys be read again), [`tls`] (the one
+//!   TLS crypto backend every network sink's client uses).
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
 //!   [`units`] reads every size and duration in them, into the value types of
 //!   [`setting`]; [`app`]: the composition root that opens the sinks and wires
@@ -59,6 +60,7 @@ pub mod ingest;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
+pub mod reload;
 pub mod routing;
 pub mod series;
 pub mod server;

@@ -270,7 +270,7 @@ fn the_leaves_use_nothing_above_them() {
         "event",
     ];
     let leaves: &[&str] = &[
-        "metrics", "limits", "logging", "clock", "glob", "units", "setting",
+        "metrics", "limits", "logging", "clock", "glob", "units", "setting", "reload",
     ];
     let mut rules: Vec<(&str, Vec<&str>)> = Vec::new();
     for (index, module) in stages.iter().enumerate() {
