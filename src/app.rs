@@ -10,6 +10,12 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::reload::Hangups;
+use crate::server::listener::LISTENER_INGEST;
+use crate::server::tls::{
+    CertificateSource, Certificates, HandshakeOutcome, Terminator, TlsSettings, server_config,
+    spawn_reloader,
+};
 use crate::server::{self, AppState, Listeners, Settings};
 use crate::sink::fanout::{FanoutSettings, SinkSetup, Sinks};
 use crate::sink::file::OpenError;
@@ -37,6 +43,10 @@ pub enum RunError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The ingest listener's TLS could not be set up (the certificate files
+    /// changed since the configuration was checked, and no longer load).
+    #[error("tls: {0}")]
+    Tls(String),
     /// Serving failed.
     #[error("server error: {0}")]
     Serve(#[from] std::io::Error),
@@ -49,11 +59,13 @@ impl RunError {
         match self {
             // EX_CANTCREAT: the data directory cannot be used.
             Self::Storage(_) => 73,
-            // EX_USAGE, as for every configuration error: a sink refused its settings.
+            // EX_USAGE, as for every configuration error: a sink refused its
+            // settings, or the certificate does not load.
             Self::Sink {
                 error: SinkError::Config(_),
                 ..
-            } => 64,
+            }
+            | Self::Tls(_) => 64,
             // EX_UNAVAILABLE: the address is taken, or a sink cannot be set up.
             Self::Bind { .. } | Self::Sink { .. } => 69,
             Self::Serve(_) => 1,
@@ -71,8 +83,15 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let _hangups = crate::reload::Hangups::listen();
+    let hangups = crate::reload::Hangups::listen();
     let metrics = Arc::new(Metrics::new(config.max_stream_labels));
+    let (ingest_tls, _tls_reloader) = match &config.tls {
+        Some(settings) => {
+            let (terminator, reloader) = tls(settings, &metrics, hangups.clone())?;
+            (Some(terminator), Some(AbortOnDrop(reloader)))
+        }
+        None => (None, None),
+    };
     let used = config.router.used_sinks();
     let mut sinks = Vec::with_capacity(config.sinks.len());
     for (position, spec) in config.sinks.into_iter().enumerate() {
@@ -118,11 +137,13 @@ pub async fn run(
     };
     let app = App::new(settings, sinks, config.fanout, metrics);
 
+    let https = ingest_tls.is_some();
     let listeners = Listeners {
         ingest: bind(config.listen).await?,
         admin: bind(config.admin_listen).await?,
+        ingest_tls,
     };
-    tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, "Listening.");
+    tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, https, "Listening.");
     tracing::info!(listener = "admin", address = %listeners.admin.local_addr()?, "Listening.");
     app.serve(
         listeners,
@@ -186,6 +207,42 @@ impl App {
     }
 }
 
+/// The ingest listener's TLS: its certificate loaded and served, and a task that
+/// reads it again on SIGHUP and when its files change.
+fn tls(
+    settings: &TlsSettings,
+    metrics: &Metrics,
+    hangups: Hangups,
+) -> Result<(Terminator, tokio::task::JoinHandle<()>), RunError> {
+    let recorder = metrics.tls(
+        LISTENER_INGEST,
+        &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
+    );
+    let certificates = Arc::new(Certificates::new(recorder.clone()));
+    let CertificateSource::Files(files) = &settings.certificate;
+    certificates.set(files.load().map_err(RunError::Tls)?);
+    let config = server_config(Arc::clone(&certificates), false).map_err(RunError::Tls)?;
+    let reloader = spawn_reloader(
+        files.clone(),
+        certificates,
+        hangups,
+        crate::reload::POLL_INTERVAL,
+    );
+    Ok((
+        Terminator::new(config, settings.handshake_timeout, recorder),
+        reloader,
+    ))
+}
+
+/// Aborts a background task when dropped (when `run` returns).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn bind(address: SocketAddr) -> Result<TcpListener, RunError> {
     TcpListener::bind(address)
         .await
@@ -204,7 +261,7 @@ mod tests {
             name: "bus".into(),
             error,
         };
-        let table: [(RunError, u8); 6] = [
+        let table: [(RunError, u8); 7] = [
             (RunError::Storage(OpenError::Locked("/data".into())), 73),
             (sink(SinkError::Config("bad url".into())), 64),
             (sink(SinkError::Unavailable("down".into())), 69),
@@ -215,6 +272,10 @@ mod tests {
                     source: io(),
                 },
                 69,
+            ),
+            (
+                RunError::Tls("cert.pem: no PEM certificate in it".into()),
+                64,
             ),
             (RunError::Serve(io()), 1),
         ];

@@ -36,7 +36,8 @@
 //!   error is full or closed), [`clock`], [`glob`], [`units`] (every size and
 //!   duration in the configuration), [`shutdown`], [`reload`] (SIGHUP and file
 //!   changes that make the certificate and keys be read again), [`tls`] (the one
-//!   TLS crypto backend every network sink's client uses).
+//!   TLS crypto backend of the ingest listener's HTTPS and every network sink's
+//!   client).
 //! - [`config`]: flags, environment and TOML, checked before anything starts;
 //!   [`units`] reads every size and duration in them, into the value types of
 //!   [`setting`]; [`app`]: the composition root that opens the sinks and wires
@@ -69,11 +70,5 @@ pub mod shutdown;
 pub mod sink;
 #[cfg(test)]
 mod testing;
-#[cfg(any(
-    feature = "s3",
-    feature = "nats",
-    feature = "kafka",
-    feature = "remote_write"
-))]
 pub mod tls;
 pub mod units;

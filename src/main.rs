@@ -56,7 +56,6 @@ fn main() -> ExitCode {
         tracing::warn!("{warning}");
     }
     // Before any client starts, so every TLS connection uses the same backend.
-    #[cfg(any(feature = "s3", feature = "nats", feature = "kafka"))]
     hydrant::tls::install_crypto_provider();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -83,12 +83,25 @@ pub const REMOTE_WRITE_REQUESTS_TOTAL: &str = "hydrant_remote_write_requests_tot
 /// 429 apart (it asks for a retry, other 4xx do not), and `error` for no answer
 /// (connection refused or reset, timeout).
 pub const REMOTE_WRITE_STATUSES: [&str; 5] = ["2xx", "4xx", "429", "5xx", "error"];
+/// TLS handshakes on the ingest listener, by outcome (`ok`, `failed`, `timed_out`,
+/// `acme_challenge`).
+pub const TLS_HANDSHAKES_TOTAL: &str = "hydrant_tls_handshakes_total";
+/// When the ingest listener's certificate expires, in seconds since the epoch
+/// (only while it serves HTTPS): alert on `… - time() < 14 * 86400`.
+pub const TLS_CERTIFICATE_NOT_AFTER_SECONDS: &str = "hydrant_tls_certificate_not_after_seconds";
+/// Reloads of files on SIGHUP or a change, by what was reloaded and outcome
+/// (`ok`, or `failed` when the old content was kept).
+pub const RELOADS_TOTAL: &str = "hydrant_reloads_total";
+/// The `target` label value of the ingest listener's certificate.
+pub const RELOAD_TARGET_TLS_CERTIFICATE: &str = "tls_certificate";
 /// Always 1; labels carry the version, the git revision and the Cargo features.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 /// Log lines that could not be written (standard error closed, or too slow to take
 /// them) and were dropped.
 pub use crate::logging::LOG_LINES_DROPPED_TOTAL;
 
+/// Outcome label of a reload whose new content did not load (the old is kept).
+pub const OUTCOME_RELOAD_FAILED: &str = "failed";
 /// Outcome label of a delivery stored now.
 pub const OUTCOME_OK: &str = "ok";
 /// Outcome label of a retried delivery that was already stored.
@@ -141,6 +154,8 @@ pub const LABEL_VERSION: &str = "version";
 pub const LABEL_REVISION: &str = "revision";
 /// Label key: the Cargo features Hydrant was built with, comma-separated.
 pub const LABEL_FEATURES: &str = "features";
+/// Label key: what a reload read again (`tls_certificate`, `access_keys`).
+pub const LABEL_TARGET: &str = "target";
 /// Label key: the class of a receiver's answer ([`REMOTE_WRITE_STATUSES`]).
 pub const LABEL_STATUS: &str = "status";
 /// Label key: a sink's configured name (bounded by the configuration).
@@ -271,6 +286,12 @@ pub struct Metrics {
     prometheus_series: IntGaugeVec,
     /// New series each `prometheus` sink dropped at its cap.
     prometheus_series_dropped: IntCounterVec,
+    /// TLS handshakes, by outcome.
+    tls_handshakes: IntCounterVec,
+    /// The ingest listener's certificate's expiry, by listener (set only with TLS).
+    tls_not_after: IntGaugeVec,
+    /// Reloads, by target and outcome.
+    reloads: IntCounterVec,
     /// Samples each `remote_write` sink's receiver took.
     remote_write_sent: IntCounterVec,
     /// Samples each `remote_write` sink's receiver refused for good.
@@ -374,6 +395,36 @@ impl PrometheusRecorder {
     /// The sink dropped `count` new series at its cap.
     pub fn dropped(&self, count: u64) {
         self.dropped.inc_by(count);
+    }
+}
+
+/// The metrics of the ingest listener's TLS.
+#[derive(Debug, Clone)]
+pub struct TlsRecorder {
+    handshakes: IntCounterVec,
+    not_after: IntGauge,
+    reloads_ok: IntCounter,
+    reloads_failed: IntCounter,
+}
+
+impl TlsRecorder {
+    /// A handshake ended with `outcome` (its label value).
+    pub fn handshake(&self, outcome: &str) {
+        self.handshakes.with_label_values(&[outcome]).inc();
+    }
+
+    /// The certificate served now expires at `seconds` since the epoch.
+    pub fn not_after(&self, seconds: i64) {
+        self.not_after.set(seconds);
+    }
+
+    /// A reload of the certificate succeeded, or failed and kept the old one.
+    pub fn reload(&self, ok: bool) {
+        if ok {
+            self.reloads_ok.inc();
+        } else {
+            self.reloads_failed.inc();
+        }
     }
 }
 
@@ -655,6 +706,30 @@ impl Metrics {
             &[LABEL_SINK],
         )
         .expect("valid metric");
+        let tls_handshakes = IntCounterVec::new(
+            Opts::new(
+                TLS_HANDSHAKES_TOTAL,
+                "TLS handshakes on the ingest listener, by outcome.",
+            ),
+            &[LABEL_OUTCOME],
+        )
+        .expect("valid metric");
+        let tls_not_after = IntGaugeVec::new(
+            Opts::new(
+                TLS_CERTIFICATE_NOT_AFTER_SECONDS,
+                "When the certificate a listener serves expires, in seconds since the epoch.",
+            ),
+            &[LABEL_LISTENER],
+        )
+        .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                RELOADS_TOTAL,
+                "Reloads of files on SIGHUP or a change, by what was reloaded and outcome.",
+            ),
+            &[LABEL_TARGET, LABEL_OUTCOME],
+        )
+        .expect("valid metric");
         let remote_write_sent = IntCounterVec::new(
             Opts::new(
                 REMOTE_WRITE_SAMPLES_SENT_TOTAL,
@@ -709,6 +784,9 @@ impl Metrics {
             Box::new(sink_reshaped.clone()),
             Box::new(prometheus_series.clone()),
             Box::new(prometheus_series_dropped.clone()),
+            Box::new(tls_handshakes.clone()),
+            Box::new(tls_not_after.clone()),
+            Box::new(reloads.clone()),
             Box::new(remote_write_sent.clone()),
             Box::new(remote_write_rejected.clone()),
             Box::new(remote_write_requests.clone()),
@@ -785,6 +863,9 @@ impl Metrics {
             sink_reshaped,
             prometheus_series,
             prometheus_series_dropped,
+            tls_handshakes,
+            tls_not_after,
+            reloads,
             remote_write_sent,
             remote_write_rejected,
             remote_write_requests,
@@ -823,6 +904,25 @@ impl Metrics {
         PrometheusRecorder {
             series: self.prometheus_series.with_label_values(&[name]),
             dropped: self.prometheus_series_dropped.with_label_values(&[name]),
+        }
+    }
+
+    /// The recorder of a listener's TLS (`listener` its label value), each of
+    /// `handshake_outcomes` and the certificate reloads at zero from now on.
+    #[must_use]
+    pub fn tls(&self, listener: &str, handshake_outcomes: &[&str]) -> TlsRecorder {
+        for outcome in handshake_outcomes {
+            self.tls_handshakes.with_label_values(&[outcome]);
+        }
+        let reload = |outcome| {
+            self.reloads
+                .with_label_values(&[RELOAD_TARGET_TLS_CERTIFICATE, outcome])
+        };
+        TlsRecorder {
+            handshakes: self.tls_handshakes.clone(),
+            not_after: self.tls_not_after.with_label_values(&[listener]),
+            reloads_ok: reload(OUTCOME_OK),
+            reloads_failed: reload(OUTCOME_RELOAD_FAILED),
         }
     }
 

@@ -64,7 +64,11 @@ async fn start(server: TestServer, settings: ConnectionSettings) -> Running {
         (ingest.local_addr().unwrap(), admin.local_addr().unwrap());
     let (stop, stopped) = oneshot::channel::<()>();
     let served = tokio::spawn(serve(
-        Listeners { ingest, admin },
+        Listeners {
+            ingest,
+            admin,
+            ingest_tls: None,
+        },
         server.state.clone(),
         async move {
             let _ = stopped.await;

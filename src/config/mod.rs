@@ -40,6 +40,7 @@ use crate::limits::Limits;
 use crate::routing::Router;
 use crate::server::auth::Auth;
 use crate::server::listener::ConnectionSettings;
+use crate::server::tls::{CertFiles, CertificateSource, TlsSettings};
 pub use crate::setting::{ByteSize, HumanDuration};
 use crate::sink::fanout::{FanoutSettings, MAX_BACKOFF};
 use crate::sink::file::FileSinkSettings;
@@ -81,6 +82,8 @@ pub struct Config {
     pub limits: Limits,
     /// Connection caps and timeouts of both listeners.
     pub connections: ConnectionSettings,
+    /// HTTPS on the ingest listener; plain HTTP when `None`.
+    pub tls: Option<TlsSettings>,
     /// The file sink's settings.
     pub storage: FileSinkSettings,
     /// How records are decoded.
@@ -250,6 +253,7 @@ impl Config {
         let given_connections = take(&mut args.connections).or(take(&mut file.connections));
         let given_storage = take(&mut args.storage).or(take(&mut file.storage));
         let given_fanout = take(&mut args.fanout).or(take(&mut file.fanout));
+        let given_tls = take(&mut args.tls).or(take(&mut file.tls));
         let (decode_args, decode_file) = (take(&mut args.decode), take(&mut file.decode));
         let key_flags = take(&mut args.access_key_args);
         let key_flag_files = take(&mut args.access_key_files);
@@ -283,6 +287,7 @@ impl Config {
             max_admin_connections: given_connections.max_admin_connections(),
         };
         connections.validate().map_err(ConfigError::Invalid)?;
+        let tls = build_tls(&given_tls)?;
         let storage = FileSinkSettings {
             data_dir: given.data_dir(),
             segment_max_bytes: given_storage.segment_max_bytes().0,
@@ -328,6 +333,7 @@ impl Config {
             key_sources,
             limits,
             connections,
+            tls,
             storage,
             decode,
             sinks,
@@ -339,6 +345,32 @@ impl Config {
             warnings,
         })
     }
+}
+
+/// HTTPS on the ingest listener, from `--tls-cert` and `--tls-key` (or `[tls]`):
+/// both or neither, and the files must load now, so that a wrong path or a key of
+/// another certificate stops Hydrant before it binds a port.
+fn build_tls(given: &settings::TlsSection) -> Result<Option<TlsSettings>, ConfigError> {
+    let files = match (&given.cert, &given.key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => CertFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        (Some(_), None) => return Err(invalid("--tls-cert needs --tls-key")),
+        (None, Some(_)) => return Err(invalid("--tls-key needs --tls-cert")),
+    };
+    files
+        .load()
+        .map_err(|reason| invalid(format!("tls: {reason}")))?;
+    let handshake_timeout = given.handshake_timeout().0;
+    if handshake_timeout.is_zero() {
+        return Err(invalid("tls-handshake-timeout must be greater than 0"));
+    }
+    Ok(Some(TlsSettings {
+        certificate: CertificateSource::Files(files),
+        handshake_timeout,
+    }))
 }
 
 /// The fan-out's settings, each from its flag, variable or `[fanout]` key.

@@ -25,6 +25,7 @@ use crate::server::listener::{
     DEFAULT_MAX_ADMIN_CONNECTIONS, DEFAULT_MAX_BODY_TIME, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE,
 };
+use crate::server::tls::DEFAULT_HANDSHAKE_TIMEOUT;
 use crate::setting::{ByteSize, HumanDuration};
 use crate::sink::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE};
@@ -127,6 +128,7 @@ pub(super) fn defaults() -> Vec<(&'static str, String)> {
     StorageSection::defaults(&mut out);
     DecodeSection::defaults(&mut out);
     FanoutSection::defaults(&mut out);
+    TlsSection::defaults(&mut out);
     out
 }
 
@@ -208,6 +210,10 @@ settings! {
         #[serde(default)]
         fanout: FanoutSection,
 
+        #[command(flatten)]
+        #[serde(default)]
+        tls: TlsSection,
+
         /// Sinks besides the embedded file sink; each a table with `name` and `type`,
         /// with its place in the file for messages.
         #[arg(skip)]
@@ -222,6 +228,24 @@ settings! {
         #[serde(default)]
         routing: FileRouting,
     }
+}
+
+settings! {
+    /// HTTPS on the ingest listener (`[tls]`).
+    struct TlsSection {
+        /// Serve HTTPS on the ingest listener with this PEM certificate chain (leaf first), with --tls-key. Read again on SIGHUP and when the file changes (checked every 5s); a file that does not load keeps the old certificate
+        #[arg(long = "tls-cert", env = "HYDRANT_TLS_CERT", value_name = "FILE")]
+        cert: PathBuf,
+
+        /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1)
+        #[arg(long = "tls-key", env = "HYDRANT_TLS_KEY", value_name = "FILE")]
+        key: PathBuf,
+
+        /// Time a client has to complete the TLS handshake; then the connection is closed
+        #[arg(long = "tls-handshake-timeout", env = "HYDRANT_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
+        handshake_timeout: HumanDuration = HumanDuration(DEFAULT_HANDSHAKE_TIMEOUT),
+    }
+    also {}
 }
 
 settings! {

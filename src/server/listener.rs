@@ -44,12 +44,13 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper_util::rt::TokioIo;
 use prometheus::IntGauge;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
+use super::tls::Terminator;
 use crate::metrics::{ConnectionMetrics, Metrics};
 
 /// Default time a client has to send a complete request head. Firehose, load
@@ -322,6 +323,7 @@ pub(crate) async fn serve_listener(
     settings: ConnectionSettings,
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
+    tls: Option<Terminator>,
 ) {
     let cap = which.cap(&settings);
     let label = which.label();
@@ -371,33 +373,39 @@ pub(crate) async fn serve_listener(
             continue;
         };
         let connection = Arc::new(Connection::new(which, settings, gauges.clone()));
-        connections.spawn(serve_connection(
-            stream,
-            connection,
-            router.clone(),
-            stop.clone(),
-            slot,
-        ));
+        let open = OpenConnection::new(gauges.open.with_label_values(&[label]));
+        let (router, stop, tls) = (router.clone(), stop.clone(), tls.clone());
+        connections.spawn(async move {
+            let Some(tls) = tls else {
+                serve_connection(stream, connection, router, stop, (slot, open)).await;
+                return;
+            };
+            // The handshake holds the slot, within its own timeout; the head's
+            // deadline then runs from its end.
+            if let Some(stream) = tls.accept(stream).await {
+                connection.set_phase(Phase::Head {
+                    since: Instant::now(),
+                });
+                serve_connection(stream, connection, router, stop, (slot, open)).await;
+            }
+        });
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
 }
 
-/// Serves one connection until it ends, or until `stop` and then the end of the
-/// request it is busy with.
-async fn serve_connection(
-    stream: TcpStream,
+/// Serves one connection (plain TCP or TLS) until it ends, or until `stop` and
+/// then the end of the request it is busy with. `_held` is its slot under the cap
+/// and its place in the open connections gauge, given back when it ends.
+async fn serve_connection<S>(
+    stream: S,
     connection: Arc<Connection>,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
-) {
-    let _open = OpenConnection::new(
-        connection
-            .metrics
-            .open
-            .with_label_values(&[connection.which.label()]),
-    );
+    _held: (OwnedSemaphorePermit, OpenConnection),
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let io = TokioIo::new(Watched::new(stream, Arc::clone(&connection)));
     let service = hyper::service::service_fn(move |request: Request<Incoming>| {
         handle(router.clone(), Arc::clone(&connection), request)
@@ -539,11 +547,12 @@ impl Connection {
     }
 }
 
-/// A TCP stream that enforces the head, idle and reply deadlines of its
-/// connection's phase, by failing the read or write that waits past them.
+/// A connection's stream (TCP, or TLS over it) that enforces the head, idle and
+/// reply deadlines of its connection's phase, by failing the read or write that
+/// waits past them.
 #[derive(Debug)]
-struct Watched {
-    stream: TcpStream,
+struct Watched<S> {
+    stream: S,
     connection: Arc<Connection>,
     read_timer: Option<Pin<Box<Sleep>>>,
     write_timer: Option<Pin<Box<Sleep>>>,
@@ -551,8 +560,8 @@ struct Watched {
     write_blocked_since: Option<Instant>,
 }
 
-impl Watched {
-    fn new(stream: TcpStream, connection: Arc<Connection>) -> Self {
+impl<S: AsyncWrite + Unpin> Watched<S> {
+    fn new(stream: S, connection: Arc<Connection>) -> Self {
         Self {
             stream,
             connection,
@@ -590,7 +599,7 @@ impl Watched {
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -616,7 +625,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,

@@ -24,6 +24,7 @@ pub mod error;
 pub mod health;
 pub mod listener;
 mod scrape;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -289,6 +290,8 @@ pub struct Listeners {
     pub ingest: TcpListener,
     /// Metrics and health.
     pub admin: TcpListener,
+    /// TLS on the ingest listener, when it serves HTTPS.
+    pub ingest_tls: Option<tls::Terminator>,
 }
 
 /// Serves both listeners until `shutdown` resolves, then drains: deliveries in
@@ -310,6 +313,7 @@ pub async fn serve(
         connections,
         Arc::clone(&state.metrics),
         stopped.clone(),
+        listeners.ingest_tls,
     ));
     let admin = tokio::spawn(listener::serve_listener(
         listeners.admin,
@@ -318,6 +322,7 @@ pub async fn serve(
         connections,
         Arc::clone(&state.metrics),
         stopped,
+        None,
     ));
 
     shutdown.await;
