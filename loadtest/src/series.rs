@@ -4,13 +4,15 @@
 //! are numbered `0..N`; the payload generator turns a number into a metric and its
 //! dimension values, distinct numbers giving distinct series.
 //!
-//! The data points of the whole pool are spread over the numbers evenly: the points of
-//! all bodies are interleaved into one sequence (point `j` of body `b` is point
-//! `b + pool_size × j` of the pool), and point `p` belongs to series `shuffle(p mod N)`,
-//! where `shuffle` is a permutation of `0..N` chosen by the seed. So a pool of at least
-//! N points holds every series, each series gets as many points as any other give or
-//! take one, and neighbouring points (in one record, or one body) fall on unrelated
-//! series, as they do in a real metric stream.
+//! The series are split among the bodies of the pool: body `b` of a pool of `P` bodies
+//! starts at position `b × ⌈N / P⌉` and takes the positions after it, one per data
+//! point, wrapping at N; position `p` is series `shuffle(p)`, where `shuffle` is a
+//! permutation of `0..N` chosen by the seed. So one body repeats no series until it
+//! has N points (as a real delivery carries each series once per period), a pool whose
+//! bodies have at least ⌈N / P⌉ points each holds every series, and neighbouring
+//! points fall on unrelated series, as they do in a real metric stream. (Interleaving
+//! the bodies instead, point `j` of body `b` at position `b + P × j`, gives a body only
+//! N / gcd(N, P) distinct series: 5 for N = 1,000 and P = 200.)
 
 /// The series count when `--series` is not given: 64 series for each of the 10 metrics.
 pub const DEFAULT_SERIES: u64 = 640;
@@ -76,41 +78,31 @@ impl SeriesOrder {
         (left << self.half_bits) | right
     }
 
+    /// Where body `body` of a pool of `pool_size` bodies starts.
+    fn start(&self, body: usize, pool_size: usize) -> u64 {
+        let share = self.count.div_ceil(pool_size.max(1) as u64);
+        (body as u64 * share) % self.count
+    }
+
     /// The series numbers of the points of one body: body `body` of a pool of
     /// `pool_size` bodies.
     pub fn walk(&self, body: usize, pool_size: usize) -> SeriesWalk<'_> {
         SeriesWalk {
             order: self,
-            next: body as u64,
-            step: pool_size.max(1) as u64,
+            next: self.start(body, pool_size),
         }
     }
 
     /// How many distinct series a pool holds whose bodies carry `points[b]` data points
     /// each (every point drawn from its body's [`walk`](Self::walk)).
     pub fn distinct_in_pool(&self, points: &[u64]) -> u64 {
-        let step = points.len() as u64;
-        let total: u64 = points.iter().sum();
-        if total == 0 {
-            return 0;
-        }
-        let last_index = points
-            .iter()
-            .enumerate()
-            .filter(|&(_, &count)| count > 0)
-            .map(|(body, &count)| body as u64 + step * (count - 1))
-            .max()
-            .unwrap_or(0);
-        if last_index < self.count {
-            // Pool point indexes are distinct, so below N their series are too.
-            return total;
-        }
-        // The shuffle is a bijection: distinct series are distinct indexes mod N.
+        // The shuffle is a bijection: distinct series are distinct positions.
         let mut seen = vec![0_u64; self.count.div_ceil(64) as usize];
         let mut distinct = 0;
         for (body, &count) in points.iter().enumerate() {
-            for point in 0..count {
-                let slot = (body as u64 + step * point) % self.count;
+            let start = self.start(body, points.len());
+            for point in 0..count.min(self.count) {
+                let slot = (start + point) % self.count;
                 let (word, bit) = ((slot / 64) as usize, slot % 64);
                 if seen[word] & (1 << bit) == 0 {
                     seen[word] |= 1 << bit;
@@ -130,14 +122,13 @@ impl SeriesOrder {
 pub struct SeriesWalk<'a> {
     order: &'a SeriesOrder,
     next: u64,
-    step: u64,
 }
 
 impl SeriesWalk<'_> {
     /// The series of the body's next data point.
     pub fn next_series(&mut self) -> u64 {
         let series = self.order.series(self.next);
-        self.next += self.step;
+        self.next = (self.next + 1) % self.order.count;
         series
     }
 }
@@ -191,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn walks_interleave_the_bodies_of_a_pool() {
+    fn the_bodies_of_a_pool_share_the_series_out() {
         let order = SeriesOrder::new(1000, 7);
         let mut walks: Vec<SeriesWalk<'_>> = (0..4).map(|body| order.walk(body, 4)).collect();
         let mut series = HashSet::new();
@@ -201,6 +192,23 @@ mod tests {
             }
         }
         assert_eq!(series.len(), 1000);
+    }
+
+    #[test]
+    fn a_body_repeats_no_series_before_it_has_them_all() {
+        // 200 bodies and 1,000 series: interleaving would give each body 5 series.
+        for (count, pool) in [(1000, 200), (100_000, 200), (7, 3), (640, 4)] {
+            let order = SeriesOrder::new(count, 11);
+            for body in [0, pool / 2, pool - 1] {
+                let mut walk = order.walk(body, pool);
+                let series: HashSet<u64> = (0..count).map(|_| walk.next_series()).collect();
+                assert_eq!(
+                    series.len() as u64,
+                    count,
+                    "{count} series, body {body} of {pool}"
+                );
+            }
+        }
     }
 
     #[test]
