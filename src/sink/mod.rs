@@ -602,7 +602,15 @@ impl Sink {
             Self::Nats(sink) => sink.commit(batch).await.map(|()| written(batch)),
             #[cfg(feature = "kafka")]
             Self::Kafka(sink) => sink.commit(batch).await.map(|()| written(batch)),
-            Self::Prometheus(sink) => sink.commit(batch).map(|()| written(batch)),
+            Self::Prometheus(sink) => {
+                // Parsing and naming a large batch is milliseconds of CPU: off the
+                // async workers, as decoding is.
+                let (sink, shared) = (sink.clone(), batch.clone());
+                tokio::task::spawn_blocking(move || sink.commit(&shared))
+                    .await
+                    .map_err(|error| SinkError::Write(error.to_string()))??;
+                Ok(written(batch))
+            }
             #[cfg(feature = "remote_write")]
             Self::RemoteWrite(sink) => sink.commit(batch).await.map(|()| written(batch)),
             Self::Stdout(sink) => sink.commit(batch).await.map(|()| written(batch)),

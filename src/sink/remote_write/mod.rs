@@ -51,6 +51,7 @@ pub mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -363,7 +364,7 @@ pub struct RemoteWriteSink {
     client: reqwest::Client,
     url: reqwest::Url,
     naming: Naming,
-    filter: Filter,
+    filter: Arc<Filter>,
     max_samples: usize,
     recorder: RemoteWriteRecorder,
 }
@@ -407,7 +408,7 @@ impl RemoteWriteSink {
             client,
             url,
             naming: config.naming,
-            filter: Filter::new(config.patterns()),
+            filter: Arc::new(Filter::new(config.patterns())),
             max_samples: config.max_samples_per_request,
             recorder,
         })
@@ -423,19 +424,26 @@ impl RemoteWriteSink {
     /// are taken, and are sent again with the rest when the fan-out or Firehose
     /// retries.
     pub async fn commit(&self, batch: &SinkBatch) -> Result<(), SinkError> {
-        let selected = series::select(&batch.events, &self.filter);
-        if selected.unreadable > 0 {
+        // Parsing, naming, grouping: milliseconds of CPU for a large batch, off the
+        // async workers, as decoding is.
+        let (filter, naming, owned) = (Arc::clone(&self.filter), self.naming, batch.clone());
+        let (all, unreadable) = tokio::task::spawn_blocking(move || {
+            let selected = series::select(&owned.events, &filter);
+            let samples = selected
+                .metrics
+                .iter()
+                .flat_map(|metric| series::samples(metric, naming));
+            (Series::group(samples), selected.unreadable)
+        })
+        .await
+        .map_err(|error| SinkError::Write(error.to_string()))?;
+        if unreadable > 0 {
             tracing::warn!(
                 sink = %self.name,
-                lines = selected.unreadable,
+                lines = unreadable,
                 "remote_write sink: metric events that do not read as metrics were skipped"
             );
         }
-        let samples = selected
-            .metrics
-            .iter()
-            .flat_map(|metric| series::samples(metric, self.naming));
-        let all = Series::group(samples);
         let mut tally = Tally::default();
         for request in wire::requests(&all, self.max_samples) {
             self.send_narrowing(request, &mut tally).await?;
