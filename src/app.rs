@@ -71,7 +71,7 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
-    let _hangups = crate::reload::Hangups::listen();
+    let hangups = crate::reload::Hangups::listen();
     let metrics = Arc::new(Metrics::new(config.max_stream_labels));
     let used = config.router.used_sinks();
     let mut sinks = Vec::with_capacity(config.sinks.len());
@@ -117,6 +117,14 @@ pub async fn run(
         router: config.router,
     };
     let app = App::new(settings, sinks, config.fanout, metrics);
+    // Access keys from files are read again on SIGHUP and when a file changes.
+    let key_reloader = config.key_reload.map(|keys| {
+        keys.spawn(
+            hangups.clone(),
+            app.state().auth().clone(),
+            Arc::clone(app.state().metrics()),
+        )
+    });
 
     let listeners = Listeners {
         ingest: bind(config.listen).await?,
@@ -124,13 +132,18 @@ pub async fn run(
     };
     tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, "Listening.");
     tracing::info!(listener = "admin", address = %listeners.admin.local_addr()?, "Listening.");
-    app.serve(
-        listeners,
-        shutdown,
-        config.shutdown_grace,
-        config.connections,
-    )
-    .await?;
+    let served = app
+        .serve(
+            listeners,
+            shutdown,
+            config.shutdown_grace,
+            config.connections,
+        )
+        .await;
+    if let Some(reloader) = key_reloader {
+        reloader.abort();
+    }
+    served?;
     Ok(())
 }
 

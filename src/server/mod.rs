@@ -48,7 +48,7 @@ use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
 use crate::sink::fanout::Sinks;
 use crate::sink::prometheus::{Format, check_path};
-use auth::Auth;
+use auth::{Auth, SharedAuth};
 use health::Readiness;
 use listener::{ConnectionSettings, Listener};
 
@@ -77,7 +77,7 @@ pub struct AppState(Arc<Shared>);
 /// from outside the server.
 #[derive(Debug)]
 pub struct Shared {
-    auth: Auth,
+    auth: SharedAuth,
     limits: Limits,
     in_flight: InFlight,
     ingest: Arc<Ingest>,
@@ -115,7 +115,7 @@ impl AppState {
             DecodePool::for_this_machine(),
         );
         Self(Arc::new(Shared {
-            auth,
+            auth: SharedAuth::new(auth, metrics.access_keys_gauge()),
             limits,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
             ingest: Arc::new(ingest),
@@ -124,6 +124,12 @@ impl AppState {
             readiness: Readiness::default(),
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// The access keys in use, which a reload may replace.
+    #[must_use]
+    pub fn auth(&self) -> &SharedAuth {
+        &self.0.auth
     }
 
     /// Limits on untrusted input.
