@@ -136,6 +136,14 @@ pub async fn run(
         router: config.router,
     };
     let app = App::new(settings, sinks, config.fanout, metrics);
+    // Access keys from files are read again on SIGHUP and when a file changes.
+    let key_reloader = config.key_reload.map(|keys| {
+        keys.spawn(
+            hangups.clone(),
+            app.state().auth().clone(),
+            Arc::clone(app.state().metrics()),
+        )
+    });
 
     let https = ingest_tls.is_some();
     let listeners = Listeners {
@@ -145,13 +153,18 @@ pub async fn run(
     };
     tracing::info!(listener = "ingest", address = %listeners.ingest.local_addr()?, https, "Listening.");
     tracing::info!(listener = "admin", address = %listeners.admin.local_addr()?, "Listening.");
-    app.serve(
-        listeners,
-        shutdown,
-        config.shutdown_grace,
-        config.connections,
-    )
-    .await?;
+    let served = app
+        .serve(
+            listeners,
+            shutdown,
+            config.shutdown_grace,
+            config.connections,
+        )
+        .await;
+    if let Some(reloader) = key_reloader {
+        reloader.abort();
+    }
+    served?;
     Ok(())
 }
 

@@ -89,19 +89,17 @@ pub const TLS_HANDSHAKES_TOTAL: &str = "hydrant_tls_handshakes_total";
 /// When the ingest listener's certificate expires, in seconds since the epoch
 /// (only while it serves HTTPS): alert on `… - time() < 14 * 86400`.
 pub const TLS_CERTIFICATE_NOT_AFTER_SECONDS: &str = "hydrant_tls_certificate_not_after_seconds";
-/// Reloads of files on SIGHUP or a change, by what was reloaded and outcome
-/// (`ok`, or `failed` when the old content was kept).
+/// Reloads of what is read from files (SIGHUP or a changed file), by target and
+/// outcome.
 pub const RELOADS_TOTAL: &str = "hydrant_reloads_total";
-/// The `target` label value of the ingest listener's certificate.
-pub const RELOAD_TARGET_TLS_CERTIFICATE: &str = "tls_certificate";
+/// Access keys in use now (0 with `--no-auth`).
+pub const ACCESS_KEYS: &str = "hydrant_access_keys";
 /// Always 1; labels carry the version, the git revision and the Cargo features.
 pub const BUILD_INFO: &str = "hydrant_build_info";
 /// Log lines that could not be written (standard error closed, or too slow to take
 /// them) and were dropped.
 pub use crate::logging::LOG_LINES_DROPPED_TOTAL;
 
-/// Outcome label of a reload whose new content did not load (the old is kept).
-pub const OUTCOME_RELOAD_FAILED: &str = "failed";
 /// Outcome label of a delivery stored now.
 pub const OUTCOME_OK: &str = "ok";
 /// Outcome label of a retried delivery that was already stored.
@@ -133,6 +131,17 @@ pub const OUTCOMES: [&str; 9] = [
     OUTCOME_STORAGE_ERROR,
 ];
 
+/// Reload target label of the access keys.
+pub const RELOAD_TARGET_ACCESS_KEYS: &str = "access_keys";
+/// Reload target label of the TLS certificate and its key.
+pub const RELOAD_TARGET_TLS_CERTIFICATE: &str = "tls_certificate";
+/// Every reload target, for series that start at zero.
+pub const RELOAD_TARGETS: [&str; 2] = [RELOAD_TARGET_ACCESS_KEYS, RELOAD_TARGET_TLS_CERTIFICATE];
+/// Outcome label of a reload that was refused; what was in use stays.
+pub const RELOAD_FAILED: &str = "failed";
+/// Every reload outcome: taken ([`OUTCOME_OK`]) or refused.
+pub const RELOAD_OUTCOMES: [&str; 2] = [OUTCOME_OK, RELOAD_FAILED];
+
 /// Connections open now, by listener.
 pub const OPEN_CONNECTIONS: &str = "hydrant_open_connections";
 /// The cap on open connections, by listener, for alerting on the ratio.
@@ -148,14 +157,14 @@ pub const LABEL_OUTCOME: &str = "outcome";
 pub const LABEL_STREAM: &str = "delivery_stream";
 /// Label key: name of the access key that authenticated the request.
 pub const LABEL_ACCESS_KEY: &str = "access_key";
+/// Label key: what a reload read again (one of [`RELOAD_TARGETS`]).
+pub const LABEL_TARGET: &str = "target";
 /// Label key: the Hydrant version.
 pub const LABEL_VERSION: &str = "version";
 /// Label key: the git revision Hydrant was built from (`unknown` without git).
 pub const LABEL_REVISION: &str = "revision";
 /// Label key: the Cargo features Hydrant was built with, comma-separated.
 pub const LABEL_FEATURES: &str = "features";
-/// Label key: what a reload read again (`tls_certificate`, `access_keys`).
-pub const LABEL_TARGET: &str = "target";
 /// Label key: the class of a receiver's answer ([`REMOTE_WRITE_STATUSES`]).
 pub const LABEL_STATUS: &str = "status";
 /// Label key: a sink's configured name (bounded by the configuration).
@@ -290,14 +299,16 @@ pub struct Metrics {
     tls_handshakes: IntCounterVec,
     /// The ingest listener's certificate's expiry, by listener (set only with TLS).
     tls_not_after: IntGaugeVec,
-    /// Reloads, by target and outcome.
-    reloads: IntCounterVec,
     /// Samples each `remote_write` sink's receiver took.
     remote_write_sent: IntCounterVec,
     /// Samples each `remote_write` sink's receiver refused for good.
     remote_write_rejected: IntCounterVec,
     /// Requests each `remote_write` sink sent, by answer.
     remote_write_requests: IntCounterVec,
+    /// Reloads, by target and outcome.
+    reloads: IntCounterVec,
+    /// Access keys in use.
+    access_keys: IntGauge,
     /// Bytes held by requests in flight.
     in_flight_bytes: IntGauge,
     /// The configured in-flight limit.
@@ -722,14 +733,6 @@ impl Metrics {
             &[LABEL_LISTENER],
         )
         .expect("valid metric");
-        let reloads = IntCounterVec::new(
-            Opts::new(
-                RELOADS_TOTAL,
-                "Reloads of files on SIGHUP or a change, by what was reloaded and outcome.",
-            ),
-            &[LABEL_TARGET, LABEL_OUTCOME],
-        )
-        .expect("valid metric");
         let remote_write_sent = IntCounterVec::new(
             Opts::new(
                 REMOTE_WRITE_SAMPLES_SENT_TOTAL,
@@ -754,6 +757,15 @@ impl Metrics {
             &[LABEL_SINK, LABEL_STATUS],
         )
         .expect("valid metric");
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                RELOADS_TOTAL,
+                "Reloads of files read at startup (on SIGHUP or a change), by what was read and outcome.",
+            ),
+            &[LABEL_TARGET, LABEL_OUTCOME],
+        )
+        .expect("valid metric");
+        let access_keys = IntGauge::new(ACCESS_KEYS, "Access keys in use.").expect("valid metric");
         let build_info = IntGaugeVec::new(
             Opts::new(BUILD_INFO, "Hydrant build information."),
             &[LABEL_VERSION, LABEL_REVISION, LABEL_FEATURES],
@@ -786,10 +798,11 @@ impl Metrics {
             Box::new(prometheus_series_dropped.clone()),
             Box::new(tls_handshakes.clone()),
             Box::new(tls_not_after.clone()),
-            Box::new(reloads.clone()),
             Box::new(remote_write_sent.clone()),
             Box::new(remote_write_rejected.clone()),
             Box::new(remote_write_requests.clone()),
+            Box::new(reloads.clone()),
+            Box::new(access_keys.clone()),
             Box::new(in_flight_bytes.clone()),
             Box::new(in_flight_limit_bytes.clone()),
             Box::new(storage.write_seconds.clone()),
@@ -840,6 +853,11 @@ impl Metrics {
         for format in DEAD_LETTER_FORMATS {
             dead_letters.with_label_values(&[format]);
         }
+        for target in RELOAD_TARGETS {
+            for outcome in RELOAD_OUTCOMES {
+                reloads.with_label_values(&[target, outcome]);
+            }
+        }
         Self {
             registry,
             streams: StreamLabels::new(max_stream_labels),
@@ -865,10 +883,11 @@ impl Metrics {
             prometheus_series_dropped,
             tls_handshakes,
             tls_not_after,
-            reloads,
             remote_write_sent,
             remote_write_rejected,
             remote_write_requests,
+            reloads,
+            access_keys,
             in_flight_bytes,
             in_flight_limit_bytes,
             storage,
@@ -922,7 +941,7 @@ impl Metrics {
             handshakes: self.tls_handshakes.clone(),
             not_after: self.tls_not_after.with_label_values(&[listener]),
             reloads_ok: reload(OUTCOME_OK),
-            reloads_failed: reload(OUTCOME_RELOAD_FAILED),
+            reloads_failed: reload(RELOAD_FAILED),
         }
     }
 
@@ -982,6 +1001,19 @@ impl Metrics {
         self.in_flight_limit_bytes
             .set(i64::try_from(limit_bytes).unwrap_or(i64::MAX));
         self.in_flight_bytes.clone()
+    }
+
+    /// Counts a reload of `target` (one of [`RELOAD_TARGETS`]): taken when `ok`,
+    /// else refused, what was in use kept.
+    pub fn record_reload(&self, target: &str, ok: bool) {
+        let outcome = if ok { OUTCOME_OK } else { RELOAD_FAILED };
+        self.reloads.with_label_values(&[target, outcome]).inc();
+    }
+
+    /// The gauge of access keys in use.
+    #[must_use]
+    pub fn access_keys_gauge(&self) -> IntGauge {
+        self.access_keys.clone()
     }
 
     /// Records events (and dead letters) that matched no route and were dropped.
@@ -1110,6 +1142,8 @@ mod tests {
             SINK_UP,
             PROMETHEUS_SERIES,
             PROMETHEUS_SERIES_DROPPED_TOTAL,
+            RELOADS_TOTAL,
+            ACCESS_KEYS,
             BUILD_INFO,
             OPEN_CONNECTIONS,
             MAX_CONNECTIONS,
@@ -1154,6 +1188,28 @@ mod tests {
                 "{format}"
             );
         }
+    }
+
+    #[test]
+    fn reloads_of_every_target_start_at_zero_and_count() {
+        let metrics = Metrics::new(1);
+        for target in RELOAD_TARGETS {
+            for outcome in RELOAD_OUTCOMES {
+                let series = format!(
+                    "{RELOADS_TOTAL}{{{LABEL_OUTCOME}=\"{outcome}\",{LABEL_TARGET}=\"{target}\"}} 0"
+                );
+                assert!(metrics.render().contains(&series), "{series}");
+            }
+        }
+        metrics.record_reload(RELOAD_TARGET_ACCESS_KEYS, false);
+        metrics.record_reload(RELOAD_TARGET_ACCESS_KEYS, true);
+        metrics.record_reload(RELOAD_TARGET_ACCESS_KEYS, true);
+        metrics.access_keys_gauge().set(3);
+        let text = metrics.render();
+        assert!(text.contains(r#"hydrant_reloads_total{outcome="ok",target="access_keys"} 2"#));
+        assert!(text.contains(r#"hydrant_reloads_total{outcome="failed",target="access_keys"} 1"#));
+        assert!(text.contains(r#"hydrant_reloads_total{outcome="ok",target="tls_certificate"} 0"#));
+        assert!(text.contains("hydrant_access_keys 3"));
     }
 
     #[test]

@@ -86,11 +86,31 @@ fn http_within(
         .nth(1)
         .and_then(|code| code.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("no status line in {text:?}")))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head
+        .lines()
+        .any(|line| line.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = if chunked {
+        unchunk(body)?
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
+}
+
+/// The body of a `Transfer-Encoding: chunked` reply (a streamed scrape).
+fn unchunk(mut rest: &str) -> std::io::Result<String> {
+    let bad = || std::io::Error::other("a malformed chunked body");
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest.split_once("\r\n").ok_or_else(bad)?;
+        let size = usize::from_str_radix(size.trim(), 16).map_err(|_| bad())?;
+        if size == 0 {
+            return Ok(body);
+        }
+        body.push_str(after.get(..size).ok_or_else(bad)?);
+        rest = after.get(size + 2..).ok_or_else(bad)?;
+    }
 }
 
 /// Sends one delivery the way Firehose does (mixed-case header names).
@@ -649,7 +669,7 @@ fn sighup_does_not_stop_hydrant() {
     assert!(status.success(), "{status:?}");
     assert!(
         logs.lines()
-            .any(|line| line.contains("SIGHUP") && line.contains("nothing is reloaded")),
+            .any(|line| line.contains("SIGHUP") && line.contains("Reload requested")),
         "{logs}"
     );
     assert_each_record_once(
@@ -838,13 +858,37 @@ fn metrics_are_complete_from_startup() {
     } else {
         String::new()
     };
-    // A prometheus sink, whose series counts start at zero too.
-    let prometheus = "[[sinks]]\nname = \"cw\"\ntype = \"prometheus\"\n\
-                      [[routes]]\npath = \"/cw\"\nkind = \"metric\"\nsinks = [\"cw\"]\n";
+    // A prometheus sink and a remote_write sink (nothing listens), whose series
+    // start at zero too.
+    let (rw_sink, rw_name) = if cfg!(feature = "remote_write") {
+        (
+            format!(
+                "[[sinks]]\nname = \"rw\"\ntype = \"remote_write\"\nurl = \"http://127.0.0.1:{}/api/v1/write\"\n",
+                dead_port()
+            ),
+            ", \"rw\"",
+        )
+    } else {
+        (String::new(), "")
+    };
+    let prometheus = format!(
+        "[[sinks]]\nname = \"cw\"\ntype = \"prometheus\"\n{rw_sink}\
+         [[routes]]\npath = \"/cw\"\nkind = \"metric\"\nsinks = [\"cw\"{rw_name}]\n"
+    );
     std::fs::write(&config, format!("{nats}{prometheus}")).unwrap();
+    // HTTPS on the ingest listener, so that its series are served too.
+    let tls = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+    let (cert, key) = (tls.join("client.pem"), tls.join("client.key"));
     let server = start(
         &dir.path().join("data"),
-        &["--config", config.to_str().unwrap()],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
     );
     let (status, metrics) = http(server.admin, "GET", "/metrics", &[], b"").unwrap();
     assert_eq!(status, 200);
@@ -870,6 +914,7 @@ fn metrics_are_complete_from_startup() {
     let features: Vec<&str> = [
         ("kafka", cfg!(feature = "kafka")),
         ("nats", cfg!(feature = "nats")),
+        ("remote_write", cfg!(feature = "remote_write")),
         ("s3", cfg!(feature = "s3")),
     ]
     .iter()
@@ -919,7 +964,13 @@ fn metrics_are_complete_from_startup() {
         "hydrant_control_messages_total 0",
         r#"hydrant_prometheus_series{sink="cw"} 0"#,
         r#"hydrant_prometheus_series_dropped_total{sink="cw"} 0"#,
+        r#"hydrant_tls_handshakes_total{outcome="timed_out"} 0"#,
+        r#"hydrant_reloads_total{outcome="failed",target="tls_certificate"} 0"#,
     ];
+    if cfg!(feature = "remote_write") {
+        zeros.push(r#"hydrant_remote_write_requests_total{sink="rw",status="429"} 0"#);
+        zeros.push(r#"hydrant_remote_write_samples_rejected_total{sink="rw"} 0"#);
+    }
     if cfg!(feature = "nats") {
         zeros.push(
             r#"hydrant_sink_reshaped_total{action="split_event",sink="bus",sink_type="nats"} 0"#,
@@ -953,6 +1004,9 @@ fn metrics_are_complete_from_startup() {
     served.sort();
     if !cfg!(feature = "nats") {
         documented.retain(|name| name != "hydrant_sink_reshaped_total");
+    }
+    if !cfg!(feature = "remote_write") {
+        documented.retain(|name| !name.starts_with("hydrant_remote_write_"));
     }
     assert_eq!(documented, served, "the README's metrics table");
 }

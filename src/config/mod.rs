@@ -33,6 +33,7 @@ use serde::Deserialize;
 pub use self::cli::LogFormat;
 use self::cli::{Cli, Command, usage_error};
 use self::file::{expand_document, interpolate, location, one_line, parse_document, read_text};
+pub use self::keys::KeyReload;
 pub use self::sinks::{EMBEDDED_SINK, SinkSpec};
 use crate::decode::{BadRecords, DecodeSettings, DecoderRule, Format};
 use crate::glob::Glob;
@@ -78,6 +79,11 @@ pub struct Config {
     pub auth: Auth,
     /// Where each access key came from, by name (for `validate`; never the secret).
     pub key_sources: Vec<(String, String)>,
+    /// What reads the access keys again without a restart, when some come from
+    /// files (key files or the config file).
+    pub key_reload: Option<KeyReload>,
+    /// The files the keys come from: the config file first, then the key files.
+    key_files: Vec<std::path::PathBuf>,
     /// Limits on untrusted input.
     pub limits: Limits,
     /// Connection caps and timeouts of both listeners.
@@ -156,8 +162,9 @@ impl Invocation {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
         let matches = Cli::command_for_parsing()
-            .try_get_matches_from(args)
+            .try_get_matches_from(&args)
             .map_err(|error| usage_error(&error))?;
         let cli = Cli::from_arg_matches(&matches).map_err(|error| usage_error(&error))?;
         if cli.health_check {
@@ -167,9 +174,12 @@ impl Invocation {
             Some(Command::Validate(settings)) => {
                 Config::from_settings(settings, env).map(|config| Self::Validate(Box::new(config)))
             }
-            None => {
-                Config::from_settings(cli.settings, env).map(|config| Self::Serve(Box::new(config)))
-            }
+            None => Config::from_settings(cli.settings, env).map(|mut config| {
+                if !config.key_files.is_empty() {
+                    config.key_reload = Some(KeyReload::new(args, config.key_files.clone()));
+                }
+                Self::Serve(Box::new(config))
+            }),
         }
     }
 }
@@ -215,6 +225,7 @@ impl Config {
         };
         let text = read_text(&path, "config file")?;
         let (text, expansions) = expand_document(&text, &path, env)?;
+        let config_path = path.clone();
         let file = toml::from_str::<Settings>(&text).map_err(|error| {
             let at = error
                 .span()
@@ -235,6 +246,10 @@ impl Config {
                 .map(|sink| location(&text, sink.span().start))
                 .collect();
             Self::merge(settings, file, &sink_locations, env)
+        })
+        .map(|mut config| {
+            config.key_files.insert(0, config_path);
+            config
         })
         .map_err(|error| expansions.scrub(error))
     }
@@ -302,6 +317,7 @@ impl Config {
         let router = routes::build_router(routes, routing, &sinks)?;
         let fanout = build_fanout(&given_fanout, &storage)?;
 
+        let mut key_files = Vec::new();
         let sources = keys::key_sources(
             &key_flags,
             key_flag_files,
@@ -309,6 +325,7 @@ impl Config {
             file_key_file,
             env,
             &mut warnings,
+            &mut key_files,
         )?;
         let auth = keys::build_auth(&sources, no_auth)?;
         if auth == Auth::Disabled {
@@ -331,6 +348,8 @@ impl Config {
             admin_listen: given.admin_listen(),
             auth,
             key_sources,
+            key_reload: None,
+            key_files,
             limits,
             connections,
             tls,

@@ -165,7 +165,7 @@ settings! {
         #[serde(skip)]
         access_key_args: Vec<String>,
 
-        /// File of access keys, one NAME=KEY per line; blank lines and lines starting with '#' are skipped. Repeatable; HYDRANT_ACCESS_KEY_FILE and access_key_file in the config file name more, all used
+        /// File of access keys, one NAME=KEY per line (blank lines and lines starting with '#' skipped), or the JSON AWS Secrets Manager keeps a Firehose key in, {"api_key": "KEY"}: one key named after the file without its extension. Repeatable; HYDRANT_ACCESS_KEY_FILE and access_key_file in the config file name more, all used. Key files and the config file are read again without a restart on SIGHUP and within 10s of a change (replace a file by renaming a complete one over it); a reload that fails or leaves no key keeps the keys in use
         #[arg(long = "access-key-file", value_name = "FILE")]
         #[serde(skip)]
         access_key_files: Vec<PathBuf>,

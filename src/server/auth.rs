@@ -7,10 +7,15 @@
 //! The comparison takes the same time whichever key matches and wherever a wrong key
 //! differs: both sides are hashed with SHA-256 (so length differences do not shorten
 //! the comparison) and every configured key is compared, without stopping early.
+//!
+//! The keys in use can be replaced while requests run ([`SharedAuth`]): a reload
+//! builds the new set in full, then swaps it in at once, so a request sees either
+//! the old set or the new one, never a mix, and never waits for a reload.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
+use prometheus::IntGauge;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -99,6 +104,127 @@ impl Auth {
             Err(ApiError::InvalidAccessKey)
         }
     }
+
+    /// The number of keys (0 when authentication is disabled).
+    #[must_use]
+    pub fn key_count(&self) -> usize {
+        match self {
+            Self::Keys(keys) => keys.len(),
+            Self::Disabled => 0,
+        }
+    }
+}
+
+/// The [`Auth`] requests are checked against, replaceable as a whole while they
+/// run. Each request takes the current set (a pointer copy under a lock held for
+/// no longer than that); [`Self::replace`] swaps in a set built beforehand, so a
+/// request never waits for a reload to read files or hash keys.
+#[derive(Debug, Clone)]
+pub struct SharedAuth {
+    current: Arc<RwLock<Arc<Auth>>>,
+    /// The number of keys in use, kept beside them.
+    key_count: IntGauge,
+}
+
+/// What replacing the keys changed, by name (never a secret).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChange {
+    /// Names that are new.
+    pub added: Vec<Arc<str>>,
+    /// Names that are gone.
+    pub removed: Vec<Arc<str>>,
+    /// Names kept with another secret.
+    pub changed: Vec<Arc<str>>,
+    /// Keys in use now.
+    pub count: usize,
+}
+
+/// Why a new set of keys was not taken; the old set stays in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ReplaceError {
+    /// The new set has no key while authentication is on.
+    #[error("no access key would be left")]
+    NoKey,
+    /// The new configuration turns authentication off.
+    #[error(
+        "the configuration now turns authentication off (--no-auth), which only a restart can do"
+    )]
+    WouldDisable,
+    /// The new configuration has keys while authentication is off.
+    #[error(
+        "the configuration now has access keys while authentication is off (--no-auth); turning it on takes a restart"
+    )]
+    WouldEnable,
+}
+
+impl SharedAuth {
+    /// Starts with `auth`, its key count shown by `key_count`.
+    #[must_use]
+    pub fn new(auth: Auth, key_count: IntGauge) -> Self {
+        key_count.set(i64::try_from(auth.key_count()).unwrap_or(i64::MAX));
+        Self {
+            current: Arc::new(RwLock::new(Arc::new(auth))),
+            key_count,
+        }
+    }
+
+    /// The keys in use now.
+    #[must_use]
+    pub fn current(&self) -> Arc<Auth> {
+        Arc::clone(&self.current.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Puts `next` in use, unless it would leave no key or switch authentication
+    /// on or off (both take a restart, so that a mistaken edit cannot open the
+    /// listener to anyone).
+    ///
+    /// # Errors
+    ///
+    /// [`ReplaceError`], the keys in use left as they were.
+    pub fn replace(&self, next: Auth) -> Result<KeyChange, ReplaceError> {
+        let old = self.current();
+        let change = match (old.as_ref(), &next) {
+            (Auth::Disabled, Auth::Disabled) => KeyChange::default(),
+            (Auth::Keys(_), Auth::Disabled) => return Err(ReplaceError::WouldDisable),
+            (Auth::Disabled, Auth::Keys(_)) => return Err(ReplaceError::WouldEnable),
+            (Auth::Keys(_), Auth::Keys(keys)) if keys.is_empty() => {
+                return Err(ReplaceError::NoKey);
+            }
+            (Auth::Keys(before), Auth::Keys(after)) => {
+                let named = |keys: &[AccessKey], name: &str| {
+                    keys.iter().find(|key| key.name() == name).cloned()
+                };
+                let mut change = KeyChange {
+                    count: after.len(),
+                    ..KeyChange::default()
+                };
+                for key in after {
+                    match named(before, key.name()) {
+                        None => change.added.push(Arc::clone(&key.name)),
+                        Some(same) if same != *key => change.changed.push(Arc::clone(&key.name)),
+                        Some(_) => {}
+                    }
+                }
+                for key in before {
+                    if named(after, key.name()).is_none() {
+                        change.removed.push(Arc::clone(&key.name));
+                    }
+                }
+                change
+            }
+        };
+        self.key_count
+            .set(i64::try_from(next.key_count()).unwrap_or(i64::MAX));
+        let next = Arc::new(next);
+        let previous = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+            next,
+        );
+        // The old set is dropped here, outside the lock (or later, by the last
+        // request still holding it).
+        drop(previous);
+        Ok(change)
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +261,52 @@ mod tests {
     fn disabled_accepts_anything_without_a_name() {
         assert_eq!(Auth::Disabled.check(None), Ok(None));
         assert_eq!(Auth::Disabled.check(Some(b"whatever")), Ok(None));
+    }
+
+    fn shared(auth: Auth) -> SharedAuth {
+        SharedAuth::new(auth, IntGauge::new("keys", "keys").unwrap())
+    }
+
+    #[test]
+    fn replacing_keys_reports_names_and_swaps_at_once() {
+        let auth = shared(keys());
+        let held = auth.current();
+        let change = auth
+            .replace(Auth::Keys(vec![
+                AccessKey::new("prod", "other"),
+                AccessKey::new("next", "n3xt"),
+            ]))
+            .unwrap();
+        let names = |names: &[Arc<str>]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&change.added), ["next"]);
+        assert_eq!(names(&change.removed), ["rotated"]);
+        assert_eq!(names(&change.changed), ["prod"]);
+        assert_eq!(change.count, 2);
+        assert_eq!(auth.key_count.get(), 2);
+        let now = auth.current();
+        assert_eq!(now.check(Some(b"n3xt")), Ok(Some(Arc::from("next"))));
+        assert_eq!(now.check(Some(b"s3cret")), Err(ApiError::InvalidAccessKey));
+        // A request that took the old set before the swap finishes with it.
+        assert_eq!(held.check(Some(b"s3cret")), Ok(Some(Arc::from("prod"))));
+    }
+
+    #[test]
+    fn a_replacement_that_empties_or_switches_auth_keeps_the_old_set() {
+        let auth = shared(keys());
+        assert_eq!(
+            auth.replace(Auth::Keys(Vec::new())),
+            Err(ReplaceError::NoKey)
+        );
+        assert_eq!(
+            auth.replace(Auth::Disabled),
+            Err(ReplaceError::WouldDisable)
+        );
+        assert_eq!(*auth.current(), keys());
+        assert_eq!(auth.key_count.get(), 2);
+        let open = shared(Auth::Disabled);
+        assert_eq!(open.replace(keys()), Err(ReplaceError::WouldEnable));
+        assert_eq!(*open.current(), Auth::Disabled);
+        assert_eq!(open.replace(Auth::Disabled), Ok(KeyChange::default()));
     }
 
     #[test]

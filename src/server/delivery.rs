@@ -101,6 +101,7 @@ fn check(state: &AppState, parts: &Parts) -> Result<Arrival, Refused> {
     let headers = &parts.headers;
     let access_key_name = state
         .auth
+        .current()
         .check(headers.get(HEADER_ACCESS_KEY).map(HeaderValue::as_bytes))
         .map_err(refused)?
         .as_deref()

@@ -49,7 +49,7 @@ use crate::metrics::Metrics;
 use crate::routing::Router as Routes;
 use crate::sink::fanout::Sinks;
 use crate::sink::prometheus::{Format, check_path};
-use auth::Auth;
+use auth::{Auth, SharedAuth};
 use health::Readiness;
 use listener::{ConnectionSettings, Listener};
 
@@ -78,7 +78,7 @@ pub struct AppState(Arc<Shared>);
 /// from outside the server.
 #[derive(Debug)]
 pub struct Shared {
-    auth: Auth,
+    auth: SharedAuth,
     limits: Limits,
     in_flight: InFlight,
     ingest: Arc<Ingest>,
@@ -116,7 +116,7 @@ impl AppState {
             DecodePool::for_this_machine(),
         );
         Self(Arc::new(Shared {
-            auth,
+            auth: SharedAuth::new(auth, metrics.access_keys_gauge()),
             limits,
             in_flight: InFlight::new(limits.max_in_flight_bytes, gauge),
             ingest: Arc::new(ingest),
@@ -125,6 +125,12 @@ impl AppState {
             readiness: Readiness::default(),
             shutting_down: AtomicBool::new(false),
         }))
+    }
+
+    /// The access keys in use, which a reload may replace.
+    #[must_use]
+    pub fn auth(&self) -> &SharedAuth {
+        &self.0.auth
     }
 
     /// Limits on untrusted input.
