@@ -14,6 +14,10 @@ use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject as _;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+/// The extensions of a server certificate for 127.0.0.1 and localhost.
+const SERVER_EXTENSIONS: &str =
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n";
+
 /// A throwaway certificate authority with a server certificate for 127.0.0.1 and a
 /// client certificate, made by the `openssl` command line in a temporary directory.
 pub struct Certificates {
@@ -22,32 +26,11 @@ pub struct Certificates {
 
 impl Certificates {
     pub fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let run = |args: &[&str]| {
-            let output = Command::new("openssl")
-                .args(args)
-                .current_dir(dir.path())
-                .output()
-                .expect("the openssl command line (Debian package `openssl`) is installed");
-            assert!(
-                output.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
+        let certificates = Self {
+            dir: tempfile::tempdir().unwrap(),
         };
-        let key = |name: &str| {
-            run(&[
-                "ecparam",
-                "-name",
-                "prime256v1",
-                "-genkey",
-                "-noout",
-                "-out",
-                name,
-            ]);
-        };
-        key("ca.key");
-        run(&[
+        certificates.key("ca.key");
+        certificates.openssl(&[
             "req",
             "-x509",
             "-new",
@@ -60,44 +43,82 @@ impl Certificates {
             "-subj",
             "/CN=hydrant test CA",
         ]);
-        for (name, extensions) in [
-            (
-                "server",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
-            ),
-            ("client", "extendedKeyUsage=clientAuth\n"),
-        ] {
-            key(&format!("{name}.key"));
-            std::fs::write(dir.path().join(format!("{name}.ext")), extensions).unwrap();
-            run(&[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN=hydrant test {name}"),
-            ]);
-            run(&[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-days",
-                "1",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-            ]);
-        }
-        Self { dir }
+        certificates.issue("server", SERVER_EXTENSIONS, 1);
+        certificates.issue("client", "extendedKeyUsage=clientAuth\n", 1);
+        certificates
+    }
+
+    /// Issues another server certificate for 127.0.0.1 and localhost from the same
+    /// CA, valid for `days` from now, with a new key and the CA's next serial
+    /// number: `name.pem` and `name.key`, whose paths it returns.
+    pub fn issue_server(&self, name: &str, days: u32) -> (PathBuf, PathBuf) {
+        self.issue(name, SERVER_EXTENSIONS, days);
+        (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        )
+    }
+
+    /// Runs the `openssl` command line in the directory; fails the test if it fails.
+    /// Its standard output.
+    pub fn openssl(&self, args: &[&str]) -> String {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("the openssl command line (Debian package `openssl`) is installed");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    fn key(&self, name: &str) {
+        self.openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            name,
+        ]);
+    }
+
+    /// `name.key` and `name.pem`, signed by the CA with `extensions` for `days`;
+    /// each call takes the CA's next serial number (kept in `ca.srl`).
+    fn issue(&self, name: &str, extensions: &str, days: u32) {
+        self.key(&format!("{name}.key"));
+        std::fs::write(self.path(&format!("{name}.ext")), extensions).unwrap();
+        self.openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN=hydrant test {name}"),
+        ]);
+        self.openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            &days.to_string(),
+            "-out",
+            &format!("{name}.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ]);
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
