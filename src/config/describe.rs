@@ -21,6 +21,21 @@ impl Config {
         let duration = |d: Duration| humantime::format_duration(d).to_string();
         let _ = writeln!(out, "The configuration is valid.");
         let _ = writeln!(out, "listen {}, admin {}", self.listen, self.admin_listen);
+        match &self.tls {
+            None => {
+                let _ = writeln!(out, "https: off (plain HTTP on the ingest listener)");
+            }
+            Some(tls) => {
+                let crate::server::tls::CertificateSource::Files(files) = &tls.certificate;
+                let _ = writeln!(
+                    out,
+                    "https: certificate {}, key {} (read again on SIGHUP or a change), handshake timeout {}",
+                    files.cert.display(),
+                    files.key.display(),
+                    duration(tls.handshake_timeout)
+                );
+            }
+        }
         match &self.auth {
             Auth::Disabled => {
                 let _ = writeln!(out, "access keys: none, authentication is OFF (--no-auth)");

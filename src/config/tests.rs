@@ -1202,3 +1202,42 @@ fn help_quotes_the_real_defaults() {
         assert!(flat.contains(flag), "--help lacks {flag}");
     }
 }
+
+/// `hydrant validate` says whether the ingest listener serves HTTPS, and with
+/// which files; `[tls]` in the file works as the flags do.
+#[test]
+fn validate_shows_whether_https_is_on() {
+    let plain = parse(&["--no-auth"]).unwrap();
+    assert!(plain.tls.is_none());
+    assert!(
+        plain.describe().contains("https: off"),
+        "{}",
+        plain.describe()
+    );
+
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
+    let (cert, key) = (
+        format!("{fixtures}/client.pem"),
+        format!("{fixtures}/client.key"),
+    );
+    let flags = parse(&["--no-auth", "--tls-cert", &cert, "--tls-key", &key]).unwrap();
+    let file = parse_file(
+        &format!("no_auth = true\n[tls]\ncert = \"{cert}\"\nkey = \"{key}\"\nhandshake_timeout = \"3s\"\n"),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        flags.tls.as_ref().map(|tls| &tls.certificate),
+        file.tls.as_ref().map(|tls| &tls.certificate)
+    );
+    assert_eq!(
+        file.tls.as_ref().map(|tls| tls.handshake_timeout),
+        Some(Duration::from_secs(3))
+    );
+    let described = file.describe();
+    assert!(
+        described.contains(&format!("https: certificate {cert}, key {key}"))
+            && described.contains("handshake timeout 3s"),
+        "{described}"
+    );
+}
