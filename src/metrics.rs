@@ -89,6 +89,11 @@ pub const TLS_HANDSHAKES_TOTAL: &str = "hydrant_tls_handshakes_total";
 /// When the ingest listener's certificate expires, in seconds since the epoch
 /// (only while it serves HTTPS): alert on `… - time() < 14 * 86400`.
 pub const TLS_CERTIFICATE_NOT_AFTER_SECONDS: &str = "hydrant_tls_certificate_not_after_seconds";
+/// ACME orders of the ingest listener's certificate, by outcome (`ok`, or
+/// `failed` when it will be tried again later).
+pub const ACME_ORDERS_TOTAL: &str = "hydrant_acme_orders_total";
+/// The `outcome` label values of [`ACME_ORDERS_TOTAL`].
+pub const ACME_ORDER_OUTCOMES: [&str; 2] = ["ok", "failed"];
 /// Reloads of files on SIGHUP or a change, by what was reloaded and outcome
 /// (`ok`, or `failed` when the old content was kept).
 pub const RELOADS_TOTAL: &str = "hydrant_reloads_total";
@@ -292,6 +297,8 @@ pub struct Metrics {
     tls_not_after: IntGaugeVec,
     /// Reloads, by target and outcome.
     reloads: IntCounterVec,
+    /// ACME orders, by outcome.
+    acme_orders: IntCounterVec,
     /// Samples each `remote_write` sink's receiver took.
     remote_write_sent: IntCounterVec,
     /// Samples each `remote_write` sink's receiver refused for good.
@@ -395,6 +402,24 @@ impl PrometheusRecorder {
     /// The sink dropped `count` new series at its cap.
     pub fn dropped(&self, count: u64) {
         self.dropped.inc_by(count);
+    }
+}
+
+/// The outcomes of ACME orders.
+#[derive(Debug, Clone)]
+pub struct AcmeRecorder {
+    ok: IntCounter,
+    failed: IntCounter,
+}
+
+impl AcmeRecorder {
+    /// An order ended with a certificate (`ok`) or failed.
+    pub fn order(&self, ok: bool) {
+        if ok {
+            self.ok.inc();
+        } else {
+            self.failed.inc();
+        }
     }
 }
 
@@ -722,6 +747,14 @@ impl Metrics {
             &[LABEL_LISTENER],
         )
         .expect("valid metric");
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                ACME_ORDERS_TOTAL,
+                "ACME orders of the ingest listener's certificate, by outcome.",
+            ),
+            &[LABEL_OUTCOME],
+        )
+        .expect("valid metric");
         let reloads = IntCounterVec::new(
             Opts::new(
                 RELOADS_TOTAL,
@@ -787,6 +820,7 @@ impl Metrics {
             Box::new(tls_handshakes.clone()),
             Box::new(tls_not_after.clone()),
             Box::new(reloads.clone()),
+            Box::new(acme_orders.clone()),
             Box::new(remote_write_sent.clone()),
             Box::new(remote_write_rejected.clone()),
             Box::new(remote_write_requests.clone()),
@@ -866,6 +900,7 @@ impl Metrics {
             tls_handshakes,
             tls_not_after,
             reloads,
+            acme_orders,
             remote_write_sent,
             remote_write_rejected,
             remote_write_requests,
@@ -924,6 +959,14 @@ impl Metrics {
             reloads_ok: reload(OUTCOME_OK),
             reloads_failed: reload(OUTCOME_RELOAD_FAILED),
         }
+    }
+
+    /// The counter of ACME orders by outcome, every outcome at zero from now on.
+    #[must_use]
+    pub fn acme(&self) -> AcmeRecorder {
+        let [ok, failed] =
+            ACME_ORDER_OUTCOMES.map(|outcome| self.acme_orders.with_label_values(&[outcome]));
+        AcmeRecorder { ok, failed }
     }
 
     /// The recorder of the `remote_write` sink `name`, every series at zero from
