@@ -435,3 +435,53 @@ fn a_certificate_is_ordered_validated_cached_and_renewed_with_pebble() {
         "the renewed certificate is cached"
     );
 }
+
+/// Mistakes in the ACME flags stop Hydrant before it binds a port, with one line
+/// and exit code 64 (EX_USAGE).
+#[test]
+fn acme_flag_mistakes_are_refused() {
+    let certificates = Certificates::new();
+    let cert = certificates.path("server.pem");
+    let key = certificates.path("server.key");
+    let cases: [(Vec<&str>, &str); 5] = [
+        (
+            vec![
+                "--acme-domain",
+                DOMAIN,
+                "--tls-cert",
+                cert.to_str().unwrap(),
+                "--tls-key",
+                key.to_str().unwrap(),
+            ],
+            "exclusive",
+        ),
+        (vec!["--acme-domain", "*.example.com"], "TLS-ALPN-01"),
+        (
+            vec!["--acme-domain", "bad_name.example"],
+            "not a fully qualified domain name",
+        ),
+        (
+            vec!["--acme-contact", "ops@example.com"],
+            "--acme-contact needs --acme-domain",
+        ),
+        (
+            vec![
+                "--acme-domain",
+                DOMAIN,
+                "--acme-directory",
+                "http://ca.example/dir",
+            ],
+            "https://",
+        ),
+    ];
+    for (args, expected) in cases {
+        let (code, _, stderr) = common::process::run(
+            hydrant()
+                .args(["--no-auth", "--data-dir", "/nonexistent/hydrant-acme"])
+                .args(&args),
+        );
+        assert_eq!(code, Some(64), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
