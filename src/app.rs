@@ -221,7 +221,8 @@ impl App {
 }
 
 /// The ingest listener's TLS: its certificate loaded and served, and a task that
-/// reads it again on SIGHUP and when its files change.
+/// reads it again on SIGHUP and when its files change, or (ACME) that orders it
+/// when there is none in the cache and renews it.
 fn tls(
     settings: &TlsSettings,
     metrics: &Metrics,
@@ -232,15 +233,45 @@ fn tls(
         &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
     );
     let certificates = Arc::new(Certificates::new(recorder.clone()));
-    let CertificateSource::Files(files) = &settings.certificate;
-    certificates.set(files.load().map_err(RunError::Tls)?);
-    let config = server_config(Arc::clone(&certificates), false).map_err(RunError::Tls)?;
-    let reloader = spawn_reloader(
-        files.clone(),
-        certificates,
-        hangups,
-        crate::reload::POLL_INTERVAL,
-    );
+    let reloader = match &settings.certificate {
+        CertificateSource::Files(files) => {
+            certificates.set(files.load().map_err(RunError::Tls)?);
+            spawn_reloader(
+                files.clone(),
+                Arc::clone(&certificates),
+                hangups,
+                crate::reload::POLL_INTERVAL,
+            )
+        }
+        CertificateSource::Acme(acme) => {
+            // Only the cache is read here; the account and any order are the
+            // background task's, so startup never waits for the CA.
+            let cached = crate::server::tls::acme::load_cache(acme);
+            match &cached {
+                Some(issued) => {
+                    tracing::info!(
+                        domains = acme.domains.join(","),
+                        not_after = issued.not_after,
+                        "Serving the cached ACME certificate."
+                    );
+                    certificates.set(issued.loaded.clone());
+                }
+                None => tracing::warn!(
+                    domains = acme.domains.join(","),
+                    directory = acme.directory,
+                    "No certificate yet: obtaining one from the ACME CA in the background; TLS handshakes fail until it is issued."
+                ),
+            }
+            crate::server::tls::acme::spawn(
+                acme.clone(),
+                Arc::clone(&certificates),
+                metrics.acme(),
+                cached,
+            )
+        }
+    };
+    let acme = matches!(settings.certificate, CertificateSource::Acme(_));
+    let config = server_config(certificates, acme).map_err(RunError::Tls)?;
     Ok((
         Terminator::new(config, settings.handshake_timeout, recorder),
         reloader,

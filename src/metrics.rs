@@ -89,6 +89,11 @@ pub const TLS_HANDSHAKES_TOTAL: &str = "hydrant_tls_handshakes_total";
 /// When the ingest listener's certificate expires, in seconds since the epoch
 /// (only while it serves HTTPS): alert on `… - time() < 14 * 86400`.
 pub const TLS_CERTIFICATE_NOT_AFTER_SECONDS: &str = "hydrant_tls_certificate_not_after_seconds";
+/// ACME orders of the ingest listener's certificate, by outcome (`ok`, or
+/// `failed` when it will be tried again later).
+pub const ACME_ORDERS_TOTAL: &str = "hydrant_acme_orders_total";
+/// The `outcome` label values of [`ACME_ORDERS_TOTAL`].
+pub const ACME_ORDER_OUTCOMES: [&str; 2] = ["ok", "failed"];
 /// Reloads of what is read from files (SIGHUP or a changed file), by target and
 /// outcome.
 pub const RELOADS_TOTAL: &str = "hydrant_reloads_total";
@@ -299,6 +304,8 @@ pub struct Metrics {
     tls_handshakes: IntCounterVec,
     /// The ingest listener's certificate's expiry, by listener (set only with TLS).
     tls_not_after: IntGaugeVec,
+    /// ACME orders, by outcome.
+    acme_orders: IntCounterVec,
     /// Samples each `remote_write` sink's receiver took.
     remote_write_sent: IntCounterVec,
     /// Samples each `remote_write` sink's receiver refused for good.
@@ -406,6 +413,24 @@ impl PrometheusRecorder {
     /// The sink dropped `count` new series at its cap.
     pub fn dropped(&self, count: u64) {
         self.dropped.inc_by(count);
+    }
+}
+
+/// The outcomes of ACME orders.
+#[derive(Debug, Clone)]
+pub struct AcmeRecorder {
+    ok: IntCounter,
+    failed: IntCounter,
+}
+
+impl AcmeRecorder {
+    /// An order ended with a certificate (`ok`) or failed.
+    pub fn order(&self, ok: bool) {
+        if ok {
+            self.ok.inc();
+        } else {
+            self.failed.inc();
+        }
     }
 }
 
@@ -733,6 +758,14 @@ impl Metrics {
             &[LABEL_LISTENER],
         )
         .expect("valid metric");
+        let acme_orders = IntCounterVec::new(
+            Opts::new(
+                ACME_ORDERS_TOTAL,
+                "ACME orders of the ingest listener's certificate, by outcome.",
+            ),
+            &[LABEL_OUTCOME],
+        )
+        .expect("valid metric");
         let remote_write_sent = IntCounterVec::new(
             Opts::new(
                 REMOTE_WRITE_SAMPLES_SENT_TOTAL,
@@ -798,6 +831,7 @@ impl Metrics {
             Box::new(prometheus_series_dropped.clone()),
             Box::new(tls_handshakes.clone()),
             Box::new(tls_not_after.clone()),
+            Box::new(acme_orders.clone()),
             Box::new(remote_write_sent.clone()),
             Box::new(remote_write_rejected.clone()),
             Box::new(remote_write_requests.clone()),
@@ -883,6 +917,7 @@ impl Metrics {
             prometheus_series_dropped,
             tls_handshakes,
             tls_not_after,
+            acme_orders,
             remote_write_sent,
             remote_write_rejected,
             remote_write_requests,
@@ -943,6 +978,14 @@ impl Metrics {
             reloads_ok: reload(OUTCOME_OK),
             reloads_failed: reload(RELOAD_FAILED),
         }
+    }
+
+    /// The counter of ACME orders by outcome, every outcome at zero from now on.
+    #[must_use]
+    pub fn acme(&self) -> AcmeRecorder {
+        let [ok, failed] =
+            ACME_ORDER_OUTCOMES.map(|outcome| self.acme_orders.with_label_values(&[outcome]));
+        AcmeRecorder { ok, failed }
     }
 
     /// The recorder of the `remote_write` sink `name`, every series at zero from

@@ -25,16 +25,27 @@ impl Config {
             None => {
                 let _ = writeln!(out, "https: off (plain HTTP on the ingest listener)");
             }
-            Some(tls) => {
-                let crate::server::tls::CertificateSource::Files(files) = &tls.certificate;
-                let _ = writeln!(
-                    out,
-                    "https: certificate {}, key {} (read again on SIGHUP or a change), handshake timeout {}",
-                    files.cert.display(),
-                    files.key.display(),
-                    duration(tls.handshake_timeout)
-                );
-            }
+            Some(tls) => match &tls.certificate {
+                crate::server::tls::CertificateSource::Files(files) => {
+                    let _ = writeln!(
+                        out,
+                        "https: certificate {}, key {} (read again on SIGHUP or a change), handshake timeout {}",
+                        files.cert.display(),
+                        files.key.display(),
+                        duration(tls.handshake_timeout)
+                    );
+                }
+                crate::server::tls::CertificateSource::Acme(acme) => {
+                    let _ = writeln!(
+                        out,
+                        "https: ACME certificate for {} from {}, cached in {}, handshake timeout {}",
+                        acme.domains.join(", "),
+                        acme.directory,
+                        acme.cache_dir.display(),
+                        duration(tls.handshake_timeout)
+                    );
+                }
+            },
         }
         match &self.auth {
             Auth::Disabled => {

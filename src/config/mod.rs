@@ -41,6 +41,7 @@ use crate::limits::Limits;
 use crate::routing::Router;
 use crate::server::auth::Auth;
 use crate::server::listener::ConnectionSettings;
+use crate::server::tls::acme::{AcmeSettings, check_domain};
 use crate::server::tls::{CertFiles, CertificateSource, TlsSettings};
 pub use crate::setting::{ByteSize, HumanDuration};
 use crate::sink::fanout::{FanoutSettings, MAX_BACKOFF};
@@ -302,7 +303,7 @@ impl Config {
             max_admin_connections: given_connections.max_admin_connections(),
         };
         connections.validate().map_err(ConfigError::Invalid)?;
-        let tls = build_tls(&given_tls)?;
+        let tls = build_tls(&given_tls, &given.data_dir())?;
         let storage = FileSinkSettings {
             data_dir: given.data_dir(),
             segment_max_bytes: given_storage.segment_max_bytes().0,
@@ -368,28 +369,112 @@ impl Config {
 
 /// HTTPS on the ingest listener, from `--tls-cert` and `--tls-key` (or `[tls]`):
 /// both or neither, and the files must load now, so that a wrong path or a key of
-/// another certificate stops Hydrant before it binds a port.
-fn build_tls(given: &settings::TlsSection) -> Result<Option<TlsSettings>, ConfigError> {
-    let files = match (&given.cert, &given.key) {
-        (None, None) => return Ok(None),
-        (Some(cert), Some(key)) => CertFiles {
-            cert: cert.clone(),
-            key: key.clone(),
-        },
+/// another certificate stops Hydrant before it binds a port; or from
+/// `--acme-domain` (the ACME cache defaulting to `<data_dir>/acme`), exclusive
+/// with the files.
+fn build_tls(
+    given: &settings::TlsSection,
+    data_dir: &std::path::Path,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let domains = given.acme_domains.as_deref().unwrap_or_default();
+    let certificate = match (&given.cert, &given.key) {
+        (Some(_), _) | (_, Some(_)) if !domains.is_empty() => {
+            return Err(invalid(
+                "--acme-domain and --tls-cert/--tls-key are exclusive: the certificate comes either from the ACME CA or from the files",
+            ));
+        }
+        (None, None) if domains.is_empty() => {
+            let acme_only = [
+                (given.acme_contact.is_some(), "--acme-contact"),
+                (given.acme_directory.is_some(), "--acme-directory"),
+                (given.acme_cache_dir.is_some(), "--acme-cache-dir"),
+                (given.acme_ca_file.is_some(), "--acme-ca-file"),
+                (given.acme_renew_before.is_some(), "--acme-renew-before"),
+            ];
+            if let Some((_, flag)) = acme_only.iter().find(|(given, _)| *given) {
+                return Err(invalid(format!("{flag} needs --acme-domain")));
+            }
+            return Ok(None);
+        }
+        (None, None) => CertificateSource::Acme(build_acme(given, domains, data_dir)?),
+        (Some(cert), Some(key)) => {
+            let files = CertFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            files
+                .load()
+                .map_err(|reason| invalid(format!("tls: {reason}")))?;
+            CertificateSource::Files(files)
+        }
         (Some(_), None) => return Err(invalid("--tls-cert needs --tls-key")),
         (None, Some(_)) => return Err(invalid("--tls-key needs --tls-cert")),
     };
-    files
-        .load()
-        .map_err(|reason| invalid(format!("tls: {reason}")))?;
     let handshake_timeout = given.handshake_timeout().0;
     if handshake_timeout.is_zero() {
         return Err(invalid("tls-handshake-timeout must be greater than 0"));
     }
     Ok(Some(TlsSettings {
-        certificate: CertificateSource::Files(files),
+        certificate,
         handshake_timeout,
     }))
+}
+
+/// The ACME settings of `--acme-*`: names checked (no wildcards, each once), the
+/// contact an email address, the directory an `https://` URL, the CA file loaded.
+fn build_acme(
+    given: &settings::TlsSection,
+    domains: &[String],
+    data_dir: &std::path::Path,
+) -> Result<AcmeSettings, ConfigError> {
+    let mut checked = Vec::new();
+    for domain in domains {
+        let domain =
+            check_domain(domain).map_err(|reason| invalid(format!("--acme-domain {reason}")))?;
+        if !checked.contains(&domain) {
+            checked.push(domain);
+        }
+    }
+    let contact = match &given.acme_contact {
+        None => None,
+        Some(contact) => {
+            let email = contact.trim().trim_start_matches("mailto:");
+            let plausible = email.split_once('@').is_some_and(|(user, host)| {
+                !user.is_empty() && host.contains('.') && !host.ends_with('.')
+            }) && !email.chars().any(|c| c.is_whitespace() || c == ',');
+            if !plausible {
+                return Err(invalid(format!(
+                    "--acme-contact {contact:?}: not an email address (such as ops@example.com)"
+                )));
+            }
+            Some(email.to_owned())
+        }
+    };
+    let directory = given.acme_directory();
+    if !directory.starts_with("https://") || directory.len() <= "https://".len() {
+        return Err(invalid(format!(
+            "--acme-directory {directory:?}: an ACME directory is an https:// URL (RFC 8555 §6.1)"
+        )));
+    }
+    if let Some(path) = &given.acme_ca_file {
+        crate::tls::pem_certificates(path)
+            .map_err(|reason| invalid(format!("--acme-ca-file: {reason}")))?;
+    }
+    let renew_before = given.acme_renew_before.map(|duration| duration.0);
+    if renew_before.is_some_and(|duration| duration.is_zero()) {
+        return Err(invalid("--acme-renew-before must be greater than 0"));
+    }
+    Ok(AcmeSettings {
+        domains: checked,
+        contact,
+        directory,
+        cache_dir: given
+            .acme_cache_dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("acme")),
+        ca_file: given.acme_ca_file.clone(),
+        renew_before,
+    })
 }
 
 /// The fan-out's settings, each from its flag, variable or `[fanout]` key.

@@ -26,6 +26,7 @@ use crate::server::listener::{
     DEFAULT_MIN_BODY_RATE, DEFAULT_MIN_BODY_RATE_GRACE,
 };
 use crate::server::tls::DEFAULT_HANDSHAKE_TIMEOUT;
+use crate::server::tls::acme::DEFAULT_ACME_DIRECTORY;
 use crate::setting::{ByteSize, HumanDuration};
 use crate::sink::dedup::{DEFAULT_DEDUP_CAPACITY, DEFAULT_DEDUP_WINDOW};
 use crate::sink::fanout::{DEFAULT_ATTEMPTS, DEFAULT_BACKOFF, DEFAULT_DEADLINE};
@@ -244,6 +245,30 @@ settings! {
         /// Time a client has to complete the TLS handshake; then the connection is closed
         #[arg(long = "tls-handshake-timeout", env = "HYDRANT_TLS_HANDSHAKE_TIMEOUT", value_name = "DURATION")]
         handshake_timeout: HumanDuration = HumanDuration(DEFAULT_HANDSHAKE_TIMEOUT),
+
+        /// Get the ingest listener's certificate from an ACME CA (Let's Encrypt by default) for this domain name, and renew it, instead of --tls-cert/--tls-key. Repeatable (one certificate names them all; HYDRANT_ACME_DOMAINS separates them by commas). Validated by TLS-ALPN-01 on the ingest listener itself, so the name must resolve to this host and the CA must reach the listener on port 443; no wildcards (TLS-ALPN-01 cannot validate them). Until the first certificate is issued, handshakes fail
+        #[arg(long = "acme-domain", env = "HYDRANT_ACME_DOMAINS", value_name = "NAME", value_delimiter = ',')]
+        acme_domains: Vec<String>,
+
+        /// Email address the ACME CA may write to about the certificates (expiry, problems); sent as mailto:. Optional
+        #[arg(long = "acme-contact", env = "HYDRANT_ACME_CONTACT", value_name = "EMAIL")]
+        acme_contact: String,
+
+        /// ACME directory URL of the CA. Let's Encrypt's staging CA, for trials without its production rate limits (its certificates are not trusted by Firehose): https://acme-staging-v02.api.letsencrypt.org/directory
+        #[arg(long = "acme-directory", env = "HYDRANT_ACME_DIRECTORY", value_name = "URL")]
+        acme_directory: String = DEFAULT_ACME_DIRECTORY.to_owned(),
+
+        /// Directory keeping the ACME account and the certificate and its key, so that a restart serves them without a new order; keep it on persistent storage [default: <data dir>/acme]
+        #[arg(long = "acme-cache-dir", env = "HYDRANT_ACME_CACHE_DIR", value_name = "DIR")]
+        acme_cache_dir: PathBuf,
+
+        /// PEM root certificates to trust for the ACME directory's own HTTPS, for a private or test CA [default: the system's roots]
+        #[arg(long = "acme-ca-file", env = "HYDRANT_ACME_CA_FILE", value_name = "FILE")]
+        acme_ca_file: PathBuf,
+
+        /// Renew the ACME certificate this long before it expires [default: when two thirds of its lifetime have passed]
+        #[arg(long = "acme-renew-before", env = "HYDRANT_ACME_RENEW_BEFORE", value_name = "DURATION")]
+        acme_renew_before: HumanDuration,
     }
     also {}
 }

@@ -328,14 +328,7 @@ pub(crate) async fn serve_listener(
     let cap = which.cap(&settings);
     let label = which.label();
     let gauges = &metrics.connections;
-    gauges
-        .limit
-        .with_label_values(&[label])
-        .set(i64::try_from(cap).unwrap_or(i64::MAX));
-    gauges.open.with_label_values(&[label]).set(0);
-    for reason in TimeoutReason::ALL {
-        gauges.timed_out.with_label_values(&[label, reason.label()]);
-    }
+    show_series(which, &settings, &metrics);
     let refused = gauges.refused.with_label_values(&[label]);
     let slots = Arc::new(Semaphore::new(cap));
     let mut connections = JoinSet::new();
@@ -392,6 +385,23 @@ pub(crate) async fn serve_listener(
     }
     drop(listener);
     while connections.join_next().await.is_some() {}
+}
+
+/// Shows the listener's connection series from now on, at zero (its cap at its
+/// value), before it accepts anything: called by the server before it spawns the
+/// listeners, so that a scrape right after startup finds them all.
+pub(crate) fn show_series(which: Listener, settings: &ConnectionSettings, metrics: &Metrics) {
+    let label = which.label();
+    let gauges = &metrics.connections;
+    gauges
+        .limit
+        .with_label_values(&[label])
+        .set(i64::try_from(which.cap(settings)).unwrap_or(i64::MAX));
+    gauges.open.with_label_values(&[label]);
+    gauges.refused.with_label_values(&[label]);
+    for reason in TimeoutReason::ALL {
+        gauges.timed_out.with_label_values(&[label, reason.label()]);
+    }
 }
 
 /// Serves one connection (plain TCP or TLS) until it ends, or until `stop` and

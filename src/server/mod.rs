@@ -312,6 +312,9 @@ pub async fn serve(
     connections: ConnectionSettings,
 ) -> std::io::Result<()> {
     let (stop, stopped) = watch::channel(false);
+    for which in [Listener::Ingest, Listener::Admin] {
+        listener::show_series(which, &connections, &state.metrics);
+    }
     let ingest = tokio::spawn(listener::serve_listener(
         listeners.ingest,
         ingest_router(state.clone()),

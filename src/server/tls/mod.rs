@@ -6,9 +6,12 @@
 //!   nothing older, so a TLS 1.1 or 1.0 client is refused in the handshake), and
 //!   HTTP/1.1, offered by ALPN. HTTP/2 is not offered: Firehose sends one large
 //!   request per connection at a time, where HTTP/2's multiplexing gains nothing.
-//! - The certificate chain and key come from PEM files ([`CertFiles`]). They are
-//!   read again on SIGHUP and when either file changes ([`crate::reload`]): new
-//!   handshakes use the new certificate, connections already open keep theirs. A
+//! - The certificate chain and key come from PEM files ([`CertFiles`]), or from an
+//!   ACME CA such as Let's Encrypt ([`acme`]), ordered and renewed in the
+//!   background and validated by TLS-ALPN-01 on this listener.
+//! - PEM files are read again on SIGHUP and when either file changes
+//!   ([`crate::reload`]): new handshakes use the new certificate, connections
+//!   already open keep theirs (so do they when an ACME certificate is renewed). A
 //!   new file that does not load (half written, a key that does not belong to the
 //!   certificate) keeps the old certificate, logs one line and counts a failed
 //!   reload.
@@ -22,6 +25,7 @@
 //! - Metrics: handshakes by outcome, the certificate's expiry as a gauge (so an
 //!   alert can fire days before it), reloads by outcome.
 
+pub mod acme;
 pub mod x509;
 
 use std::collections::HashMap;
@@ -62,6 +66,8 @@ pub struct CertFiles {
 pub enum CertificateSource {
     /// PEM files, read again when they change.
     Files(CertFiles),
+    /// An ACME CA, ordered from and renewed in the background.
+    Acme(acme::AcmeSettings),
 }
 
 /// HTTPS on the ingest listener.

@@ -1,7 +1,8 @@
-//! The one fact Hydrant reads from a certificate itself: when it expires, for the
+//! The facts Hydrant reads from a certificate itself: when it expires, for the
 //! `hydrant_tls_certificate_not_after_seconds` gauge (an alert can then fire days
-//! before it happens). rustls does not expose it, and a whole X.509 parser is a
-//! lot of code to read one field, so this walks the DER to it (RFC 5280 §4.1):
+//! before it happens), and when it became valid, for the renewal point of an ACME
+//! certificate. rustls does not expose them, and a whole X.509 parser is a lot of
+//! code to read two fields, so this walks the DER to them (RFC 5280 §4.1):
 //!
 //! ```text
 //! Certificate  ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signature }
@@ -26,6 +27,17 @@ const GENERALIZED_TIME: u8 = 0x18;
 /// When the DER certificate `der` stops being valid, in seconds since the epoch.
 #[must_use]
 pub fn not_after(der: &[u8]) -> Option<i64> {
+    validity(der).map(|(_, not_after)| not_after)
+}
+
+/// When the DER certificate `der` starts being valid, in seconds since the epoch.
+#[must_use]
+pub fn not_before(der: &[u8]) -> Option<i64> {
+    validity(der).map(|(not_before, _)| not_before)
+}
+
+/// The validity period of the DER certificate `der`: not before, not after.
+fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let (tag, certificate, _) = element(der)?;
     if tag != SEQUENCE {
         return None;
@@ -46,14 +58,21 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     if tag != SEQUENCE {
         return None;
     }
-    let not_before_rest = element(validity)?.2;
-    let (tag, time, _) = element(not_before_rest)?;
+    let (not_before, after_rest) = time(validity)?;
+    let (not_after, _) = time(after_rest)?;
+    Some((not_before, not_after))
+}
+
+/// Reads one Time element off `input`: its seconds and what follows.
+fn time(input: &[u8]) -> Option<(i64, &[u8])> {
+    let (tag, time, rest) = element(input)?;
     let text = std::str::from_utf8(time).ok()?;
-    match tag {
+    let seconds = match tag {
         UTC_TIME => utc_time(text),
         GENERALIZED_TIME => generalized_time(text),
         _ => None,
-    }
+    }?;
+    Some((seconds, rest))
 }
 
 /// Splits one DER element off `input`: its tag, its contents and what follows.
@@ -177,6 +196,8 @@ mod tests {
         use rustls::pki_types::pem::PemObject as _;
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(not_after(der.as_ref()), Some(4_949_547_893));
+        // notBefore=Nov 29 10:24:53 2026 GMT.
+        assert_eq!(not_before(der.as_ref()), Some(1_795_947_893));
     }
 
     #[test]
@@ -188,6 +209,7 @@ mod tests {
         let der = der.as_ref();
         for cut in [0, 1, 2, 10, der.len() / 2] {
             assert_eq!(not_after(&der[..cut]), None, "cut at {cut}");
+            assert_eq!(not_before(&der[..cut]), None, "cut at {cut}");
         }
         assert_eq!(not_after(&[0x04, 0x00]), None);
         assert_eq!(not_after(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
