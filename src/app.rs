@@ -168,6 +168,74 @@ pub async fn run(
     Ok(())
 }
 
+/// How long `hydrant check` waits for a sink to open and its service to answer:
+/// network clients connect in the background, so a probe is tried again until then.
+pub const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What `hydrant check` found of one sink.
+#[derive(Debug)]
+pub struct SinkCheck {
+    /// The sink's name.
+    pub name: String,
+    /// Its type.
+    pub kind: &'static str,
+    /// `Ok` with a note, or why it cannot be used.
+    pub result: Result<&'static str, String>,
+}
+
+/// Opens every sink a route names and probes its service, as serving would
+/// before taking traffic, within [`CHECK_TIMEOUT`] each: for `hydrant check`,
+/// before a deploy. A file sink whose data directory a running Hydrant holds is
+/// reported as such, not opened.
+pub async fn check(config: &Config) -> Vec<SinkCheck> {
+    let metrics = Metrics::new(config.max_stream_labels);
+    let used = config.router.used_sinks();
+    let mut found = Vec::new();
+    for (position, spec) in config.sinks.iter().enumerate() {
+        if !used.contains(position) {
+            continue;
+        }
+        let kind = spec.config.kind();
+        let opened = tokio::time::timeout(
+            CHECK_TIMEOUT,
+            spec.config
+                .clone()
+                .open(&spec.name, &metrics, &config.storage),
+        )
+        .await;
+        let result = match opened {
+            Err(_) => Err(format!("not opened within {CHECK_TIMEOUT:?}")),
+            Ok(Err(OpenSinkError::Storage(OpenError::Locked(_)))) => {
+                Ok("in use by a running Hydrant (that one holds it; not opened)")
+            }
+            Ok(Err(error)) => Err(error.to_string()),
+            Ok(Ok(sink)) => {
+                let probed = probe_until(&sink, CHECK_TIMEOUT).await;
+                sink.close().await;
+                probed.map(|()| "ok")
+            }
+        };
+        found.push(SinkCheck {
+            name: spec.name.clone(),
+            kind,
+            result,
+        });
+    }
+    found
+}
+
+/// Probes `sink` until it answers or `limit` passes: the last failure.
+async fn probe_until(sink: &crate::sink::Sink, limit: std::time::Duration) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match sink.probe().await {
+            Ok(()) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => return Err(error.to_string()),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(250)).await,
+        }
+    }
+}
+
 /// Hydrant assembled around its sinks, ready to serve.
 #[derive(Debug)]
 pub struct App {

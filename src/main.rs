@@ -7,6 +7,8 @@ use hydrant::config::{ConfigError, Invocation, LogFormat};
 
 /// sysexits.h EX_USAGE: the configuration is wrong.
 const EX_USAGE: u8 = 64;
+/// sysexits.h EX_UNAVAILABLE: a service a sink needs does not answer.
+const EX_UNAVAILABLE: u8 = 69;
 
 /// How long `--health-check` waits for the admin listener; container runtimes
 /// usually allow a few seconds per check.
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
             let _ = std::io::Write::write_all(&mut std::io::stdout(), config.describe().as_bytes());
             return ExitCode::SUCCESS;
         }
+        Ok(Invocation::Check(config)) => return check(&config),
         Ok(Invocation::HealthCheck(admin_listen)) => {
             let ready = hydrant::server::health::probe_ready(admin_listen, HEALTH_CHECK_TIMEOUT);
             return if ready {
@@ -77,6 +80,49 @@ fn main() -> ExitCode {
             report(&error.to_string());
             ExitCode::from(error.exit_code())
         }
+    }
+}
+
+/// `hydrant check`: prints the configuration, then each routed sink's answer to a
+/// probe; EX_UNAVAILABLE (69) when one does not answer.
+#[expect(
+    clippy::print_stdout,
+    reason = "the check's report is its output"
+)]
+fn check(config: &hydrant::config::Config) -> ExitCode {
+    for warning in &config.warnings {
+        warn(warning);
+    }
+    print!("{}", config.describe());
+    hydrant::tls::install_crypto_provider();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            report(&format!("cannot start the runtime: {error}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let found = runtime.block_on(hydrant::app::check(config));
+    let mut failed = 0;
+    println!("sinks:");
+    for sink in &found {
+        match &sink.result {
+            Ok(note) => println!("  {} ({}): {note}", sink.name, sink.kind),
+            Err(reason) => {
+                failed += 1;
+                println!("  {} ({}): FAILED: {reason}", sink.name, sink.kind);
+            }
+        }
+    }
+    if failed == 0 {
+        println!("Every sink answered.");
+        ExitCode::SUCCESS
+    } else {
+        report(&format!("{failed} sink(s) did not answer"));
+        ExitCode::from(EX_UNAVAILABLE)
     }
 }
 

@@ -376,3 +376,77 @@ fn help_says_what_a_200_means() {
         assert!(flat.contains(text), "--help lacks {text}");
     }
 }
+
+/// `hydrant check` opens every routed sink and probes its service, before a
+/// deploy: a usable data directory and a NATS server that answers give exit 0
+/// with each sink's answer; a remote write receiver nobody runs gives exit 69
+/// naming it; a data directory a running Hydrant holds is reported, not taken.
+#[test]
+fn check_probes_every_routed_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let config = dir.path().join("hydrant.toml");
+    let down = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(&config, "[routing]\ndefault_sinks = [\"file\"]\n").unwrap();
+    let (code, stdout, stderr) = run(hydrant()
+        .args(["check", "--no-auth", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("  file (file): ok"), "{stdout}");
+    assert!(stdout.contains("Every sink answered."), "{stdout}");
+    assert!(data_dir.exists(), "the data directory was opened");
+
+    // The same data directory while a Hydrant serves from it.
+    let server = Hydrant::spawn(
+        hydrant()
+            .args(["--no-auth", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(&data_dir),
+        Stderr::Read,
+    );
+    let (code, stdout, stderr) = run(hydrant()
+        .args(["check", "--no-auth", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data_dir));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("file (file): in use by a running Hydrant"),
+        "{stdout}"
+    );
+    drop(server);
+
+    if cfg!(feature = "remote_write") {
+        std::fs::write(
+            &config,
+            format!(
+                "[[sinks]]\nname = \"mimir\"\ntype = \"remote_write\"\nurl = \"http://{down}/api/v1/push\"\n\
+                 [[routes]]\nkind = \"metric\"\nsinks = [\"mimir\"]\n\
+                 [routing]\ndefault_sinks = [\"file\"]\n"
+            ),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let (code, stdout, stderr) = run(hydrant()
+            .args(["check", "--no-auth", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("other")));
+        assert_eq!(code, Some(69), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("  mimir (remote_write): FAILED: receiver did not answer"),
+            "{stdout}"
+        );
+        assert!(stdout.contains("  file (file): ok"), "{stdout}");
+        assert!(
+            stderr.contains("hydrant: error: 1 sink(s) did not answer"),
+            "{stderr}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "bounded wait");
+    }
+}

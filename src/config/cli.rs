@@ -22,7 +22,10 @@ the pipe.
 
 `hydrant validate [OPTIONS]` checks the configuration and prints the sinks and routes \
 it resolves to, without binding ports, locking the data directory or connecting to \
-anything: exit 0, or 64 and the first problem.
+anything: exit 0, or 64 and the first problem. `hydrant check [OPTIONS]` does the same, \
+then opens every routed sink and probes its service (the data directory, the S3 bucket, \
+NATS, the Kafka brokers, the remote write receiver), for use before a deploy: exit 0 \
+when every sink answers, 69 when one does not.
 
 Options are flags, environment variables or keys of the TOML file named by --config; \
 flags win over the environment, which wins over the file. Access keys from every \
@@ -61,6 +64,8 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Check the configuration (the same flags, variables and file as serving) and print the sinks and routes it resolves to; binds nothing, locks nothing, connects nowhere. Exit 0 if valid, 64 if not
     Validate(Settings),
+    /// Like validate, then open every routed sink and probe its service (data directory, S3 bucket, NATS, Kafka brokers, remote write receiver) and print each one's answer; binds no port. Exit 0 if every sink answers, 64 if the configuration is invalid, 69 if a sink does not answer
+    Check(Settings),
 }
 
 impl Cli {
@@ -78,6 +83,7 @@ impl Cli {
         <Self as clap::CommandFactory>::command()
             .mut_args(quote)
             .mut_subcommand("validate", |validate| validate.mut_args(quote))
+            .mut_subcommand("check", |check| check.mut_args(quote))
     }
 }
 

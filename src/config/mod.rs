@@ -118,6 +118,8 @@ pub enum Invocation {
     Serve(Box<Config>),
     /// `hydrant validate`: print what this configuration resolves to and exit.
     Validate(Box<Config>),
+    /// `hydrant check`: print it, then probe every routed sink's service and exit.
+    Check(Box<Config>),
     /// `--health-check`: probe the admin listener at this address and exit.
     HealthCheck(SocketAddr),
 }
@@ -174,6 +176,9 @@ impl Invocation {
         match cli.command {
             Some(Command::Validate(settings)) => {
                 Config::from_settings(settings, env).map(|config| Self::Validate(Box::new(config)))
+            }
+            Some(Command::Check(settings)) => {
+                Config::from_settings(settings, env).map(|config| Self::Check(Box::new(config)))
             }
             None => Config::from_settings(cli.settings, env).map(|mut config| {
                 if !config.key_files.is_empty() {
