@@ -746,6 +746,50 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     );
     assert!(answered >= 40, "only {answered} queries in the dashboard");
 
+    // The alert rules (expressions and runbooks) name metrics and outcomes this
+    // Hydrant serves: a misspelt
+    // name would pass promtool's tests (their series are written by hand) and
+    // never fire.
+    let rules =
+        std::fs::read_to_string(repository("deploy/prometheus/hydrant-alerts.yml")).unwrap();
+    let names: BTreeSet<&str> = rules
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with("hydrant_") && word.len() > "hydrant_".len())
+        .collect();
+    assert!(names.len() >= 10, "{names:?}");
+    for name in names {
+        // A histogram (named in a runbook) is served as its `_bucket`, `_sum` and
+        // `_count` series.
+        let expr = format!(r#"count({{__name__=~"{name}(_bucket|_sum|_count)?", {selector}}})"#);
+        assert!(
+            total(prometheus.address, &expr).is_some(),
+            "the alert rules name {name}, which this Hydrant does not serve"
+        );
+    }
+    let (_, outcomes) = http_get(prometheus.address, "/api/v1/label/outcome/values").unwrap();
+    let outcomes: Value = serde_json::from_str(&outcomes).unwrap();
+    let outcomes: BTreeSet<&str> = outcomes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|value| value.as_str().unwrap())
+        .collect();
+    for quoted in rules.split("outcome").skip(1) {
+        let Some(values) = quoted
+            .strip_prefix("=~\"")
+            .or_else(|| quoted.strip_prefix("=\""))
+            .and_then(|rest| rest.split('"').next())
+        else {
+            continue;
+        };
+        for value in values.split('|') {
+            assert!(
+                outcomes.contains(value),
+                "the alert rules name outcome {value:?}; served: {outcomes:?}"
+            );
+        }
+    }
+
     // The data the panels show is this run's, not just series at zero.
     for (expr, at_least) in [
         (
