@@ -85,10 +85,7 @@ fn main() -> ExitCode {
 
 /// `hydrant check`: prints the configuration, then each routed sink's answer to a
 /// probe; EX_UNAVAILABLE (69) when one does not answer.
-#[expect(
-    clippy::print_stdout,
-    reason = "the check's report is its output"
-)]
+#[expect(clippy::print_stdout, reason = "the check's report is its output")]
 fn check(config: &hydrant::config::Config) -> ExitCode {
     for warning in &config.warnings {
         warn(warning);

@@ -403,10 +403,7 @@ fn check_probes_every_routed_sink() {
 
     // The same data directory while a Hydrant serves from it.
     let server = Hydrant::spawn(
-        hydrant()
-            .args(["--no-auth", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
-            .arg("--data-dir")
-            .arg(&data_dir),
+        hydrant().arg("--no-auth").arg("--data-dir").arg(&data_dir),
         Stderr::Read,
     );
     let (code, stdout, stderr) = run(hydrant()

@@ -362,7 +362,9 @@ impl KeyReload {
     /// again, the files read again, everything checked as at startup.
     fn read(&self, env: Env<'_>) -> Result<Auth, ConfigError> {
         match Invocation::from_args_and_env(self.args.iter().cloned(), env)? {
-            Invocation::Serve(config) | Invocation::Validate(config) => Ok(config.auth),
+            Invocation::Serve(config)
+            | Invocation::Validate(config)
+            | Invocation::Check(config) => Ok(config.auth),
             Invocation::HealthCheck(_) => Err(invalid("the command line no longer serves")),
         }
     }
