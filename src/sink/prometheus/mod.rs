@@ -50,12 +50,11 @@ pub const DEFAULT_PATH: &str = "/cloudwatch/metrics";
 pub const DEFAULT_STALENESS: Duration = Duration::from_secs(600);
 /// Series one sink holds at most, by default. A YACE-named EC2 or ALB series with
 /// its account, region and one dimension was measured at 198 bytes allocated (its
-/// label text, its value and times, its share of the maps) and about 270 bytes of
-/// resident memory with the allocator's overhead, at 100,000 and at 1,000,000
-/// series alike: a full sink takes about 270 MB. That holds a stream of 200,000
-/// metrics with their five statistics each, more than one Prometheus target
-/// should serve (a scrape of it is about 130 MB of text); a smaller machine sets a
-/// lower cap.
+/// label text, its value and times, its share of the maps) and 220 to 270 bytes
+/// of resident memory with the allocator's overhead (docs/performance.md): a full
+/// sink takes about 220–270 MB. That holds a stream of 200,000 metrics with their
+/// five statistics each, more than one Prometheus target should serve (a scrape of
+/// it is about 160 MB of text, streamed); a smaller machine sets a lower cap.
 pub const DEFAULT_MAX_SERIES: usize = 1_000_000;
 /// The admin listener's own paths, which a sink cannot take.
 pub const RESERVED_PATHS: [&str; 3] = ["/metrics", "/healthz", "/readyz"];
