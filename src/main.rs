@@ -60,10 +60,7 @@ fn main() -> ExitCode {
     }
     // Before any client starts, so every TLS connection uses the same backend.
     hydrant::tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             drop(log);
@@ -92,10 +89,7 @@ fn check(config: &hydrant::config::Config) -> ExitCode {
     }
     print!("{}", config.describe());
     hydrant::tls::install_crypto_provider();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(error) => {
             report(&format!("cannot start the runtime: {error}"));
@@ -121,6 +115,13 @@ fn check(config: &hydrant::config::Config) -> ExitCode {
         report(&format!("{failed} sink(s) did not answer"));
         ExitCode::from(EX_UNAVAILABLE)
     }
+}
+
+/// The multi-threaded runtime, with I/O, time and signals.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// Writes `hydrant: error: <text>` to standard error, ignoring a closed one

@@ -9,7 +9,7 @@
 mod common;
 
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -24,15 +24,6 @@ use rustls::pki_types::{CertificateDer, ServerName};
 const DOMAIN: &str = "hydrant.test";
 /// Longest wait for pebble to issue (it takes about a second).
 const ISSUE_LIMIT: Duration = Duration::from_secs(60);
-
-/// A port nothing listens on now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn wait_for_port(port: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -66,11 +57,11 @@ impl Pebble {
     /// validating TLS-ALPN-01 on `tls_port`.
     fn start(certificates: &Certificates, dir: &Path, tls_port: u16) -> Self {
         let (dns, dns_management, listen, management, http) = (
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
-            free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
+            common::free_port(),
         );
         let config = serde_json::json!({
             "pebble": {
@@ -353,7 +344,7 @@ impl Running {
 fn a_certificate_is_ordered_validated_cached_and_renewed_with_pebble() {
     let certificates = Certificates::new();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let pebble = Pebble::start(&certificates, dir.path(), port);
     let roots = pebble.roots(&certificates);
 

@@ -391,11 +391,14 @@ fn check_probes_every_routed_sink() {
         .local_addr()
         .unwrap();
     std::fs::write(&config, "[routing]\ndefault_sinks = [\"file\"]\n").unwrap();
-    let (code, stdout, stderr) = run(hydrant()
-        .args(["check", "--no-auth", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data_dir));
+    let check = |data_dir: &Path| {
+        run(hydrant()
+            .args(["check", "--no-auth", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir))
+    };
+    let (code, stdout, stderr) = check(&data_dir);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("  file (file): ok"), "{stdout}");
     assert!(stdout.contains("Every sink answered."), "{stdout}");
@@ -406,11 +409,7 @@ fn check_probes_every_routed_sink() {
         hydrant().arg("--no-auth").arg("--data-dir").arg(&data_dir),
         Stderr::Read,
     );
-    let (code, stdout, stderr) = run(hydrant()
-        .args(["check", "--no-auth", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(&data_dir));
+    let (code, stdout, stderr) = check(&data_dir);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
         stdout.contains("file (file): in use by a running Hydrant"),
@@ -429,11 +428,7 @@ fn check_probes_every_routed_sink() {
         )
         .unwrap();
         let started = Instant::now();
-        let (code, stdout, stderr) = run(hydrant()
-            .args(["check", "--no-auth", "--config"])
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(dir.path().join("other")));
+        let (code, stdout, stderr) = check(&dir.path().join("other"));
         assert_eq!(code, Some(69), "{stdout}{stderr}");
         assert!(
             stdout.contains("  mimir (remote_write): FAILED: receiver did not answer"),

@@ -282,24 +282,6 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[(
      a file, a prometheus and a remote_write sink",
 )];
 
-/// `GET path_and_query` on `address` over HTTP/1.0: status and body.
-fn http_get(address: SocketAddr, path_and_query: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    let status = reply.split(' ').nth(1)?.parse().ok()?;
-    let body = reply.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
 /// `text` percent-encoded for a URL's query.
 fn encode(text: &str) -> String {
     text.bytes()
@@ -317,7 +299,7 @@ fn encode(text: &str) -> String {
 fn query(prometheus: SocketAddr, query: &str) -> Value {
     let path = format!("/api/v1/query?query={}", encode(query));
     let (status, body) =
-        http_get(prometheus, &path).unwrap_or_else(|| panic!("no answer to {query}"));
+        common::http_get(prometheus, &path).unwrap_or_else(|| panic!("no answer to {query}"));
     serde_json::from_str(&body).unwrap_or_else(|error| panic!("{query}: {status} {error}: {body}"))
 }
 
@@ -334,15 +316,6 @@ fn total(prometheus: SocketAddr, expr: &str) -> Option<f64> {
             .map(|sample| sample["value"][1].as_str().unwrap().parse::<f64>().unwrap())
             .sum(),
     )
-}
-
-/// A free port on loopback.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus process, killed when dropped (a failed assertion included).
@@ -386,7 +359,7 @@ impl Prometheus {
             _dir: dir,
         };
         let deadline = Instant::now() + PROMETHEUS_LIMIT;
-        while http_get(address, "/-/ready").map(|(status, _)| status) != Some(200) {
+        while common::http_get(address, "/-/ready").map(|(status, _)| status) != Some(200) {
             assert!(Instant::now() < deadline, "Prometheus not ready in time");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -585,7 +558,9 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let prometheus_address: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let prometheus_address: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let config = dir.path().join("hydrant.toml");
     std::fs::write(&config, hydrant_config(prometheus_address)).unwrap();
     let certificate = repository("tests/fixtures/tls/client.pem");
@@ -700,7 +675,7 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
     std::thread::sleep(Duration::from_secs(3));
 
     // The variables' queries find this run's job and instance.
-    let (_, jobs) = http_get(
+    let (_, jobs) = common::http_get(
         prometheus.address,
         &format!(
             "/api/v1/label/job/values?match[]={}",
@@ -766,7 +741,8 @@ fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             "the alert rules name {name}, which this Hydrant does not serve"
         );
     }
-    let (_, outcomes) = http_get(prometheus.address, "/api/v1/label/outcome/values").unwrap();
+    let (_, outcomes) =
+        common::http_get(prometheus.address, "/api/v1/label/outcome/values").unwrap();
     let outcomes: Value = serde_json::from_str(&outcomes).unwrap();
     let outcomes: BTreeSet<&str> = outcomes["data"]
         .as_array()

@@ -16,7 +16,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -75,7 +75,7 @@ impl Tansu {
     /// front of it) rather than to its own port.
     fn start_advertising(advertised_port: Option<u16>) -> Self {
         let mut tansu = Self {
-            port: free_port(),
+            port: common::free_port(),
             advertised_port,
             child: None,
             dir: tempfile::tempdir().unwrap(),
@@ -161,15 +161,6 @@ impl Drop for Tansu {
 
 fn read_log(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
-}
-
-/// A port nothing listens on (bound to 0, read, released).
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The `tansu` binary on `PATH` or in `$HOME/.cargo/bin`.
@@ -872,7 +863,7 @@ fn log_lines_with(logs: &Mutex<Vec<u8>>, needle: &str) -> Vec<Value> {
 async fn a_down_broker_is_retried_with_a_backoff_and_logged_once() {
     const RUN: Duration = Duration::from_secs(5);
     let logs = captured_logs();
-    let broker = format!("127.0.0.1:{}", free_port());
+    let broker = format!("127.0.0.1:{}", common::free_port());
     let sink = KafkaSink::connect(KafkaConfig::new(vec![broker.clone()]))
         .await
         .unwrap();
@@ -977,7 +968,7 @@ impl Drop for Stunnel {
 #[tokio::test]
 async fn tls_brokers_are_reached_with_the_configured_ca() {
     let pki = Certificates::new();
-    let tls_port = free_port();
+    let tls_port = common::free_port();
     let tansu = Tansu::start_advertising(Some(tls_port));
     let _stunnel = Stunnel::start(&pki, tls_port, tansu.port);
     let broker = format!("127.0.0.1:{tls_port}");

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write as _;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -76,7 +76,7 @@ impl NatsServer {
 
     fn start_with(config: Option<&str>) -> Self {
         let binary = nats_server_binary();
-        let port = free_port();
+        let port = common::free_port();
         let store = tempfile::tempdir().unwrap();
         let config = config.map(|text| {
             let path = store.path().join("nats-server.conf");
@@ -202,14 +202,6 @@ fn nats_server_binary() -> PathBuf {
             "nats-server is not installed (looked in PATH and /usr/sbin); `.ci/run` installs it \
              (apt package `nats-server`): apt-get install -y nats-server",
         )
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A sink on `nats` that creates the test stream; `edit` changes the rest.

@@ -447,36 +447,6 @@ async fn json_and_opentelemetry_07_give_the_same_series() {
     .await;
 }
 
-/// `GET path_and_query` on `address` over plain HTTP/1.0, for the Prometheus API:
-/// status and body.
-fn http_get(address: std::net::SocketAddr, path_and_query: &str) -> Option<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut stream =
-        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2)).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).ok()?;
-    let status = reply.split(' ').nth(1)?.parse().ok()?;
-    let body = reply.split_once("\r\n\r\n")?.1.to_owned();
-    Some((status, body))
-}
-
-/// A free port on loopback, for a child process to listen on.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A real Prometheus (Debian's `prometheus` package, which `.ci/test` installs)
 /// scrapes the admin listener, and its query API returns the captured point under
 /// its YACE names: what a dashboard built for YACE would query.
@@ -510,8 +480,9 @@ async fn a_real_prometheus_scrapes_the_series_and_answers_queries() {
         ),
     )
     .unwrap();
-    let prometheus_address: std::net::SocketAddr =
-        format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let prometheus_address: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let mut prometheus = Command::new("prometheus")
         .arg(format!("--config.file={}", config.display()))
         .arg(format!(
@@ -529,9 +500,10 @@ async fn a_real_prometheus_scrapes_the_series_and_answers_queries() {
                  %7Bdimension_InstanceId%3D%22i-0efc7fdf09c123428%22%7D";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let answer = loop {
-        let reply = tokio::task::spawn_blocking(move || http_get(prometheus_address, query))
-            .await
-            .unwrap();
+        let reply =
+            tokio::task::spawn_blocking(move || common::http_get(prometheus_address, query))
+                .await
+                .unwrap();
         if let Some((200, body)) = &reply {
             let parsed: serde_json::Value = serde_json::from_str(body).unwrap();
             if parsed["data"]["result"]

@@ -61,7 +61,9 @@ impl Receiver {
 
     /// A receiver of `flavor` on a free port, started and answering.
     async fn start(flavor: Flavor) -> Self {
-        let address = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let address = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap();
         let mut receiver = Self {
             flavor,
             address,
@@ -288,29 +290,12 @@ fn assert_holds_exactly(flavor: Flavor, stored: &Stored, expected: &Stored) {
     }
 }
 
-/// `GET path_and_query` over plain HTTP/1.0: status and body.
+/// `GET path_and_query` over plain HTTP/1.0, off the async workers.
 async fn get(address: SocketAddr, path_and_query: &str) -> Option<(u16, String)> {
     let path_and_query = path_and_query.to_owned();
-    tokio::task::spawn_blocking(move || {
-        use std::io::{Read, Write};
-        let mut stream =
-            std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .ok()?;
-        write!(
-            stream,
-            "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut reply = String::new();
-        stream.read_to_string(&mut reply).ok()?;
-        let status = reply.split(' ').nth(1)?.parse().ok()?;
-        let body = reply.split_once("\r\n\r\n")?.1.to_owned();
-        Some((status, body))
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || common::http_get(address, &path_and_query))
+        .await
+        .unwrap()
 }
 
 /// Polls `check` every 250 ms until it holds or `limit` passes.
@@ -329,14 +314,6 @@ where
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn now_ms() -> i64 {

@@ -278,3 +278,34 @@ pub fn file_lines(server: &TestServer) -> Vec<Vec<u8>> {
         })
         .collect()
 }
+
+/// A port on loopback that was free a moment ago, for a child process to listen on.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path_and_query` on `address` over plain HTTP/1.0 (so no chunked reply and
+/// no keep-alive), for the APIs of Prometheus, VictoriaMetrics and the like:
+/// status and body, or `None` when nothing answers within a few seconds.
+pub fn http_get(address: std::net::SocketAddr, path_and_query: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path_and_query} HTTP/1.0\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).ok()?;
+    let status = reply.split(' ').nth(1)?.parse().ok()?;
+    let body = reply.split_once("\r\n\r\n")?.1.to_owned();
+    Some((status, body))
+}
