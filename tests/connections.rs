@@ -18,6 +18,7 @@ use hydrant::limits::Limits;
 use hydrant::routing::{Router, SinkSet};
 use hydrant::server::auth::{AccessKey, Auth};
 use hydrant::server::listener::ConnectionSettings;
+use hydrant::server::tls::{CertFiles, Certificates, HandshakeOutcome, Terminator, server_config};
 use hydrant::server::{Listeners, Settings, serve};
 use hydrant::sink::Sink;
 use hydrant::sink::nats::{NatsConfig, NatsSink};
@@ -58,6 +59,15 @@ struct Running {
 }
 
 async fn start(server: TestServer, settings: ConnectionSettings) -> Running {
+    start_with_tls(server, settings, None).await
+}
+
+/// [`start`], the ingest listener serving HTTPS with `tls` when given.
+async fn start_with_tls(
+    server: TestServer,
+    settings: ConnectionSettings,
+    tls: Option<Terminator>,
+) -> Running {
     let ingest = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (ingest_address, admin_address) =
@@ -67,7 +77,7 @@ async fn start(server: TestServer, settings: ConnectionSettings) -> Running {
         Listeners {
             ingest,
             admin,
-            ingest_tls: None,
+            ingest_tls: tls,
         },
         server.state.clone(),
         async move {
@@ -864,4 +874,49 @@ async fn shutdown_lets_the_delivery_in_flight_finish() {
     assert_eq!(answer.header("connection"), Some("close"));
     thaw.join().unwrap();
     shutting_down.await.unwrap().unwrap();
+}
+
+/// A connection that has sent nothing yet does not hold shutdown back until its
+/// header or handshake timeout: it has no request to finish, so it is closed at
+/// once and `serve` returns promptly, on plain HTTP and on HTTPS alike.
+#[tokio::test]
+async fn silent_connections_do_not_delay_shutdown() {
+    let settings = ConnectionSettings {
+        header_timeout: Duration::from_secs(30),
+        ..quick()
+    };
+    for https in [false, true] {
+        let server = TestServer::new();
+        let tls = https.then(|| {
+            let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tls");
+            let files = CertFiles {
+                cert: fixtures.join("client.pem"),
+                key: fixtures.join("client.key"),
+            };
+            let recorder = server.state.metrics().tls(
+                "ingest",
+                &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
+            );
+            let certificates = Arc::new(Certificates::new(recorder.clone()));
+            certificates.set(files.load().unwrap());
+            let config = server_config(certificates, false).unwrap();
+            Terminator::new(config, Duration::from_secs(30), recorder)
+        });
+        let running = start_with_tls(server, settings, tls).await;
+        let mut silent = TcpStream::connect(running.ingest).await.unwrap();
+        running
+            .wait_for_metric(r#"hydrant_open_connections{listener="ingest"}"#, 1.0)
+            .await;
+        let started = Instant::now();
+        running.shut_down().await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_secs(3),
+            "https {https}: shutdown took {took:?}"
+        );
+        assert!(
+            closed_within(&mut silent, PATIENCE).await.is_some(),
+            "https {https}: the silent connection is closed"
+        );
+    }
 }

@@ -25,9 +25,9 @@
 //! kernel's backlog does not fill with them), counted, and logged at most once per
 //! [`REFUSAL_LOG_INTERVAL`], so a flood cannot flood the log.
 //!
-//! At shutdown a listener stops accepting, closes its idle connections, lets busy
-//! ones finish their request (hyper's graceful shutdown), and returns once every
-//! connection has ended. Dropping the loop's future aborts the connections left.
+//! At shutdown a listener stops accepting, closes its idle connections and those
+//! still in their TLS handshake, lets busy ones finish their request (hyper's
+//! graceful shutdown), and returns once every connection has ended. Dropping the loop's future aborts the connections left.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -367,15 +367,20 @@ pub(crate) async fn serve_listener(
         };
         let connection = Arc::new(Connection::new(which, settings, gauges.clone()));
         let open = OpenConnection::new(gauges.open.with_label_values(&[label]));
-        let (router, stop, tls) = (router.clone(), stop.clone(), tls.clone());
+        let (router, mut stop, tls) = (router.clone(), stop.clone(), tls.clone());
         connections.spawn(async move {
             let Some(tls) = tls else {
                 serve_connection(stream, connection, router, stop, (slot, open)).await;
                 return;
             };
             // The handshake holds the slot, within its own timeout; the head's
-            // deadline then runs from its end.
-            if let Some(stream) = tls.accept(stream).await {
+            // deadline then runs from its end. At shutdown a connection still in
+            // its handshake has no request to finish, and is closed at once.
+            let accepted = tokio::select! {
+                accepted = tls.accept(stream) => accepted,
+                () = stopped(&mut stop) => None,
+            };
+            if let Some(stream) = accepted {
                 connection.set_phase(Phase::Head {
                     since: Instant::now(),
                 });
