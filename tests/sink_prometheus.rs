@@ -15,7 +15,6 @@ use http_body_util::BodyExt;
 use hydrant::decode::{DecodeSettings, Format};
 use hydrant::event::Metric;
 use hydrant::limits::Limits;
-use hydrant::routing::{Match, Route, Router, SinkSet};
 use hydrant::series::{Naming, samples};
 use hydrant::server::auth::{AccessKey, Auth};
 use hydrant::server::{Settings, admin_router};
@@ -40,18 +39,7 @@ fn server_reading(config: PrometheusConfig, format: Format) -> TestServer {
             default_format: format,
             ..DecodeSettings::default()
         },
-        router: Router {
-            routes: vec![Route {
-                name: "metrics".into(),
-                matcher: Match {
-                    kinds: vec!["metric".into()],
-                    ..Match::default()
-                },
-                sinks: SinkSet::of(&[0, 1]),
-                continue_matching: false,
-            }],
-            default_sinks: SinkSet::of(&[0]),
-        },
+        router: common::metrics_also_to_sink_1(),
     };
     TestServer::with_sinks(settings, move |_, metrics| {
         let sink = PrometheusSink::new(&config, metrics.prometheus_sink("cw"));

@@ -22,7 +22,6 @@ use common::{KEY, KEY_NAME, TestServer, delivery, fixture};
 use hydrant::decode::DecodeSettings;
 use hydrant::event::Metric;
 use hydrant::limits::Limits;
-use hydrant::routing::{Match, Route, Router, SinkSet};
 use hydrant::series::{Naming, samples};
 use hydrant::server::Settings;
 use hydrant::server::auth::{AccessKey, Auth};
@@ -372,18 +371,7 @@ fn server(url: &str) -> TestServer {
         auth: Auth::Keys(vec![AccessKey::new(KEY_NAME, KEY)]),
         limits: Limits::default(),
         decode: DecodeSettings::default(),
-        router: Router {
-            routes: vec![Route {
-                name: "metrics".into(),
-                matcher: Match {
-                    kinds: vec!["metric".into()],
-                    ..Match::default()
-                },
-                sinks: SinkSet::of(&[0, 1]),
-                continue_matching: false,
-            }],
-            default_sinks: SinkSet::of(&[0]),
-        },
+        router: common::metrics_also_to_sink_1(),
     };
     let config = RemoteWriteConfig::new(url);
     TestServer::with_sinks(settings, move |_, metrics| {

@@ -309,3 +309,22 @@ pub fn http_get(address: std::net::SocketAddr, path_and_query: &str) -> Option<(
     let body = reply.split_once("\r\n\r\n")?.1.to_owned();
     Some((status, body))
 }
+
+/// The router of a server with the file sink at 0 and one more sink at 1: metric
+/// events go to both (so a test can read what was decoded beside what the other
+/// sink made of it), everything else to the file.
+pub fn metrics_also_to_sink_1() -> Router {
+    use hydrant::routing::{Match, Route};
+    Router {
+        routes: vec![Route {
+            name: "metrics".into(),
+            matcher: Match {
+                kinds: vec!["metric".into()],
+                ..Match::default()
+            },
+            sinks: SinkSet::of(&[0, 1]),
+            continue_matching: false,
+        }],
+        default_sinks: SinkSet::of(&[0]),
+    }
+}
