@@ -62,6 +62,23 @@ impl Files {
         Self { paths, stamps }
     }
 
+    /// Watches `paths` from now on, as they are now; files watched already keep
+    /// what was last seen of them.
+    pub fn watch(&mut self, paths: Vec<PathBuf>) {
+        if paths == self.paths {
+            return;
+        }
+        let stamps = paths
+            .iter()
+            .map(|path| match self.paths.iter().position(|old| old == path) {
+                Some(at) => self.stamps[at],
+                None => Stamp::of(path),
+            })
+            .collect();
+        self.paths = paths;
+        self.stamps = stamps;
+    }
+
     /// Whether any file changed since the last call (or since [`Self::new`]).
     pub fn changed(&mut self) -> bool {
         let mut changed = false;
@@ -134,29 +151,30 @@ impl Hangups {
 
 /// Calls `reload` on every SIGHUP and whenever one of `files` changes, checking
 /// them every `interval`, until the task is aborted. `reload` does the reading,
-/// the checking, the swapping, the log line and the counting.
+/// the checking, the swapping, the log line and the counting; it returns the
+/// files to watch from then on when they changed (a configuration file that now
+/// names another key file), or `None` to keep watching the same.
 pub fn spawn(
     mut files: Files,
     mut hangups: Hangups,
     interval: Duration,
-    mut reload: impl FnMut() + Send + 'static,
+    mut reload: impl FnMut() -> Option<Vec<PathBuf>> + Send + 'static,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let due = tokio::select! {
                 () = hangups.next() => {
                     // Take the files' new state, so the next tick does not reload
                     // the same change again.
                     files.changed();
-                    reload();
+                    true
                 }
-                _ = ticks.tick() => {
-                    if files.changed() {
-                        reload();
-                    }
-                }
+                _ = ticks.tick() => files.changed(),
+            };
+            if due && let Some(paths) = reload() {
+                files.watch(paths);
             }
         }
     })
@@ -205,6 +223,7 @@ mod tests {
             Duration::from_millis(20),
             move || {
                 counted.fetch_add(1, Ordering::SeqCst);
+                None
             },
         );
         let settle = || tokio::time::sleep(Duration::from_millis(120));
@@ -216,6 +235,39 @@ mod tests {
         std::fs::write(&path, "bb").unwrap();
         settle().await;
         assert_eq!(count.load(Ordering::SeqCst), 2, "a change, once");
+        task.abort();
+    }
+
+    /// A reload that names other files has those watched from then on.
+    #[tokio::test]
+    async fn a_reload_can_change_the_files_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, second) = (dir.path().join("a.keys"), dir.path().join("b.keys"));
+        std::fs::write(&first, "a").unwrap();
+        std::fs::write(&second, "b").unwrap();
+        let (hangup, hangups) = Hangups::manual();
+        let count = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&count);
+        let next = vec![first.clone(), second.clone()];
+        let task = spawn(
+            Files::new(vec![first.clone()]),
+            hangups,
+            Duration::from_millis(20),
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                Some(next.clone())
+            },
+        );
+        let settle = || tokio::time::sleep(Duration::from_millis(120));
+        std::fs::write(&second, "bb").unwrap();
+        settle().await;
+        assert_eq!(count.load(Ordering::SeqCst), 0, "b is not watched yet");
+        hangup.send_modify(|n| *n += 1);
+        settle().await;
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        std::fs::write(&second, "bbb").unwrap();
+        settle().await;
+        assert_eq!(count.load(Ordering::SeqCst), 2, "b is watched now");
         task.abort();
     }
 }

@@ -308,8 +308,10 @@ impl KeyReload {
         metrics: Arc<Metrics>,
     ) -> tokio::task::JoinHandle<()> {
         let files = Files::new(self.files.clone());
+        let mut this = self;
         reload::spawn(files, hangups, reload::POLL_INTERVAL, move || {
-            let _ = self.reload(&auth, &metrics, &|name| std::env::var_os(name));
+            let _ = this.reload(&auth, &metrics, &|name| std::env::var_os(name));
+            Some(this.files.clone())
         })
     }
 
@@ -321,15 +323,20 @@ impl KeyReload {
     ///
     /// Why the keys were not replaced, as logged.
     pub(super) fn reload(
-        &self,
+        &mut self,
         auth: &SharedAuth,
         metrics: &Metrics,
         env: Env<'_>,
     ) -> Result<KeyChange, String> {
-        let replaced = self
-            .read(env)
-            .map_err(|error| error.to_string())
-            .and_then(|next| auth.replace(next).map_err(|error| error.to_string()));
+        let replaced =
+            self.read(env)
+                .map_err(|error| error.to_string())
+                .and_then(|(next, files)| {
+                    // The configuration file may name other key files now: they are
+                    // the ones to watch, whether or not their keys are taken.
+                    self.files = files;
+                    auth.replace(next).map_err(|error| error.to_string())
+                });
         metrics.record_reload(RELOAD_TARGET_ACCESS_KEYS, replaced.is_ok());
         let files = self
             .files
@@ -358,13 +365,14 @@ impl KeyReload {
         replaced
     }
 
-    /// The keys as the configuration gives them now: the command line parsed
-    /// again, the files read again, everything checked as at startup.
-    fn read(&self, env: Env<'_>) -> Result<Auth, ConfigError> {
+    /// The keys as the configuration gives them now, and the files they come
+    /// from: the command line parsed again, the files read again, everything
+    /// checked as at startup.
+    fn read(&self, env: Env<'_>) -> Result<(Auth, Vec<PathBuf>), ConfigError> {
         match Invocation::from_args_and_env(self.args.iter().cloned(), env)? {
             Invocation::Serve(config)
             | Invocation::Validate(config)
-            | Invocation::Check(config) => Ok(config.auth),
+            | Invocation::Check(config) => Ok((config.auth, config.key_files)),
             Invocation::HealthCheck(_) => Err(invalid("the command line no longer serves")),
         }
     }
@@ -484,7 +492,7 @@ mod tests {
         let path = dir.path().join("keys");
         std::fs::write(&path, format!("a={KEY_A}\n")).unwrap();
         let metrics = Metrics::new(1);
-        let (auth, reload) = started(&path, &metrics);
+        let (auth, mut reload) = started(&path, &metrics);
         assert!(metrics.render().contains("hydrant_access_keys 1"));
 
         std::fs::write(&path, format!("a={KEY_A}\nb={KEY_B}\n")).unwrap();
@@ -512,7 +520,7 @@ mod tests {
         let path = dir.path().join("keys");
         std::fs::write(&path, format!("a={KEY_A}\n")).unwrap();
         let metrics = Metrics::new(1);
-        let (auth, reload) = started(&path, &metrics);
+        let (auth, mut reload) = started(&path, &metrics);
         let table = [
             (
                 "# every key removed\n".to_owned(),
@@ -558,7 +566,7 @@ mod tests {
             panic!("serves");
         };
         let metrics = Metrics::new(1);
-        let reload = started.key_reload.unwrap();
+        let mut reload = started.key_reload.unwrap();
         assert_eq!(reload.files(), std::slice::from_ref(&config));
         let auth = SharedAuth::new(started.auth, metrics.access_keys_gauge());
         std::fs::write(&config, "no_auth = true\n").unwrap();
@@ -576,5 +584,36 @@ mod tests {
         assert!(error.contains("takes a restart"), "{error}");
         assert_eq!(*open.current(), Auth::Disabled);
         assert_eq!(reloads(&metrics, "failed"), "2");
+    }
+
+    /// The configuration file names another key file: after the reload, that file
+    /// is the one watched, and its keys are in use.
+    #[test]
+    fn a_key_file_named_anew_is_watched_from_the_reload_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("hydrant.toml");
+        let (old, new) = (dir.path().join("old.keys"), dir.path().join("new.keys"));
+        std::fs::write(&old, format!("a={KEY_A}\n")).unwrap();
+        std::fs::write(&new, format!("b={KEY_B}\n")).unwrap();
+        let names = |file: &Path| format!("access_key_file = {:?}\n", file.to_str().unwrap());
+        std::fs::write(&config, names(&old)).unwrap();
+        let args = ["hydrant", "--config", config.to_str().unwrap()];
+        let Invocation::Serve(started) = Invocation::from_args_and_env(args, &|_| None).unwrap()
+        else {
+            panic!("serves");
+        };
+        let metrics = Metrics::new(1);
+        let mut reload = started.key_reload.unwrap();
+        assert!(reload.files().contains(&old) && !reload.files().contains(&new));
+        let auth = SharedAuth::new(started.auth, metrics.access_keys_gauge());
+        std::fs::write(&config, names(&new)).unwrap();
+        reload.reload(&auth, &metrics, &|_| None).unwrap();
+        assert!(
+            reload.files().contains(&new) && !reload.files().contains(&old),
+            "{:?}",
+            reload.files()
+        );
+        assert_eq!(accepts(&auth, KEY_B), Ok(Some(Arc::from("b"))));
+        assert!(accepts(&auth, KEY_A).is_err());
     }
 }

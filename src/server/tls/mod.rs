@@ -345,6 +345,7 @@ pub fn spawn_reloader(
     reload::spawn(watched, hangups, interval, move || {
         let source = files.cert.display().to_string();
         certificates.reloaded(&source, files.load());
+        None
     })
 }
 
