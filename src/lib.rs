@@ -9,7 +9,8 @@
 //!   The admin listener serves metrics and health ([`server::health`]), and the
 //!   series of each `prometheus` sink ([`sink::prometheus`]). Both run an
 //!   accept loop ([`server::listener`]) that caps connections and times out slow
-//!   clients.
+//!   clients; the ingest listener terminates TLS when configured, from files or
+//!   ACME ([`server::tls`]).
 //! - [`firehose`]: the protocol's model: header names, the request envelope, the
 //!   reply, the source ARN and common attributes.
 //! - [`admission`]: the in-flight byte budget every request reserves from.
