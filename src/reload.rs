@@ -127,13 +127,6 @@ impl Hangups {
         Self(receiver)
     }
 
-    /// Hangups that never come, for tests and embedders.
-    #[must_use]
-    pub fn none() -> Self {
-        let (_, receiver) = watch::channel(0_u64);
-        Self(receiver)
-    }
-
     /// A sender of hangups and the [`Hangups`] it feeds, for tests.
     #[must_use]
     pub fn manual() -> (watch::Sender<u64>, Self) {

@@ -461,6 +461,15 @@ mod tests {
         }
     }
 
+    /// The configuration a server started with `--config config` serves with.
+    fn serving_with(config: &Path) -> super::super::Config {
+        let args = ["hydrant", "--config", config.to_str().unwrap()];
+        match Invocation::from_args_and_env(args, &|_| None).unwrap() {
+            Invocation::Serve(config) => *config,
+            other => panic!("{other:?}"),
+        }
+    }
+
     /// A server's keys as started from `key_file`, and what reloads them.
     fn started(key_file: &Path, metrics: &Metrics) -> (SharedAuth, KeyReload) {
         let config = parse_config(key_file);
@@ -560,11 +569,7 @@ mod tests {
             format!("[[access_keys]]\nname = \"a\"\nkey = \"{KEY_A}\"\n"),
         )
         .unwrap();
-        let args = ["hydrant", "--config", config.to_str().unwrap()];
-        let Invocation::Serve(started) = Invocation::from_args_and_env(args, &|_| None).unwrap()
-        else {
-            panic!("serves");
-        };
+        let started = serving_with(&config);
         let metrics = Metrics::new(1);
         let mut reload = started.key_reload.unwrap();
         assert_eq!(reload.files(), std::slice::from_ref(&config));
@@ -597,11 +602,7 @@ mod tests {
         std::fs::write(&new, format!("b={KEY_B}\n")).unwrap();
         let names = |file: &Path| format!("access_key_file = {:?}\n", file.to_str().unwrap());
         std::fs::write(&config, names(&old)).unwrap();
-        let args = ["hydrant", "--config", config.to_str().unwrap()];
-        let Invocation::Serve(started) = Invocation::from_args_and_env(args, &|_| None).unwrap()
-        else {
-            panic!("serves");
-        };
+        let started = serving_with(&config);
         let metrics = Metrics::new(1);
         let mut reload = started.key_reload.unwrap();
         assert!(reload.files().contains(&old) && !reload.files().contains(&new));

@@ -37,7 +37,7 @@ use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::sign::CertifiedKey;
 
-use super::{Certificates, Loaded, x509};
+use super::{Certificates, LoadError, Loaded};
 use crate::metrics::AcmeRecorder;
 
 /// Let's Encrypt's production directory, the default CA.
@@ -167,21 +167,15 @@ impl Issued {
             .map_err(|error| format!("certificate chain: {error}"))?;
         let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
             .map_err(|error| format!("private key: {error}"))?;
-        let leaf = chain.first().ok_or("no certificate in the chain")?;
-        let (not_before, not_after) = x509::not_before(leaf.as_ref())
-            .zip(x509::not_after(leaf.as_ref()))
-            .ok_or("the certificate's validity cannot be read")?;
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key)
-            .map_err(|error| format!("a key rustls cannot sign with ({error})"))?;
-        let certified = CertifiedKey::new(chain, signing);
-        certified
-            .keys_match()
-            .map_err(|_| "the key is not the certificate's")?;
+        let loaded = Loaded::new(chain, &key).map_err(|error| match error {
+            LoadError::Signing(reason) => format!("a key rustls cannot sign with ({reason})"),
+            LoadError::Mismatch => "the key is not the certificate's".to_owned(),
+        })?;
+        let (Some(not_before), Some(not_after)) = (loaded.not_before, loaded.not_after) else {
+            return Err("the certificate's validity cannot be read".into());
+        };
         Ok(Self {
-            loaded: Loaded {
-                key: Arc::new(certified),
-                not_after: Some(not_after),
-            },
+            loaded,
             not_before,
             not_after,
             chain_pem: chain_pem.to_owned(),

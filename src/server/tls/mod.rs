@@ -84,6 +84,8 @@ pub struct TlsSettings {
 pub struct Loaded {
     /// What rustls serves.
     pub key: Arc<CertifiedKey>,
+    /// When the leaf certificate became valid, in seconds since the epoch.
+    pub not_before: Option<i64>,
     /// When the leaf certificate expires, in seconds since the epoch.
     pub not_after: Option<i64>,
 }
@@ -98,27 +100,49 @@ impl CertFiles {
     pub fn load(&self) -> Result<Loaded, String> {
         let chain = crate::tls::pem_certificates(&self.cert)?;
         let key = crate::tls::pem_private_key(&self.key)?;
-        let signing = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|error| {
-            format!(
-                "{}: a key rustls cannot sign with ({error})",
+        Loaded::new(chain, &key).map_err(|error| match error {
+            LoadError::Signing(reason) => format!(
+                "{}: a key rustls cannot sign with ({reason})",
                 self.key.display()
-            )
-        })?;
-        let certified = CertifiedKey::new(chain, signing);
-        certified.keys_match().map_err(|_| {
-            format!(
+            ),
+            LoadError::Mismatch => format!(
                 "{} is not the key of the first certificate in {}",
                 self.key.display(),
                 self.cert.display()
-            )
-        })?;
-        let not_after = certified
-            .cert
-            .first()
-            .and_then(|leaf| x509::not_after(leaf.as_ref()));
-        Ok(Loaded {
+            ),
+        })
+    }
+}
+
+/// Why a chain and a key do not make a certificate to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoadError {
+    /// rustls cannot sign with the key (an unsupported algorithm or curve).
+    Signing(String),
+    /// The key is not the first certificate's.
+    Mismatch,
+}
+
+impl Loaded {
+    /// The certificate to serve of `chain` (leaf first) and its `key`: the one
+    /// check of a pair, wherever it came from (files, or an ACME order).
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when rustls cannot sign with the key or it is not the leaf's.
+    pub fn new(
+        chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+        key: &rustls::pki_types::PrivateKeyDer<'_>,
+    ) -> Result<Self, LoadError> {
+        let signing = rustls::crypto::ring::sign::any_supported_type(key)
+            .map_err(|error| LoadError::Signing(error.to_string()))?;
+        let validity = chain.first().and_then(|leaf| x509::validity(leaf.as_ref()));
+        let certified = CertifiedKey::new(chain, signing);
+        certified.keys_match().map_err(|_| LoadError::Mismatch)?;
+        Ok(Self {
             key: Arc::new(certified),
-            not_after,
+            not_before: validity.map(|(not_before, _)| not_before),
+            not_after: validity.map(|(_, not_after)| not_after),
         })
     }
 }

@@ -30,14 +30,10 @@ pub fn not_after(der: &[u8]) -> Option<i64> {
     validity(der).map(|(_, not_after)| not_after)
 }
 
-/// When the DER certificate `der` starts being valid, in seconds since the epoch.
+/// The validity period of the DER certificate `der`: not before, not after, in
+/// seconds since the epoch.
 #[must_use]
-pub fn not_before(der: &[u8]) -> Option<i64> {
-    validity(der).map(|(not_before, _)| not_before)
-}
-
-/// The validity period of the DER certificate `der`: not before, not after.
-fn validity(der: &[u8]) -> Option<(i64, i64)> {
+pub fn validity(der: &[u8]) -> Option<(i64, i64)> {
     let (tag, certificate, _) = element(der)?;
     if tag != SEQUENCE {
         return None;
@@ -197,7 +193,10 @@ mod tests {
         let der = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
         assert_eq!(not_after(der.as_ref()), Some(4_949_547_893));
         // notBefore=Nov 29 10:24:53 2026 GMT.
-        assert_eq!(not_before(der.as_ref()), Some(1_795_947_893));
+        assert_eq!(
+            validity(der.as_ref()).map(|(not_before, _)| not_before),
+            Some(1_795_947_893)
+        );
     }
 
     #[test]
@@ -209,7 +208,7 @@ mod tests {
         let der = der.as_ref();
         for cut in [0, 1, 2, 10, der.len() / 2] {
             assert_eq!(not_after(&der[..cut]), None, "cut at {cut}");
-            assert_eq!(not_before(&der[..cut]), None, "cut at {cut}");
+            assert_eq!(validity(&der[..cut]), None, "cut at {cut}");
         }
         assert_eq!(not_after(&[0x04, 0x00]), None);
         assert_eq!(not_after(&[0x30, 0x85, 1, 1, 1, 1, 1]), None);
