@@ -36,23 +36,10 @@ const JOB: &str = "hydrant";
 /// How long Prometheus may take to start, scrape and answer.
 const PROMETHEUS_LIMIT: Duration = Duration::from_secs(60);
 
-/// Whether `tool` can be run. When it cannot, a run with `CI` set fails here;
-/// another run says so on standard error, and the caller skips its test.
-#[expect(
-    clippy::print_stderr,
-    reason = "a test without the tool says so in its output rather than pass in silence"
-)]
+/// Whether `tool` can be run (see [`common::installed`]: with `CI` set, a missing
+/// tool fails the test).
 fn available(tool: &str) -> bool {
-    if Command::new(tool).arg("--version").output().is_ok() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "`{tool}` is not installed, and CI must run this test: install Debian's \
-         `prometheus` package (.ci/test does)"
-    );
-    eprintln!("`{tool}` is not installed; test skipped (with CI set, this fails)");
-    false
+    common::installed(tool, "--version")
 }
 
 fn repository(path: &str) -> PathBuf {

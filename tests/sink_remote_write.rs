@@ -55,7 +55,7 @@ impl Receiver {
             Flavor::Prometheus => ("prometheus", "--version"),
             Flavor::VictoriaMetrics => ("victoria-metrics", "-version"),
         };
-        Command::new(program).arg(flag).output().is_ok()
+        common::installed(program, flag)
     }
 
     /// A receiver of `flavor` on a free port, started and answering.
@@ -396,17 +396,9 @@ fn own_metric(server: &TestServer, name: &str) -> String {
         .to_owned()
 }
 
-/// Says so when a receiver is not installed, rather than pass in silence.
-#[expect(
-    clippy::print_stderr,
-    reason = "a test without its receiver says so in its output"
-)]
+/// Whether the receiver is missing (see [`common::installed`]).
 fn missing(flavor: Flavor) -> bool {
-    let missing = !Receiver::installed(flavor);
-    if missing {
-        eprintln!("{flavor:?} is not installed; this remote write test was not run");
-    }
-    missing
+    !Receiver::installed(flavor)
 }
 
 /// Every sample of the capture, read back from the receiver, equals the sample

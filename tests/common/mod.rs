@@ -328,3 +328,27 @@ pub fn metrics_also_to_sink_1() -> Router {
         default_sinks: SinkSet::of(&[0]),
     }
 }
+
+/// Whether `program` (answering `version_flag`) is installed, for a test that
+/// needs a real service. Under CI (`CI` set, as `.ci/test` sets it) a missing
+/// program fails the test, since CI must run it; elsewhere the test says so on
+/// standard error and its caller skips it, rather than pass in silence.
+#[expect(
+    clippy::print_stderr,
+    reason = "a test without its program says so in its output"
+)]
+pub fn installed(program: &str, version_flag: &str) -> bool {
+    if std::process::Command::new(program)
+        .arg(version_flag)
+        .output()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "`{program}` is not installed, and CI must run this test: .ci/test installs it"
+    );
+    eprintln!("`{program}` is not installed; test skipped (with CI set, this fails)");
+    false
+}
